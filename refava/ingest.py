@@ -1,0 +1,469 @@
+"""``refava ingest``: AVA movies + annotation files -> movies, instances and clips tables, and per-movie frames.
+
+A clip is the window [t - 1.5 s, t + 1.5 s) around AVA keyframe t (seconds of the full movie): a 90-frame grid
+``t - 1.5 + k / 30`` (k = 0..89; the keyframe is k = 45).  Ingest stores the keyframe (full size unless
+``keyframe_short_side``) and ``frames`` grid frames sampled uniformly (k = floor((i + 0.5) * 90 / frames)),
+shrunk to ``short_side``, as JPEG.  For every target time the decoded frame whose presentation time is nearest
+is chosen (ties go to the earlier frame).
+
+Each movie is decoded once, sequentially, in timestamp order (one seek to the first window, and one more only
+across a gap of more than ``GAP_S`` seconds); movies run in parallel processes.  A movie's frames are written
+to ``frames/clean/<video_id>.parquet`` atomically, with the movie's results in the file's metadata, so a rerun
+skips finished movies and assembles byte-identical tables.  Bad input is counted, reported and skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time as _time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .ava import default_label_map, group_instances, load_ava_csv, load_excluded_timestamps, load_label_map
+from .errors import MissingMediaError, StrictModeError, VideoDecodeError
+from .fsutil import atomic_path, sha256_file, sha256_json, write_json_atomic
+from .records import (GRID_FPS, GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Clips, Instance, Instances, Movie, Movies,
+                      clip_id_of)
+from .schemas import arrow_schema
+from .tables import PROVENANCE_KEY, read_provenance
+from .validate import Problem, ProblemLog
+
+MOVIE_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".avi")
+GAP_S = 30
+FRAMES_DIR = Path("frames") / "clean"
+ROW_GROUP_CLIPS = 64
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """How clips are cut: sampled frames per clip (90 = all), their short side, the keyframe's, JPEG quality."""
+
+    frames: int = 8
+    short_side: int = 256
+    keyframe_short_side: int = 0
+    jpeg_quality: int = 90
+
+    def __post_init__(self):
+        if not 1 <= self.frames <= GRID_FRAMES:
+            raise ValueError(f"frames per clip: expected 1..{GRID_FRAMES} (or 'all'), found {self.frames}")
+        if self.short_side < 0 or self.keyframe_short_side < 0:
+            raise ValueError("short sides must be >= 0 (0 keeps the movie's size)")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"JPEG quality: expected 1..100, found {self.jpeg_quality}")
+
+    def grid_indices(self) -> list[int]:
+        """Grid indices of the sampled frames.
+
+        >>> ClipSettings(frames=8).grid_indices()
+        [5, 16, 28, 39, 50, 61, 73, 84]
+        """
+        return [int((i + 0.5) * GRID_FRAMES / self.frames) for i in range(self.frames)]
+
+
+def grid_time(timestamp: int, grid_index: int) -> Fraction:
+    """Movie time of grid frame ``grid_index`` of the clip around keyframe ``timestamp`` (exact).
+
+    >>> grid_time(902, 45)
+    Fraction(902, 1)
+    """
+    return Fraction(timestamp) - Fraction(3, 2) + Fraction(grid_index, GRID_FPS)
+
+
+@dataclass(order=True)
+class _Target:
+    time: Fraction
+    clip_index: int
+    role: str
+    grid_index: int
+
+
+@dataclass
+class MovieResult:
+    """What ingest made of one movie: its row, its clips, its problems, and where its frames went."""
+
+    video_id: str
+    movie: dict | None = None
+    clips: list[dict] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)
+    frames_file: str | None = None
+    reused: bool = False
+    seconds: float = 0.0
+
+    def to_meta(self) -> dict:
+        return {"video_id": self.video_id, "movie": self.movie, "clips": self.clips, "problems": self.problems}
+
+
+def find_movie(movies_dir: Path, video_id: str) -> Path | None:
+    """The movie file of ``video_id`` in ``movies_dir`` (first of .mkv, .mp4, .webm, .mov, .avi), or None."""
+    for ext in MOVIE_EXTENSIONS:
+        candidate = movies_dir / f"{video_id}{ext}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _fingerprint(movie_path: Path, timestamps: Sequence[int], settings: ClipSettings) -> str:
+    st = movie_path.stat()
+    return sha256_json({"file": movie_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                        "timestamps": list(timestamps), "settings": asdict(settings), "format": 1})
+
+
+def _frames_schema() -> pa.Schema:
+    return arrow_schema("frames")
+
+
+class _Encoder:
+    """Converts chosen frames into JPEG rows, reusing the bytes when one frame serves several targets."""
+
+    def __init__(self, settings: ClipSettings):
+        self.settings = settings
+        self._cache_time: Fraction | None = None
+        self._cache: dict[str, tuple[bytes, int, int]] = {}
+
+    def encode(self, decoded, role: str) -> tuple[bytes, int, int]:
+        from .video import encode_jpeg, frame_to_array
+
+        if decoded.time != self._cache_time:
+            self._cache_time, self._cache = decoded.time, {}
+        if role not in self._cache:
+            side = self.settings.keyframe_short_side if role == "keyframe" else self.settings.short_side
+            arr = frame_to_array(decoded.frame, side or None, "bgr24")
+            self._cache[role] = (encode_jpeg(arr, self.settings.jpeg_quality), arr.shape[1], arr.shape[0])
+        return self._cache[role]
+
+
+def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[tuple[int, int]],
+                 settings: ClipSettings, workspace: str | os.PathLike, *, threads: int = 0) -> MovieResult:
+    """Cut the clips of one movie; ``clips`` is [(keyframe second, people in the clip)], any order.
+
+    Writes ``frames/clean/<video_id>.parquet`` under ``workspace`` atomically (complete clips only) and returns
+    the movie row, the clip rows and the problems.  Reuses the existing file when nothing changed.
+    """
+    from .video import decode_from, open_for_decoding, probe
+
+    started = _time.perf_counter()
+    workspace = Path(workspace)
+    movie_path = Path(movie_path)
+    result = MovieResult(video_id)
+    rel = (FRAMES_DIR / f"{video_id}.parquet").as_posix()
+    out_path = workspace / rel
+    clips = sorted(clips)
+    fingerprint = _fingerprint(movie_path, [t for t, _ in clips], settings)
+    previous = read_provenance(out_path)
+    if previous and previous.get("fingerprint") == fingerprint and "result" in previous:
+        meta = previous["result"]
+        return MovieResult(video_id, meta["movie"], meta["clips"], meta["problems"], rel, reused=True)
+
+    def problem(kind, where, id, expected, found):
+        result.problems.append(Problem(kind, where, id, expected, found).to_dict())
+
+    try:
+        info = probe(movie_path)
+    except (VideoDecodeError, MissingMediaError) as exc:
+        problem("unreadable_movie", movie_path.name, video_id, "a readable video file", str(exc))
+        result.seconds = _time.perf_counter() - started
+        return result
+    result.movie = Movie(video_id=video_id, filename=movie_path.name, container=info.container, codec=info.codec,
+                         width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s,
+                         frame_count=info.frame_count, frame_count_source=info.frame_count_source,
+                         start_s=info.start_s, size_bytes=info.size_bytes).to_row()
+    frame_step = Fraction(1) / Fraction(info.fps).limit_denominator(1001) if info.fps else Fraction(1, 30)
+
+    targets: list[_Target] = []
+    usable: list[int] = []
+    for index, (timestamp, _people) in enumerate(clips):
+        start = grid_time(timestamp, 0)
+        cid = clip_id_of(video_id, timestamp)
+        if start < -frame_step / 2:
+            problem("keyframe_before_start", movie_path.name, cid, "a window [t - 1.5 s, t + 1.5 s) inside the movie",
+                    f"window start {float(start):.3f} s")
+            continue
+        usable.append(index)
+        targets.append(_Target(grid_time(timestamp, KEYFRAME_GRID_INDEX), index, "keyframe", KEYFRAME_GRID_INDEX))
+        for k in settings.grid_indices():
+            targets.append(_Target(grid_time(timestamp, k), index, "sampled", k))
+    targets.sort()
+    need = {i: 1 + settings.frames for i in usable}
+    rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
+    encoder = _Encoder(settings)
+    done_clips: list[int] = []
+    clip_rows: dict[int, dict] = {}
+    schema = _frames_schema()
+    pending_rows: list[dict] = []
+
+    def emit(target: _Target, chosen) -> None:
+        jpeg, width, height = encoder.encode(chosen, target.role)
+        rows_by_clip[target.clip_index].append({
+            "clip_id": clip_id_of(video_id, clips[target.clip_index][0]), "role": target.role,
+            "grid_index": target.grid_index, "target_s": float(target.time), "pts_s": float(chosen.time),
+            "width": width, "height": height, "jpeg": jpeg})
+        need[target.clip_index] -= 1
+        if need[target.clip_index] == 0:
+            done_clips.append(target.clip_index)
+            rows = sorted(rows_by_clip.pop(target.clip_index), key=lambda r: (r["role"] != "keyframe", r["grid_index"]))
+            pending_rows.extend(rows)
+            timestamp, people = clips[target.clip_index]
+            key, first = rows[0], rows[1]
+            clip_rows[target.clip_index] = Clip(
+                clip_id=key["clip_id"], video_id=video_id, timestamp=timestamp,
+                window_start_s=float(grid_time(timestamp, 0)), window_end_s=float(grid_time(timestamp, GRID_FRAMES)),
+                n_people=people, n_frames=settings.frames, frames_file=rel, keyframe_pts_s=key["pts_s"],
+                keyframe_width=key["width"], keyframe_height=key["height"],
+                frame_width=first["width"], frame_height=first["height"]).to_row()
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression="none", write_statistics=["clip_id"])
+        written_clips = 0
+
+        def flush(final: bool = False) -> None:
+            nonlocal written_clips
+            if pending_rows and (final or len(done_clips) - written_clips >= ROW_GROUP_CLIPS):
+                writer.write_table(pa.Table.from_pylist(pending_rows, schema=schema))
+                pending_rows.clear()
+                written_clips = len(done_clips)
+
+        container, stream = open_for_decoding(movie_path, threads=threads)
+        position = 0
+        last = None
+        decode_error: str | None = None
+        try:
+            while position < len(targets):
+                prev = None
+                segment = decode_from(container, stream, targets[position].time, path=movie_path)
+                reseek = False
+                for current in segment:
+                    last = current
+                    while position < len(targets) and targets[position].time <= current.time:
+                        target = targets[position]
+                        if prev is not None and target.time - prev.time <= current.time - target.time:
+                            emit(target, prev)
+                        else:
+                            emit(target, current)
+                        position += 1
+                    flush()
+                    if position >= len(targets):
+                        break
+                    if targets[position].time - current.time > GAP_S:
+                        reseek = True
+                        break
+                    prev = current
+                if not reseek:
+                    break
+        except VideoDecodeError as exc:
+            decode_error = str(exc)
+        finally:
+            container.close()
+        # Targets after the last decoded frame: that frame is nearest if it is still on screen at the target time.
+        while position < len(targets) and last is not None and targets[position].time - last.time <= frame_step / 2:
+            emit(targets[position], last)
+            position += 1
+        flush(final=True)
+        lost = sorted({t.clip_index for t in targets[position:]})
+        if lost:
+            end_reached = float(last.time) if last is not None else 0.0
+            if decode_error or end_reached + 2 * float(frame_step) < info.duration_s:
+                problem("truncated_movie", movie_path.name, video_id, f"frames up to {info.duration_s:.3f} s (header duration)",
+                        decode_error or f"decoding ended at {end_reached:.3f} s; {len(lost)} clip(s) lost")
+            for index in lost:
+                timestamp = clips[index][0]
+                problem("keyframe_past_end", movie_path.name, clip_id_of(video_id, timestamp),
+                        f"frames up to {float(grid_time(timestamp, GRID_FRAMES - 1)):.3f} s",
+                        f"last decoded frame at {end_reached:.3f} s")
+        result.clips = [clip_rows[i] for i in sorted(clip_rows)]
+        writer.add_key_value_metadata({PROVENANCE_KEY.decode(): json.dumps(
+            {"table": "frames", "fingerprint": fingerprint, "result": result.to_meta()}, sort_keys=True)})
+        writer.close()
+    result.frames_file = rel
+    result.seconds = _time.perf_counter() - started
+    return result
+
+
+@dataclass
+class IngestResult:
+    """Summary of an ingest run: tables written, counts, problems, and where everything went."""
+
+    movies: Movies
+    instances: Instances
+    clips: Clips
+    problems: ProblemLog
+    excluded_rows: int
+    excluded_keyframes: int
+    reused_movies: int
+    report_path: Path
+    tables_dir: Path
+    seconds: float
+    skipped_instances: dict[str, int]
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"ingest: {len(self.movies)} movies, {len(self.clips)} clips, {len(self.instances)} instances "
+            f"in {self.seconds:.1f} s ({self.reused_movies} movies reused from an earlier run)",
+            f"  excluded timestamps dropped: {self.excluded_rows} rows at {self.excluded_keyframes} keyframes",
+        ]
+        if self.skipped_instances:
+            lines.append("  instances left out: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_instances.items())))
+        if self.problems:
+            lines.append(f"  problems: {len(self.problems)} (each counted, skipped, and listed in the report)")
+            lines.extend(self.problems.summary_lines())
+        else:
+            lines.append("  problems: none")
+        lines.append(f"  tables:  {self.tables_dir}/{{movies,instances,clips}}.parquet")
+        lines.append(f"  frames:  {self.tables_dir.parent / FRAMES_DIR}/<video_id>.parquet")
+        lines.append(f"  report:  {self.report_path}")
+        return lines
+
+
+def load_annotations(annotation_files: Sequence[str | os.PathLike], *, label_map=None,
+                     excluded_files: Sequence[str | os.PathLike] = (), problems: ProblemLog,
+                     ) -> tuple[list[Instance], int, int]:
+    """Read AVA csv files into instances (bad rows go to ``problems``; excluded keyframes dropped and counted)."""
+    labels = load_label_map(label_map) if label_map else default_label_map()
+    excluded: set[tuple[str, int]] = set()
+    for path in excluded_files:
+        excluded |= load_excluded_timestamps(path)
+    counter: dict = {}
+    instances: list[Instance] = []
+    seen_ids: set[str] = set()
+    for path in annotation_files:
+        path = Path(path)
+        rows = load_ava_csv(path, known_actions=labels.keys(), problems=problems)
+        for inst in group_instances(rows, source=path.name, problems=problems,
+                                    excluded=excluded, excluded_counter=counter):
+            if inst.instance_id in seen_ids:
+                problems.add(Problem("duplicate_row", path.name, inst.instance_id, "each instance in one file only",
+                                     "the instance appears in an earlier annotation file"))
+                continue
+            seen_ids.add(inst.instance_id)
+            instances.append(inst)
+    return sorted(instances, key=lambda i: i.instance_id), counter.get("rows", 0), len(counter.get("keyframes", ()))
+
+
+def _inputs_digest(annotation_files, label_map, excluded_files) -> dict:
+    files = {}
+    for path in [*annotation_files, *( [label_map] if label_map else []), *excluded_files]:
+        files[Path(path).name] = sha256_file(path)
+    return files
+
+
+def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotation_files: Sequence[str | os.PathLike],
+           *, label_map: str | os.PathLike | None = None, excluded_files: Sequence[str | os.PathLike] = (),
+           settings: ClipSettings = ClipSettings(), workers: int = 0, strict: bool = False, force: bool = False,
+           progress: bool = True, log: Callable[[str], None] = print) -> IngestResult:
+    """Ingest AVA movies and annotations into ``workspace`` (tables/, frames/clean/, reports/ingest.json).
+
+    ``workers`` movies are decoded in parallel (0: one per CPU core).  Finished movies are reused unless
+    ``force``; bad input is counted and skipped, and ``strict`` turns any problem into :class:`StrictModeError`
+    after the good part has been written.
+
+    >>> result = ingest("ws", "ws/movies", ["ws/annotations/ava_sample.csv"])   # doctest: +SKIP
+    >>> len(result.instances)
+    180
+    """
+    started = _time.perf_counter()
+    workspace, movies_dir = Path(workspace), Path(movies_dir)
+    problems = ProblemLog()
+    instances, excluded_rows, excluded_keyframes = load_annotations(
+        annotation_files, label_map=label_map, excluded_files=excluded_files, problems=problems)
+
+    by_movie: dict[str, dict[int, int]] = {}
+    for inst in instances:
+        by_movie.setdefault(inst.video_id, {}).setdefault(inst.timestamp, 0)
+        by_movie[inst.video_id][inst.timestamp] += 1
+
+    jobs = []
+    skipped: dict[str, int] = {}
+    for video_id, clip_people in sorted(by_movie.items()):
+        path = find_movie(movies_dir, video_id)
+        if path is None:
+            n = sum(clip_people.values())
+            problems.add(Problem("missing_movie", str(movies_dir), video_id,
+                                 f"a file {video_id}{{{','.join(MOVIE_EXTENSIONS)}}}",
+                                 f"no such file ({len(clip_people)} clips, {n} instances need it)"))
+            skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
+            continue
+        jobs.append((video_id, path, sorted(clip_people.items())))
+    if force:
+        for video_id, _, _ in jobs:
+            (workspace / FRAMES_DIR / f"{video_id}.parquet").unlink(missing_ok=True)
+
+    results: dict[str, MovieResult] = {}
+    workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    bar = _progress(total=len(jobs), enabled=progress, desc="ingest", unit="movie")
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            for video_id, path, clip_people in jobs:
+                results[video_id] = ingest_movie(video_id, path, clip_people, settings, workspace, threads=threads)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(ingest_movie, vid, path, cp, settings, workspace, threads=threads): vid
+                           for vid, path, cp in jobs}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update(1)
+    finally:
+        bar.close()
+
+    movies, clips = [], []
+    done_clips: set[str] = set()
+    reused = 0
+    for video_id in sorted(results):
+        res = results[video_id]
+        reused += res.reused
+        problems.extend(Problem.from_dict(p) for p in res.problems)
+        if res.movie:
+            movies.append(Movie.from_row(res.movie))
+        for row in res.clips:
+            clips.append(Clip.from_row(row))
+            done_clips.add(row["clip_id"])
+    kept = [inst for inst in instances if inst.clip_id in done_clips]
+    lost = len(instances) - len(kept) - skipped.get("missing_movie", 0)
+    if lost:
+        skipped["clip_not_cut"] = lost
+
+    tables_dir = workspace / "tables"
+    provenance = {"stage": "ingest", "params": asdict(settings),
+                  "inputs": _inputs_digest(annotation_files, label_map, excluded_files)}
+    result = IngestResult(Movies(movies), Instances(kept), Clips(clips), problems, excluded_rows, excluded_keyframes,
+                          reused, workspace / "reports" / "ingest.json", tables_dir, 0.0, skipped)
+    result.movies.to_parquet(tables_dir / "movies.parquet", provenance=provenance)
+    result.instances.to_parquet(tables_dir / "instances.parquet", provenance=provenance)
+    result.clips.to_parquet(tables_dir / "clips.parquet", provenance=provenance)
+    result.seconds = _time.perf_counter() - started
+    write_json_atomic(result.report_path, {
+        "stage": "ingest", "settings": asdict(settings), "inputs": provenance["inputs"],
+        "counts": {"movies": len(movies), "clips": len(clips), "instances": len(kept),
+                   "instances_read": len(instances), "excluded_rows": excluded_rows,
+                   "excluded_keyframes": excluded_keyframes, "movies_reused": reused},
+        "skipped_instances": skipped, "problem_counts": problems.counts(), "problems": problems.to_list(),
+    })
+    for line in result.summary_lines():
+        log(line)
+    if strict and problems:
+        raise StrictModeError(f"--strict: {len(problems)} problem(s) found ({problems.counts()}); the good part was "
+                              f"written; see {result.report_path}")
+    return result
+
+
+class _NullBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(*, total: int, enabled: bool, desc: str, unit: str):
+    if not enabled:
+        return _NullBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)

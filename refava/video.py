@@ -1,0 +1,301 @@
+"""Video I/O in one place: ``probe`` (what a file is), ``iter_frames`` (a generator of decoded frames),
+``VideoWriter`` (a sink), ``encode_jpeg`` / ``decode_jpeg``.
+
+Times are *movie times*: seconds from the stream's start (``pts * time_base - start_s``), kept as exact
+``Fraction`` where frame choice depends on them.  Decoder errors are wrapped in :class:`VideoDecodeError` and
+never swallowed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import MissingMediaError, VideoDecodeError
+
+CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` reads from a file's headers (and packet count where the header has no frame count)."""
+
+    path: str
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frame_count: int
+    frame_count_source: str
+    start_s: float
+    size_bytes: int
+
+
+def _av():
+    import av
+
+    return av
+
+
+def _open(path: Path):
+    av = _av()
+    if not path.exists():
+        raise MissingMediaError(f"{path}: video file not found; download it (`refava download`) or fix the path")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({exc}); the file may be corrupt or not a video: "
+                               f"download it again") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: expected a video stream, found none (streams: {list(container.streams)})")
+    return container
+
+
+def _stream_start(stream) -> Fraction:
+    if stream.start_time is not None and stream.time_base is not None:
+        return Fraction(stream.start_time) * Fraction(stream.time_base)
+    return Fraction(0)
+
+
+def probe(path: str | os.PathLike, *, count_packets: bool = True) -> VideoInfo:
+    """Read container, codec, size, frame rate, duration and frame count of a video file.
+
+    The frame count comes from the header when it has one (mp4), else from counting packets (no decoding).
+
+    >>> info = probe("movie.mkv")   # doctest: +SKIP
+    >>> info.codec, info.fps
+    ('h264', 30.0)
+    """
+    path = Path(path)
+    av = _av()
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        frame_count, source = int(stream.frames or 0), "header"
+        if frame_count == 0 and count_packets:
+            source = "packets"
+            try:
+                frame_count = sum(1 for p in container.demux(stream) if p.size > 0)
+            except av.error.FFmpegError as exc:
+                raise VideoDecodeError(f"{path}: demuxing failed after the header ({exc}); the file is damaged: "
+                                       f"download it again") from exc
+        if fps == 0.0 and duration > 0 and frame_count:
+            fps = frame_count / duration
+        return VideoInfo(
+            path=str(path), container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
+            fps=fps, duration_s=duration, frame_count=frame_count, frame_count_source=source,
+            start_s=float(_stream_start(stream)), size_bytes=path.stat().st_size,
+        )
+    finally:
+        container.close()
+
+
+@dataclass
+class DecodedFrame:
+    """A decoded frame and its exact movie time (seconds from the stream start)."""
+
+    time: Fraction
+    frame: object  # av.VideoFrame
+
+    def to_rgb(self, short_side: int | None = None) -> np.ndarray:
+        return frame_to_array(self.frame, short_side, "rgb24")
+
+
+def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) with the short side reduced to ``short_side``; never enlarged; even numbers not required.
+
+    >>> scaled_size(1280, 720, 256)
+    (455, 256)
+    >>> scaled_size(320, 240, 256)
+    (320, 240)
+    """
+    if not short_side or short_side >= min(width, height):
+        return width, height
+    scale = short_side / min(width, height)
+    if width <= height:
+        return short_side, max(1, round(height * scale))
+    return max(1, round(width * scale)), short_side
+
+
+def frame_to_array(frame, short_side: int | None = None, fmt: str = "bgr24") -> np.ndarray:
+    """Convert (and shrink, with area interpolation) an ``av.VideoFrame`` into a uint8 (H, W, 3) array."""
+    width, height = scaled_size(frame.width, frame.height, short_side)
+    if (width, height) == (frame.width, frame.height):
+        return frame.to_ndarray(format=fmt)
+    return frame.reformat(width=width, height=height, format=fmt, interpolation="AREA").to_ndarray()
+
+
+def open_for_decoding(path: str | os.PathLike, *, threads: int = 0):
+    """Open ``path`` and return (container, video stream) set up the way refava decodes (frame+slice threads)."""
+    container = _open(Path(path))
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
+    return container, stream
+
+
+def iter_frames(path: str | os.PathLike, start_s: float | None = None, end_s: float | None = None,
+                *, threads: int = 0) -> Iterator[DecodedFrame]:
+    """Yield decoded frames with movie time in [start_s, end_s), in presentation order.
+
+    Seeks once to the keyframe before ``start_s`` (and checks it landed before it), then decodes sequentially.
+    Decoder errors raise :class:`VideoDecodeError` naming the file and the time reached.
+    """
+    path = Path(path)
+    container, stream = open_for_decoding(path, threads=threads)
+    try:
+        start = Fraction(start_s) if start_s is not None else None
+        end = Fraction(end_s) if end_s is not None else None
+        for item in decode_from(container, stream, start, path=path):
+            if start is not None and item.time < start:
+                continue
+            if end is not None and item.time >= end:
+                break
+            yield item
+    finally:
+        container.close()
+
+
+def decode_from(container, stream, start: Fraction | None, *, path: Path, margin_s: float = 1.0) -> Iterator[DecodedFrame]:
+    """Decode from the last keyframe at or before ``start`` (from the beginning when None or near 0).
+
+    After a seek the first frame must not be later than ``start``; if it is (a sparse index), seek earlier,
+    down to the start of the file.  Frames keep their order; frame times are exact fractions.
+    """
+    av = _av()
+    tb = Fraction(stream.time_base)
+    origin = _stream_start(stream)
+    rate = stream.average_rate or stream.guessed_rate
+    step = Fraction(1, 1) / Fraction(rate) if rate else Fraction(1, 30)
+    backoffs = [Fraction(margin_s), Fraction(10), Fraction(60)]
+    attempt = 0
+    while True:
+        seek_to = None
+        if start is not None and attempt < len(backoffs) and start - backoffs[attempt] > 2:
+            seek_to = start - backoffs[attempt]
+        try:
+            if seek_to is not None:
+                container.seek(int((seek_to + origin) / tb), stream=stream, backward=True, any_frame=False)
+            elif attempt:
+                container.seek(int(origin / tb), stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise VideoDecodeError(f"{path}: seeking to {float(seek_to or 0):.3f} s failed ({exc})") from exc
+        first = True
+        last_time: Fraction | None = None
+        restarted = False
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    time = (last_time + step) if last_time is not None else Fraction(0)
+                else:
+                    time = Fraction(frame.pts) * tb - origin
+                if first and seek_to is not None and start is not None and time > start:
+                    attempt += 1
+                    restarted = True
+                    break
+                first = False
+                last_time = time
+                yield DecodedFrame(time, frame)
+        except av.error.FFmpegError as exc:
+            at = f"{float(last_time):.3f} s" if last_time is not None else "the first frame"
+            raise VideoDecodeError(f"{path}: decoding failed after {at} ({exc}); the file may be truncated or "
+                                   f"damaged: download it again") from exc
+        if not restarted:
+            return
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = 90) -> bytes:
+    """Encode a uint8 (H, W, 3) BGR array as JPEG bytes (OpenCV, deterministic for the same input)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise VideoDecodeError(f"JPEG encoding failed for an array of shape {image_bgr.shape}")
+    return buf.tobytes()
+
+
+def decode_jpeg(data: bytes, *, rgb: bool = True) -> np.ndarray:
+    """Decode JPEG bytes into a uint8 (H, W, 3) array (RGB unless ``rgb=False``); raises on bad data."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise VideoDecodeError(f"cannot decode {len(data)} bytes as JPEG")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if rgb else arr
+
+
+class VideoWriter:
+    """Encode RGB frames into a video file; the codec follows the extension (.mp4/.mkv: H.264, .webm: VP9).
+
+    >>> with VideoWriter("out.mp4", width=64, height=48, fps=30) as w:   # doctest: +SKIP
+    ...     w.write(np.zeros((48, 64, 3), np.uint8))
+
+    ``fps`` may be a Fraction (30000/1001).  For a variable frame rate, pass ``pts_s`` (movie time) to ``write``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: Fraction | float | int = 30,
+                 codec: str | None = None, crf: int = 18, time_base: Fraction | None = None):
+        av = _av()
+        self.path = Path(path)
+        codec = codec or CODEC_FOR_SUFFIX.get(self.path.suffix)
+        if codec is None:
+            raise ValueError(f"{self.path}: unknown video extension {self.path.suffix!r}; use one of {sorted(CODEC_FOR_SUFFIX)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.part{self.path.suffix}")
+        self._container = av.open(str(self._tmp), "w", format=None)
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = self._container.add_stream(codec, rate=rate)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        elif codec == "libvpx-vp9":
+            self._stream.options = {"crf": str(max(crf, 4)), "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
+        if time_base is not None:
+            self._stream.codec_context.time_base = time_base
+        self._rate = rate
+        self._index = 0
+
+    def write(self, image_rgb: np.ndarray, pts_s: Fraction | float | None = None) -> None:
+        av = _av()
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_rgb), format="rgb24")
+        if pts_s is not None:
+            tb = self._stream.codec_context.time_base or Fraction(1, self._rate)
+            frame.pts = int(round(Fraction(pts_s) / Fraction(tb)))
+            frame.time_base = tb
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self._index += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
+            self._tmp.unlink(missing_ok=True)

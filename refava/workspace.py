@@ -1,0 +1,169 @@
+"""The workspace: one folder per RefAVA build, found like a git repository (``refava.toml`` at its root).
+
+Commands look for the workspace in ``-w DIR``, then ``$REFAVA_WORKSPACE``, then the current folder and its
+parents.  Paths inside refava.toml are relative to the workspace root.  Secrets (API keys, tokens) are never
+stored there; they come from environment variables.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, WorkspaceNotFoundError
+from .fsutil import write_text_atomic
+
+CONFIG_NAME = "refava.toml"
+ENV_VAR = "REFAVA_WORKSPACE"
+AVA_BASE_URL = "https://s3.amazonaws.com/ava-dataset"
+
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "ava": {
+        "movies_dir": "movies",
+        "annotations": [],
+        "label_map": "",
+        "excluded": [],
+        "file_list": "",
+        "proposals": "",
+    },
+    "download": {"base_url": AVA_BASE_URL, "subset": "trainval", "checksums": "", "workers": 4},
+    "clips": {"frames": 8, "short_side": 256, "keyframe_short_side": 0, "jpeg_quality": 90},
+    "ingest": {"workers": 0},
+    "labelstudio": {"url": "http://127.0.0.1:8080", "describe_project": 0, "verify_project": 0},
+    "llm": {"backend": "local", "model": "gemma3-270m", "base_url": ""},
+    "seeds": {"splits": 0, "rephrase": 0, "corrupt": 0},
+}
+
+_COMMENTS = {
+    "ava": "AVA inputs, relative to this folder: movies, ground-truth csv files, label map, excluded timestamps",
+    "download": "where `refava download` fetches movies from (the official CVDF mirror by default)",
+    "clips": "clip cutting: sampled frames per clip (90 = all), short side of sampled frames and keyframe (0 = as is)",
+    "ingest": "parallel movies (0 = one per CPU core)",
+    "labelstudio": "Label Studio server and project ids; the token comes from LABEL_STUDIO_API_KEY, never from here",
+    "llm": "rephrasing backend: 'local' (embedded llama.cpp), 'openai' (key from OPENAI_API_KEY) or an OpenAI-compatible base_url",
+    "seeds": "seeds of the random steps",
+}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to refava.toml")
+
+
+def dump_config(config: dict[str, dict[str, Any]]) -> str:
+    """Serialise a two-level config dict to TOML (sections of scalars and lists), with comments."""
+    out = ["# refava workspace: one RefAVA build. See `refava --help`; paths are relative to this file.\n"]
+    for section, values in config.items():
+        if section in _COMMENTS:
+            out.append(f"# {_COMMENTS[section]}")
+        out.append(f"[{section}]")
+        for key, value in values.items():
+            out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    merged = copy.deepcopy(defaults)
+    for section, values in given.items():
+        if section not in merged:
+            raise ConfigError(f"{where}: unknown section [{section}]; expected one of {sorted(merged)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in merged[section]:
+                raise ConfigError(f"{where}: unknown key {key!r} in [{section}]; expected one of {sorted(merged[section])}")
+            default = merged[section][key]
+            if isinstance(default, list) and isinstance(value, str):
+                value = [value]
+            if not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
+                raise ConfigError(f"{where}: [{section}] {key}: expected {type(default).__name__}, found {value!r}")
+            merged[section][key] = value
+    return merged
+
+
+@dataclass
+class Workspace:
+    """A workspace root and its parsed refava.toml."""
+
+    root: Path
+    config: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> "Workspace":
+        root = Path(root).resolve()
+        path = root / CONFIG_NAME
+        if not path.exists():
+            raise WorkspaceNotFoundError(f"{path} not found: run `refava init {root}` first")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        return cls(root, _merge(DEFAULT_CONFIG, data, str(path)))
+
+    def path(self, relative: str | os.PathLike) -> Path:
+        """A path from refava.toml, relative to the workspace root (absolute paths are kept)."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    def paths(self, section: str, key: str) -> list[Path]:
+        value = self.config[section][key]
+        values = value if isinstance(value, list) else ([value] if value else [])
+        return [self.path(v) for v in values]
+
+    def optional_path(self, section: str, key: str) -> Path | None:
+        value = self.config[section][key]
+        return self.path(value) if value else None
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def table(self, name: str) -> Path:
+        return self.tables_dir / f"{name}.parquet"
+
+    def save(self) -> Path:
+        path = self.root / CONFIG_NAME
+        write_text_atomic(path, dump_config(self.config))
+        return path
+
+
+def find_workspace(explicit: str | os.PathLike | None = None, start: str | os.PathLike | None = None) -> Workspace:
+    """Find the workspace: ``explicit``, then $REFAVA_WORKSPACE, then ``start`` (cwd) and its parents."""
+    if explicit:
+        return Workspace.load(explicit)
+    if os.environ.get(ENV_VAR):
+        return Workspace.load(os.environ[ENV_VAR])
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).exists():
+            return Workspace.load(folder)
+    raise WorkspaceNotFoundError(f"no {CONFIG_NAME} in {here} or any folder above it: run `refava init DIR`, "
+                                 f"cd into a workspace, or pass -w DIR / set {ENV_VAR}")
+
+
+def init_workspace(root: str | os.PathLike, *, overrides: dict[str, dict[str, Any]] | None = None,
+                   exist_ok: bool = False) -> Workspace:
+    """Create ``root``/refava.toml with defaults plus ``overrides``; refuse to overwrite unless ``exist_ok``."""
+    root = Path(root).resolve()
+    path = root / CONFIG_NAME
+    if path.exists() and not exist_ok:
+        raise ConfigError(f"{path} exists already: edit it, or pass --force to rewrite it")
+    root.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(root, _merge(DEFAULT_CONFIG, overrides or {}, "refava init"))
+    ws.save()
+    return ws

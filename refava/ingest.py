@@ -345,11 +345,21 @@ def load_annotations(annotation_files: Sequence[str | os.PathLike], *, label_map
     return sorted(instances, key=lambda i: i.instance_id), counter.get("rows", 0), len(counter.get("keyframes", ()))
 
 
-def _inputs_digest(annotation_files, label_map, excluded_files) -> dict:
+def ingest_provenance(movies_dir: str | os.PathLike, annotation_files, label_map, excluded_files,
+                      settings: ClipSettings) -> dict:
+    """What an ingest run depends on: its parameters, the hashes of its annotation files, and the movie files'
+    names, sizes and modification times.  ``refava status`` compares it with the tables' stored provenance."""
     files = {}
-    for path in [*annotation_files, *( [label_map] if label_map else []), *excluded_files]:
+    for path in [*annotation_files, *([label_map] if label_map else []), *excluded_files]:
         files[Path(path).name] = sha256_file(path)
-    return files
+    movies_dir = Path(movies_dir)
+    movies = {}
+    if movies_dir.is_dir():
+        for path in sorted(movies_dir.iterdir()):
+            if path.suffix in MOVIE_EXTENSIONS and not path.name.startswith("."):
+                st = path.stat()
+                movies[path.name] = [st.st_size, st.st_mtime_ns]
+    return {"stage": "ingest", "params": asdict(settings), "inputs": files, "movies": sha256_json(movies)}
 
 
 def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotation_files: Sequence[str | os.PathLike],
@@ -430,8 +440,7 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         skipped["clip_not_cut"] = lost
 
     tables_dir = workspace / "tables"
-    provenance = {"stage": "ingest", "params": asdict(settings),
-                  "inputs": _inputs_digest(annotation_files, label_map, excluded_files)}
+    provenance = ingest_provenance(movies_dir, annotation_files, label_map, excluded_files, settings)
     result = IngestResult(Movies(movies), Instances(kept), Clips(clips), problems, excluded_rows, excluded_keyframes,
                           reused, workspace / "reports" / "ingest.json", tables_dir, 0.0, skipped)
     result.movies.to_parquet(tables_dir / "movies.parquet", provenance=provenance)

@@ -1,0 +1,42 @@
+# refava: two commands set everything up on a fresh machine with Python 3.11:
+#   make demo   - virtual environment, install, and the main job on the bundled sample corpus
+#   make test   - virtual environment, install, and the whole test suite
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DEMO)/sample/.complete: | install
+	$(BIN)/refava sample-corpus $(DEMO)/sample
+	touch $@
+
+demo: install $(DEMO)/sample/.complete
+	test -f $(DEMO)/ws/refava.toml || $(BIN)/refava init $(DEMO)/ws --from-sample $(DEMO)/sample
+	$(BIN)/refava -w $(DEMO)/ws ingest
+	$(BIN)/refava -w $(DEMO)/ws status
+	@echo
+	@echo "demo outputs:"
+	@echo "  sample corpus:  $(abspath $(DEMO)/sample)   (movies/, annotations/)"
+	@echo "  workspace:      $(abspath $(DEMO)/ws)       (refava.toml, tables/, frames/, reports/)"
+	@echo "  ingest report:  $(abspath $(DEMO)/ws/reports/ingest.json)"
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info

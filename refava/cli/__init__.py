@@ -1,0 +1,62 @@
+"""The ``refava`` command line: one click root group, one module per command group, argument plumbing only.
+
+Heavy libraries are imported inside command bodies, so ``refava --help`` is instant.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import RefavaError
+
+
+class RefavaGroup(click.Group):
+    """A group whose commands turn :class:`RefavaError` into a clean one-line error and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RefavaError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+@click.group(cls=RefavaGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("-w", "--workspace", "workspace", type=click.Path(file_okay=False), default=None,
+              help="Workspace folder (default: $REFAVA_WORKSPACE, else the folder holding refava.toml at or above "
+                   "the current one).")
+@click.version_option(__version__, prog_name="refava")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """refava: build, check and ship RefAVA, referring expressions for the people in AVA movies.
+
+    \b
+    A build lives in a workspace folder (refava.toml at its root), like a git repository:
+      refava sample-corpus sample && refava init ws --from-sample sample && cd ws
+      refava ingest            # movies + AVA csv -> tables/ and frames/clean/
+      refava status            # which stages are done, stale or missing
+    Every command finds the workspace from the current folder upwards, or takes -w DIR.
+    """
+    ctx.obj = {"workspace": workspace}
+
+
+def load_workspace(ctx: click.Context):
+    from ..workspace import find_workspace
+
+    return find_workspace(ctx.obj.get("workspace") if ctx.obj else None)
+
+
+def _register() -> None:
+    from . import data, workspace_cmds  # noqa: F401  (modules add their commands to `cli`)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="refava")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""``refava sample-corpus``, ``refava download`` and ``refava ingest``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import cli, load_workspace
+
+
+@cli.command("sample-corpus")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--seconds", default=14, show_default=True, help="Length of each sample movie.")
+@click.option("--seed", default=0, show_default=True)
+def sample_corpus_cmd(out, seconds, seed):
+    """Write a small AVA-format corpus into OUT: 8 short movies (mp4/mkv/webm), their ground-truth csv, label
+    map, excluded timestamps, file list, proposals, checksums, and a two-annotator Label Studio export."""
+    from ..sample_corpus import make_sample_corpus
+
+    summary = make_sample_corpus(out, seconds=seconds, seed=seed, log=click.echo)
+    click.echo(f"next: refava init ws --from-sample {out}")
+    return summary
+
+
+@cli.command("download")
+@click.option("--file-list", type=click.Path(exists=True, dir_okay=False),
+              help="Movie file names, one per line (default: [ava] file_list of refava.toml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Destination (default: [ava] movies_dir).")
+@click.option("--base-url", help="Server base; files are fetched from BASE/SUBSET/NAME (default: the CVDF AVA mirror).")
+@click.option("--subset", help="trainval or test (default: [download] subset).")
+@click.option("--checksums", type=click.Path(exists=True, dir_okay=False), help="md5sum/sha256sum-style list to verify.")
+@click.option("--workers", type=int, help="Parallel downloads.")
+@click.option("--retries", default=3, show_default=True, help="Retries per file (each resumes where the last stopped).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds without data before a retry.")
+@click.option("--only", multiple=True, help="Download only these file names (repeatable).")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def download_cmd(ctx, file_list, out_dir, base_url, subset, checksums, workers, retries, timeout, only, no_progress):
+    """Download AVA movies: parallel, resumable (HTTP Range), atomic (.part then rename), verified by
+    Content-Length and, when given, checksums.  Works without a workspace when --file-list and --out are given."""
+    from ..ava import load_file_list
+    from ..download import download, load_checksums
+    from ..errors import ConfigError
+
+    ws = None
+    if not (file_list and out_dir and base_url):
+        ws = load_workspace(ctx)
+    cfg = ws.config if ws else {"download": {}, "ava": {}}
+    file_list = file_list or (ws.optional_path("ava", "file_list") if ws else None)
+    if not file_list:
+        raise ConfigError("no file list: pass --file-list or set [ava] file_list in refava.toml")
+    names = list(load_file_list(file_list).values())
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ConfigError(f"--only names not in {file_list}: {unknown}")
+        names = [n for n in names if n in only]
+    out = Path(out_dir) if out_dir else ws.path(cfg["ava"]["movies_dir"])
+    checksum_path = checksums or (ws.optional_path("download", "checksums") if ws else None)
+    result = download(names, out, base_url=base_url or cfg["download"].get("base_url"),
+                      subset=subset if subset is not None else cfg["download"].get("subset", "trainval"),
+                      checksums=load_checksums(checksum_path) if checksum_path else None,
+                      workers=workers or cfg["download"].get("workers", 4), retries=retries, timeout=timeout,
+                      progress=not no_progress, log=click.echo)
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} of {len(names)} downloads failed; rerun to resume them")
+
+
+def _frames_option(value: str) -> int:
+    if value == "all":
+        return 90
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number of frames 1..90 or 'all', found {value!r}") from None
+
+
+@cli.command("ingest")
+@click.option("--movies-dir", type=click.Path(file_okay=False), help="Override [ava] movies_dir.")
+@click.option("--annotations", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Override [ava] annotations.")
+@click.option("--label-map", type=click.Path(exists=True, dir_okay=False), help="Override [ava] label_map.")
+@click.option("--excluded", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Override [ava] excluded.")
+@click.option("--frames", help="Sampled frames per clip, or 'all' for the 90 (default: [clips] frames).")
+@click.option("--short-side", type=int, help="Short side of sampled frames in pixels (0 keeps the size).")
+@click.option("--keyframe-short-side", type=int, help="Short side of the stored keyframe (0 keeps the size).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100))
+@click.option("--workers", type=int, help="Movies decoded in parallel (0 = one per core).")
+@click.option("--strict", is_flag=True, help="Exit non-zero if anything was skipped (the good part is still written).")
+@click.option("--force", is_flag=True, help="Redo every movie, even finished ones.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_side, keyframe_short_side,
+               jpeg_quality, workers, strict, force, no_progress):
+    """Cut AVA clips: movies + ground-truth csv -> tables/{movies,instances,clips}.parquet and
+    frames/clean/<video_id>.parquet (keyframe + sampled frames per clip), with reports/ingest.json.
+
+    \b
+    A clip is [t - 1.5 s, t + 1.5 s) around keyframe t; each movie is decoded once, in order, and the
+    frame nearest each target time is kept.  Finished movies are skipped on a rerun (--force redoes them).
+    Missing or broken movies, bad rows, excluded keyframes: counted, reported, skipped.
+    """
+    from dataclasses import replace
+
+    from ..errors import ConfigError
+    from ..ingest import ingest
+    from ..stages import clip_settings, ingest_inputs, stage_states
+
+    ws = load_workspace(ctx)
+    settings = clip_settings(ws)
+    changes = {k: v for k, v in {"frames": _frames_option(frames) if frames else None, "short_side": short_side,
+                                 "keyframe_short_side": keyframe_short_side, "jpeg_quality": jpeg_quality}.items()
+               if v is not None}
+    try:
+        settings = replace(settings, **changes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    overridden = bool(movies_dir or annotations or label_map or excluded or changes)
+    ann = [Path(a) for a in annotations] or ws.paths("ava", "annotations")
+    if not ann:
+        raise ConfigError("no annotation files: set [ava] annotations in refava.toml or pass --annotations")
+    if not overridden and not force and not strict:
+        state = stage_states(ws)[0]
+        if state.state == "done":
+            click.echo(f"ingest: {state.detail}; nothing to do (--force redoes it)")
+            return
+    ingest(ws.root, Path(movies_dir) if movies_dir else ws.path(ws.config["ava"]["movies_dir"]), ann,
+           label_map=label_map or ws.optional_path("ava", "label_map"),
+           excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
+           workers=workers if workers is not None else ws.config["ingest"]["workers"], strict=strict, force=force,
+           progress=not no_progress, log=click.echo)

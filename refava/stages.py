@@ -1,0 +1,56 @@
+"""Stage bookkeeping: which stages are done, stale or missing in a workspace (``refava status``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .tables import read_provenance
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class StageState:
+    stage: str
+    state: str   # done, stale, missing, failed
+    detail: str
+
+
+def ingest_inputs(ws: Workspace, settings=None) -> dict:
+    from .ingest import ingest_provenance
+
+    settings = settings or clip_settings(ws)
+    return ingest_provenance(ws.path(ws.config["ava"]["movies_dir"]), ws.paths("ava", "annotations"),
+                             ws.optional_path("ava", "label_map"), ws.paths("ava", "excluded"), settings)
+
+
+def clip_settings(ws: Workspace):
+    from .ingest import ClipSettings
+
+    return ClipSettings(**ws.config["clips"])
+
+
+def _compare(stored: dict | None, expected: dict, outputs: list[str]) -> tuple[str, str]:
+    if stored is None:
+        return "missing", f"no {', '.join(outputs)} yet"
+    changed = [k for k in expected if stored.get(k) != expected[k]]
+    if changed:
+        return "stale", "changed since the last run: " + ", ".join(changed)
+    return "done", f"up to date ({', '.join(outputs)})"
+
+
+def stage_states(ws: Workspace) -> list[StageState]:
+    """The state of every stage this version of refava has, in pipeline order."""
+    states = []
+    outputs = ["movies", "instances", "clips"]
+    stored = [read_provenance(ws.table(name)) for name in outputs]
+    if any(s is None for s in stored):
+        states.append(StageState("ingest", "missing", "run `refava ingest`"))
+    else:
+        try:
+            expected = ingest_inputs(ws)
+        except OSError as exc:
+            states.append(StageState("ingest", "stale", f"an input cannot be read: {exc}"))
+        else:
+            relevant = {k: v for k, v in stored[0].items() if k in expected}
+            state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
+            states.append(StageState("ingest", state, detail))
+    return states

@@ -117,10 +117,13 @@ def validate_rows(name: str, rows: Iterable[Mapping[str, Any]], *, source: str =
         count += 1
         plain = dict(row)
         for key in binary:
-            value = plain.pop(key, None)
+            if key not in plain:
+                continue
+            value = plain[key]
             if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
                 raise SchemaError(f"{source or name} row {index} ({id_field}={row.get(id_field)!r}): "
                                   f"field {key!r} expected bytes, found {type(value).__name__}")
+            plain[key] = "" if value is not None else None  # bytes are checked here; the rest by the JSON Schema
         error = next(iter(validator.iter_errors(plain)), None)
         if error is not None:
             field = ".".join(str(p) for p in error.absolute_path) or "(row)"

@@ -119,31 +119,57 @@ def _frames_schema() -> pa.Schema:
 
 
 class _Encoder:
-    """Converts chosen frames into JPEG rows, reusing the bytes when one frame serves several targets."""
+    """Converts chosen frames into JPEG bytes on a small thread pool, overlapping with decoding.
 
-    def __init__(self, settings: ClipSettings):
+    OpenCV and PyAV release the GIL while they convert and encode, so this runs beside the decoder.  One frame
+    that serves several targets (overlapping windows) is encoded once per role.  At most ``max_pending`` jobs
+    wait at a time, which bounds memory.
+    """
+
+    def __init__(self, settings: ClipSettings, workers: int = 2, max_pending: int = 64):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refava-jpeg")
         self._cache_time: Fraction | None = None
-        self._cache: dict[str, tuple[bytes, int, int]] = {}
+        self._cache: dict[str, object] = {}
+        self._pending: list = []
+        self._max_pending = max_pending
 
-    def encode(self, decoded, role: str) -> tuple[bytes, int, int]:
-        from .video import encode_jpeg, frame_to_array
+    def _job(self, frame, lock, role: str) -> tuple[bytes, int, int]:
+        from .video import encode_frame_jpeg
+
+        side = self.settings.keyframe_short_side if role == "keyframe" else self.settings.short_side
+        return encode_frame_jpeg(frame, side or None, self.settings.jpeg_quality, lock=lock)
+
+    def submit(self, decoded, role: str):
+        """A future of (jpeg bytes, width, height) for ``decoded`` in ``role``."""
+        import threading
 
         if decoded.time != self._cache_time:
-            self._cache_time, self._cache = decoded.time, {}
-        if role not in self._cache:
-            side = self.settings.keyframe_short_side if role == "keyframe" else self.settings.short_side
-            arr = frame_to_array(decoded.frame, side or None, "bgr24")
-            self._cache[role] = (encode_jpeg(arr, self.settings.jpeg_quality), arr.shape[1], arr.shape[0])
-        return self._cache[role]
+            self._cache_time, self._cache = decoded.time, {"lock": threading.Lock()}
+        future = self._cache.get(role)
+        if future is None:
+            if len(self._pending) >= self._max_pending:
+                self._pending.pop(0).result()
+            future = self._pool.submit(self._job, decoded.frame, self._cache["lock"], role)
+            self._pending.append(future)
+            self._cache[role] = future
+        return future
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[tuple[int, int]],
-                 settings: ClipSettings, workspace: str | os.PathLike, *, threads: int = 0) -> MovieResult:
+                 settings: ClipSettings, workspace: str | os.PathLike, *, threads: int = 0,
+                 skip_frames: bool = True) -> MovieResult:
     """Cut the clips of one movie; ``clips`` is [(keyframe second, people in the clip)], any order.
 
     Writes ``frames/clean/<video_id>.parquet`` under ``workspace`` atomically (complete clips only) and returns
     the movie row, the clip rows and the problems.  Reuses the existing file when nothing changed.
+    ``skip_frames`` lets the decoder drop non-reference frames that cannot be nearest to any target time (the
+    output is the same; only decoding work is saved).
     """
     from .video import decode_from, open_for_decoding, probe
 
@@ -189,97 +215,106 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         for k in settings.grid_indices():
             targets.append(_Target(grid_time(timestamp, k), index, "sampled", k))
     targets.sort()
+    target_times = sorted({t.time for t in targets})
     need = {i: 1 + settings.frames for i in usable}
     rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
-    encoder = _Encoder(settings)
-    done_clips: list[int] = []
+    completed: list[tuple[int, list[dict]]] = []   # finished clips whose JPEGs may still be encoding
     clip_rows: dict[int, dict] = {}
     schema = _frames_schema()
-    pending_rows: list[dict] = []
 
     def emit(target: _Target, chosen) -> None:
-        jpeg, width, height = encoder.encode(chosen, target.role)
         rows_by_clip[target.clip_index].append({
             "clip_id": clip_id_of(video_id, clips[target.clip_index][0]), "role": target.role,
             "grid_index": target.grid_index, "target_s": float(target.time), "pts_s": float(chosen.time),
-            "width": width, "height": height, "jpeg": jpeg})
+            "future": encoder.submit(chosen, target.role)})
         need[target.clip_index] -= 1
         if need[target.clip_index] == 0:
-            done_clips.append(target.clip_index)
             rows = sorted(rows_by_clip.pop(target.clip_index), key=lambda r: (r["role"] != "keyframe", r["grid_index"]))
-            pending_rows.extend(rows)
-            timestamp, people = clips[target.clip_index]
+            completed.append((target.clip_index, rows))
+
+    def flush(writer, final: bool = False) -> None:
+        """Write finished clips as one row group (every ROW_GROUP_CLIPS clips, so the bytes are reproducible)."""
+        if not completed or (not final and len(completed) < ROW_GROUP_CLIPS):
+            return
+        table_rows = []
+        for index, rows in completed:
+            for row in rows:
+                row["jpeg"], row["width"], row["height"] = row.pop("future").result()
+            table_rows.extend(rows)
+            timestamp, people = clips[index]
             key, first = rows[0], rows[1]
-            clip_rows[target.clip_index] = Clip(
+            clip_rows[index] = Clip(
                 clip_id=key["clip_id"], video_id=video_id, timestamp=timestamp,
                 window_start_s=float(grid_time(timestamp, 0)), window_end_s=float(grid_time(timestamp, GRID_FRAMES)),
                 n_people=people, n_frames=settings.frames, frames_file=rel, keyframe_pts_s=key["pts_s"],
                 keyframe_width=key["width"], keyframe_height=key["height"],
                 frame_width=first["width"], frame_height=first["height"]).to_row()
+        completed.clear()
+        writer.write_table(pa.Table.from_pylist(table_rows, schema=schema))
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp:
-        writer = pq.ParquetWriter(tmp, schema, compression="none", write_statistics=["clip_id"])
-        written_clips = 0
-
-        def flush(final: bool = False) -> None:
-            nonlocal written_clips
-            if pending_rows and (final or len(done_clips) - written_clips >= ROW_GROUP_CLIPS):
-                writer.write_table(pa.Table.from_pylist(pending_rows, schema=schema))
-                pending_rows.clear()
-                written_clips = len(done_clips)
-
-        container, stream = open_for_decoding(movie_path, threads=threads)
-        position = 0
-        last = None
-        decode_error: str | None = None
-        try:
-            while position < len(targets):
-                prev = None
-                segment = decode_from(container, stream, targets[position].time, path=movie_path)
-                reseek = False
-                for current in segment:
-                    last = current
-                    while position < len(targets) and targets[position].time <= current.time:
-                        target = targets[position]
-                        if prev is not None and target.time - prev.time <= current.time - target.time:
-                            emit(target, prev)
-                        else:
-                            emit(target, current)
-                        position += 1
-                    flush()
-                    if position >= len(targets):
-                        break
-                    if targets[position].time - current.time > GAP_S:
-                        reseek = True
-                        break
-                    prev = current
-                if not reseek:
-                    break
-        except VideoDecodeError as exc:
-            decode_error = str(exc)
-        finally:
-            container.close()
-        # Targets after the last decoded frame: that frame is nearest if it is still on screen at the target time.
-        while position < len(targets) and last is not None and targets[position].time - last.time <= frame_step / 2:
-            emit(targets[position], last)
-            position += 1
-        flush(final=True)
-        lost = sorted({t.clip_index for t in targets[position:]})
-        if lost:
-            end_reached = float(last.time) if last is not None else 0.0
-            if decode_error or end_reached + 2 * float(frame_step) < info.duration_s:
-                problem("truncated_movie", movie_path.name, video_id, f"frames up to {info.duration_s:.3f} s (header duration)",
-                        decode_error or f"decoding ended at {end_reached:.3f} s; {len(lost)} clip(s) lost")
-            for index in lost:
-                timestamp = clips[index][0]
-                problem("keyframe_past_end", movie_path.name, clip_id_of(video_id, timestamp),
-                        f"frames up to {float(grid_time(timestamp, GRID_FRAMES - 1)):.3f} s",
-                        f"last decoded frame at {end_reached:.3f} s")
-        result.clips = [clip_rows[i] for i in sorted(clip_rows)]
-        writer.add_key_value_metadata({PROVENANCE_KEY.decode(): json.dumps(
-            {"table": "frames", "fingerprint": fingerprint, "result": result.to_meta()}, sort_keys=True)})
-        writer.close()
+    encoder = _Encoder(settings)
+    position = 0
+    last = None
+    decode_error: str | None = None
+    try:
+        with atomic_path(out_path) as tmp:
+            writer = pq.ParquetWriter(tmp, schema, compression="none", write_statistics=["clip_id"])
+            try:
+                container, stream = open_for_decoding(movie_path, threads=threads)
+                try:
+                    while position < len(targets):
+                        prev = None
+                        reseek = False
+                        segment = decode_from(container, stream, targets[position].time, path=movie_path,
+                                              targets=target_times if skip_frames else None)
+                        for current in segment:
+                            last = current
+                            while position < len(targets) and targets[position].time <= current.time:
+                                target = targets[position]
+                                # nearest presentation time; a tie goes to the earlier frame
+                                if prev is not None and target.time - prev.time <= current.time - target.time:
+                                    emit(target, prev)
+                                else:
+                                    emit(target, current)
+                                position += 1
+                            flush(writer)
+                            if position >= len(targets):
+                                break
+                            if targets[position].time - current.time > GAP_S:
+                                reseek = True
+                                break
+                            prev = current
+                        if not reseek:
+                            break
+                except VideoDecodeError as exc:
+                    decode_error = str(exc)
+                finally:
+                    container.close()
+                # Targets after the last decoded frame: it is the nearest while it is still on screen.
+                while position < len(targets) and last is not None and targets[position].time - last.time <= frame_step / 2:
+                    emit(targets[position], last)
+                    position += 1
+                flush(writer, final=True)
+                lost = sorted({t.clip_index for t in targets[position:]})
+                if lost:
+                    end_reached = float(last.time) if last is not None else 0.0
+                    if decode_error or end_reached + 2 * float(frame_step) < info.duration_s:
+                        problem("truncated_movie", movie_path.name, video_id,
+                                f"frames up to {info.duration_s:.3f} s (header duration)",
+                                decode_error or f"decoding ended at {end_reached:.3f} s; {len(lost)} clip(s) lost")
+                    for index in lost:
+                        timestamp = clips[index][0]
+                        problem("keyframe_past_end", movie_path.name, clip_id_of(video_id, timestamp),
+                                f"frames up to {float(grid_time(timestamp, GRID_FRAMES - 1)):.3f} s",
+                                f"last decoded frame at {end_reached:.3f} s")
+                result.clips = [clip_rows[i] for i in sorted(clip_rows)]
+                writer.add_key_value_metadata({PROVENANCE_KEY.decode(): json.dumps(
+                    {"table": "frames", "fingerprint": fingerprint, "result": result.to_meta()}, sort_keys=True)})
+            finally:
+                writer.close()
+    finally:
+        encoder.close()
     result.frames_file = rel
     result.seconds = _time.perf_counter() - started
     return result

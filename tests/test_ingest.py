@@ -291,3 +291,31 @@ def test_sample_corpus_ingests_cleanly(sample_workspace_template):
     movies = Movies.from_parquet(sample_workspace_template / "tables" / "movies.parquet")
     assert {m.codec for m in movies} == {"h264", "vp9"}
     assert {round(m.fps, 2) for m in movies} == {25.0, 29.97, 30.0}
+
+
+@pytest.mark.parametrize("name, fps, pts", [
+    ("bframes.mp4", Fraction(30), None),
+    ("bframes.mkv", Fraction(30000, 1001), None),
+    ("bframes25.mp4", Fraction(25), None),
+    ("vfr.mkv", Fraction(24), VFR_TIMES),
+])
+def test_skipping_unneeded_frames_changes_no_output_byte(tmp_path, name, fps, pts):
+    """Non-reference frames that cannot be nearest to a target are not decoded; the stored frames are the same."""
+    from refava.ingest import ingest_movie
+    from refava.video import decode_from, open_for_decoding
+
+    path = tmp_path / "movies" / name
+    n = len(pts) if pts else int(9 * fps)
+    make_indexed_video(path, n, fps=fps, pts_s=pts, time_base=Fraction(1, 1000) if pts else None)
+    stamps = [(2, 1), (3, 2), (4, 1), (6, 1)]
+    a = ingest_movie("m", path, stamps, ClipSettings(frames=8), tmp_path / "a", skip_frames=True)
+    b = ingest_movie("m", path, stamps, ClipSettings(frames=8), tmp_path / "b", skip_frames=False)
+    assert a.clips == b.clips and not a.problems
+    rows_a, rows_b = frames_of(tmp_path / "a", "m"), frames_of(tmp_path / "b", "m")
+    assert rows_a == rows_b
+    # and frames really were skipped (the files have B-frames, and most frames are not near a target)
+    container, stream = open_for_decoding(path)
+    targets = sorted({grid_time(t, k) for t, _ in stamps for k in [45, *ClipSettings(frames=8).grid_indices()]})
+    decoded = sum(1 for _ in decode_from(container, stream, None, path=path, targets=targets))
+    container.close()
+    assert decoded < n

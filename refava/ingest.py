@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time as _time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -254,6 +255,10 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     encoder = _Encoder(settings)
+    # The decoding thread needs the GIL back after every frame; a short switch interval keeps the JPEG threads
+    # from holding it for the default 5 ms each time (measured: decoding alone stalls badly otherwise).
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, 0.0005))
     position = 0
     last = None
     decode_error: str | None = None
@@ -315,6 +320,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                 writer.close()
     finally:
         encoder.close()
+        sys.setswitchinterval(switch_interval)
     result.frames_file = rel
     result.seconds = _time.perf_counter() - started
     return result

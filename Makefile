@@ -25,18 +25,22 @@ $(DEMO)/sample/.complete: | install
 demo: install $(DEMO)/sample/.complete
 	test -f $(DEMO)/ws/refava.toml || $(BIN)/refava init $(DEMO)/ws --from-sample $(DEMO)/sample
 	$(BIN)/refava -w $(DEMO)/ws ingest
+	$(BIN)/refava -w $(DEMO)/ws build-splits
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
 	@echo "demo outputs:"
 	@echo "  sample corpus:  $(abspath $(DEMO)/sample)   (movies/, annotations/)"
 	@echo "  workspace:      $(abspath $(DEMO)/ws)       (refava.toml, tables/, frames/, reports/)"
 	@echo "  ingest report:  $(abspath $(DEMO)/ws/reports/ingest.json)"
+	@echo "  splits report:  $(abspath $(DEMO)/ws/reports/splits.md)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
+	$(BIN)/python -m pip install --quiet scikit-learn
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/splits.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

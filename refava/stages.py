@@ -53,4 +53,22 @@ def stage_states(ws: Workspace) -> list[StageState]:
             relevant = {k: v for k, v in stored[0].items() if k in expected}
             state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
             states.append(StageState("ingest", state, detail))
+    states.append(_derived_stage(ws, "build-splits", "splits", ["instances"]))
     return states
+
+
+def _derived_stage(ws: Workspace, stage: str, table: str, inputs: list[str]) -> StageState:
+    """A stage whose output table records the hashes of the tables it read."""
+    from .fsutil import sha256_file
+
+    stored = read_provenance(ws.table(table))
+    if stored is None:
+        return StageState(stage, "missing", f"run `refava {stage}`")
+    missing = [name for name in inputs if not ws.table(name).exists()]
+    if missing:
+        return StageState(stage, "stale", f"input table(s) {missing} are gone")
+    expected = {name: sha256_file(ws.table(name)) for name in inputs}
+    changed = [name for name in inputs if stored.get("inputs", {}).get(name) != expected[name]]
+    if changed:
+        return StageState(stage, "stale", "input table(s) changed since the last run: " + ", ".join(changed))
+    return StageState(stage, "done", f"up to date (tables/{table}.parquet)")

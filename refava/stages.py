@@ -53,7 +53,10 @@ def stage_states(ws: Workspace) -> list[StageState]:
             relevant = {k: v for k, v in stored[0].items() if k in expected}
             state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
             states.append(StageState("ingest", state, detail))
-    states.append(_derived_stage(ws, "build-splits", "splits", ["instances"]))
+    if ws.table("annotations").exists():
+        states.append(_derived_stage(ws, "annotate check", "annotation_status", ["instances", "annotations"]))
+    split_inputs = ["instances"] + (["annotation_status"] if ws.table("annotation_status").exists() else [])
+    states.append(_derived_stage(ws, "build-splits", "splits", split_inputs))
     return states
 
 
@@ -64,6 +67,8 @@ def _derived_stage(ws: Workspace, stage: str, table: str, inputs: list[str]) -> 
     stored = read_provenance(ws.table(table))
     if stored is None:
         return StageState(stage, "missing", f"run `refava {stage}`")
+    if stored.get("inputs") is None:
+        return StageState(stage, "stale", "made by an older refava without input hashes")
     missing = [name for name in inputs if not ws.table(name).exists()]
     if missing:
         return StageState(stage, "stale", f"input table(s) {missing} are gone")

@@ -8,6 +8,19 @@ import click
 from . import cli, load_workspace
 
 
+def accepted_instances(ws):
+    """The instances later stages use: accepted by `annotate check` when it has run, else all ingested ones."""
+    from ..records import Instances
+    from ..tables import read_table
+
+    instances = list(Instances.from_parquet(ws.table("instances")))
+    if not ws.table("annotation_status").exists():
+        return instances, "ingested instances (no `annotate check` yet: all of them)"
+    accepted = {r["instance_id"] for r in read_table("annotation_status", ws.table("annotation_status")).to_pylist()
+                if r["status"] == "accepted"}
+    return [i for i in instances if i.instance_id in accepted], "accepted instances"
+
+
 @cli.command("build-splits")
 @click.option("--fractions", help="Target instance fractions, e.g. 'train=0.7,val=0.2,test=0.1' "
                                   "(default: the RefAVA preset 22,658 / 10,916 / 3,056).")
@@ -29,13 +42,12 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
     """
     from ..ava import default_label_map
     from ..fsutil import write_json_atomic, write_text_atomic
-    from ..records import Instances
     from ..splits import (SplitError, build_splits, check_splits, parse_fractions, preset_fractions,
                           report_markdown, split_rows)
     from ..tables import read_table, write_table
 
     ws = load_workspace(ctx)
-    instances = list(Instances.from_parquet(ws.table("instances")))
+    instances, source = accepted_instances(ws)
     out = ws.table("splits")
     if check_only:
         rows = read_table("splits", out).to_pylist()
@@ -62,7 +74,8 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
 
     write_table("splits", rows, out, provenance={"stage": "build-splits", "params": {
         "fractions": target, "seed": seed, "pins": pin_map, "kept_from_previous": len(previous)},
-        "inputs": {"instances": sha256_file(ws.table("instances"))}})
+        "inputs": {name: sha256_file(ws.table(name)) for name in ("instances", "annotation_status")
+                   if ws.table(name).exists()}})
     report = result.report(instances)
     labels = {k: v.name for k, v in default_label_map().items()}
     write_json_atomic(ws.reports_dir / "splits.json", report)
@@ -70,6 +83,7 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
     for name, s in report["splits"].items():
         click.echo(f"  {name:<6} {s['instances']:>6} instances ({s['share']:.3f}, target {s['target']:.3f}), "
                    f"{s['clips']} clips, {s['movies']} movies")
+    click.echo(f"over {len(instances)} {source}")
     click.echo(f"largest class share deviation {report['max_abs_class_deviation']:.3f}; "
                f"{len(previous)} movies kept from earlier splits")
     click.echo(f"splits: {out}\nreport: {ws.reports_dir / 'splits.md'}")

@@ -1,0 +1,211 @@
+"""Per-instance checks of referring expressions: action words, length, duplicates within a clip, verification,
+flags, and disagreement between two describers."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from functools import lru_cache
+
+MIN_WORDS, MAX_WORDS = 3, 25
+GENDER = {"man": "m", "men": "m", "boy": "m", "gentleman": "m", "male": "m", "he": "m", "guy": "m",
+          "woman": "f", "women": "f", "girl": "f", "lady": "f", "female": "f", "she": "f"}
+POSITION_OPPOSITES = {"left": "right", "right": "left", "front": "back", "back": "front", "top": "bottom",
+                      "bottom": "top", "foreground": "background", "background": "foreground"}
+# Base forms that are also everyday nouns or adjectives in descriptions ("a white dress", "a watch", "close to
+# the door"): only their verb inflections count as action words.
+AMBIGUOUS = {"dress", "watch", "close", "open", "point", "press", "cook", "paint", "row", "drink", "text", "play",
+             "work", "turn", "stand", "fall", "kiss", "hug", "ride", "shoot", "smoke", "touch", "answer", "exit",
+             "lift", "cut", "hit", "kick", "catch", "sail", "swim", "dance", "fight", "push", "pull", "put",
+             "take", "give", "grab", "wave", "clap", "shake", "read", "write", "listen", "throw", "lie", "get",
+             "run", "walk", "jump", "chop", "dig", "stir", "shovel", "brush", "sing", "talk", "eat",
+             "bow", "hand", "look", "smile", "hold", "carry"}
+IRREGULAR = {"sit": ["sat"], "stand": ["stood"], "run": ["ran"], "lie": ["lay", "lain", "lying"], "get": ["got"],
+             "fall": ["fell", "fallen"], "eat": ["ate", "eaten"], "drink": ["drank", "drunk"], "ride": ["rode", "ridden"],
+             "write": ["wrote", "written"], "take": ["took", "taken"], "give": ["gave", "given"], "throw": ["threw", "thrown"],
+             "catch": ["caught"], "hold": ["held"], "fight": ["fought"], "swim": ["swam"], "sing": ["sang", "sung"],
+             "shake": ["shook", "shaken"], "read": [], "cut": [], "hit": [], "put": [], "shoot": ["shot"],
+             "dig": ["dug"], "drive": ["drove", "driven"], "sleep": ["slept"], "bend": ["bent"], "kneel": ["knelt"],
+             "lead": ["led"], "leap": ["leapt"], "carry": ["carried", "carries"]}
+EXTRA_VERBS = ["sleep", "hold", "leap", "kneel", "bow", "crouch", "talk", "look", "speak", "serve", "pick",
+               "smile", "laugh", "cry", "stare", "gaze", "chat", "converse", "stroll", "jog", "sprint", "glance"]
+
+
+def _verbs_from_name(name: str) -> list[str]:
+    name = re.sub(r"\(.*?\)", " ", name.lower())
+    words = []
+    for part in re.split(r"[/,]", name):
+        tokens = re.findall(r"[a-z]+", part)
+        if tokens:
+            words.append(tokens[0])   # the verb leads each AVA action name ("carry/hold", "talk to", ...)
+    return words
+
+
+def _inflections(verb: str) -> set[str]:
+    forms = {verb + "s", verb + "es"}
+    if verb.endswith("e") and not verb.endswith("ee"):
+        forms |= {verb[:-1] + "ing", verb + "d"}
+    elif re.match(r".*[^aeiou][aeiou][bdgklmnprt]$", verb) and len(verb) <= 4:
+        forms |= {verb + verb[-1] + "ing", verb + verb[-1] + "ed", verb + "ing", verb + "ed"}
+    elif verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
+        forms |= {verb + "ing", verb[:-1] + "ied", verb[:-1] + "ies"}
+    else:
+        forms |= {verb + "ing", verb + "ed"}
+    forms |= set(IRREGULAR.get(verb, []))
+    return forms
+
+
+@lru_cache(maxsize=None)
+def action_words(names: tuple[str, ...] | None = None) -> frozenset[str]:
+    """Words that name an action: the verbs of the 80 AVA action names and their verb forms.
+
+    >>> {"walking", "sitting", "talks", "sat"} <= action_words()
+    True
+    >>> "dress" in action_words(), "dressing" in action_words()
+    (False, True)
+    """
+    if names is None:
+        from ..ava import default_label_map
+
+        names = tuple(c.name for c in default_label_map().values())
+    verbs = {v for name in names for v in _verbs_from_name(name)} | set(EXTRA_VERBS)
+    words: set[str] = set()
+    for verb in verbs:
+        if verb not in AMBIGUOUS:
+            words.add(verb)
+        words |= _inflections(verb)
+    words |= {"dancer", "runner", "walker", "swimmer", "smoker", "driver", "reader", "singer"}
+    return frozenset(words)
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def normalise(text: str) -> str:
+    """Lower case, letters only, no leading article: duplicates are compared in this form."""
+    words = tokens(text)
+    while words and words[0] in ("the", "a", "an", "this", "that"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def find_action_words(text: str) -> list[str]:
+    vocab = action_words()
+    return sorted({w for w in tokens(text) if w in vocab})
+
+
+def _content(text: str) -> set[str]:
+    stop = {"the", "a", "an", "in", "on", "with", "and", "of", "to", "at", "is", "who", "wearing", "person"}
+    return {w for w in tokens(text) if w not in stop}
+
+
+def _similarity(a: str, b: str) -> float:
+    x, y = _content(a), _content(b)
+    return len(x & y) / len(x | y) if x | y else 0.0
+
+
+def contradiction(a: str, b: str) -> str | None:
+    """A reason if two expressions cannot describe the same person (gender or opposite positions), else None."""
+    ga = {GENDER[w] for w in tokens(a) if w in GENDER}
+    gb = {GENDER[w] for w in tokens(b) if w in GENDER}
+    if len(ga) == 1 and len(gb) == 1 and ga != gb:
+        return "gender differs"
+    ta, tb = set(tokens(a)), set(tokens(b))
+    for word, opposite in POSITION_OPPOSITES.items():
+        if word in ta and opposite in tb and opposite not in ta and word not in tb:
+            return f"'{word}' vs '{opposite}'"
+    return None
+
+
+def latest(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """The latest answer per (instance, annotator) (a later import or pull replaces an earlier answer)."""
+    out: dict[tuple[str, str], dict] = {}
+    for row in sorted(rows, key=lambda r: (r["version"], r["created_at"], r["annotation_id"])):
+        out[(row["instance_id"], row["annotator"])] = row
+    return out
+
+
+def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
+    """One status row per instance (see schemas/annotation_status.schema.json)."""
+    describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
+    verify = latest([r for r in annotation_rows if r["stage"] == "verify"])
+    by_instance: dict[str, list[dict]] = defaultdict(list)
+    for (iid, _), row in describe.items():
+        by_instance[iid].append(row)
+    for rows in by_instance.values():
+        rows.sort(key=lambda r: (r["created_at"], r["annotator"]))
+    verdicts: dict[str, list[bool]] = defaultdict(list)
+    for (iid, _), row in verify.items():
+        person = int(iid.rsplit("___", 1)[1])
+        verdicts[iid].append(row["picked_person_id"] == person)
+    primary = {iid: rows[0] for iid, rows in by_instance.items()}
+    clip_texts: dict[str, dict[str, str]] = defaultdict(dict)
+    for iid, row in primary.items():
+        if row["text"]:
+            clip_texts[row["clip_id"]][iid] = normalise(row["text"])
+
+    out = []
+    for inst in sorted(instances, key=lambda i: i.instance_id):
+        iid = inst.instance_id
+        rows = by_instance.get(iid, [])
+        reasons: list[str] = []
+        status = "missing"
+        text = rows[0]["text"] if rows else None
+        verified = None
+        if rows:
+            if not text:
+                reasons.append("no_expression")
+            else:
+                words = find_action_words(text)
+                if words:
+                    reasons.append("action_word: " + ", ".join(words))
+                n = len(tokens(text))
+                if n < MIN_WORDS:
+                    reasons.append(f"too_short: {n} words (at least {MIN_WORDS})")
+                if n > MAX_WORDS:
+                    reasons.append(f"too_long: {n} words (at most {MAX_WORDS})")
+                mine = clip_texts[inst.clip_id].get(iid)
+                twins = sorted(o for o, t in clip_texts[inst.clip_id].items() if o != iid and t == mine)
+                if twins:
+                    reasons.append("duplicate_in_clip: same as " + ", ".join(twins))
+            flags = sorted({f for r in rows for f in r["flags"]})
+            if flags:
+                reasons.append("flagged: " + ", ".join(flags))
+            if iid in verdicts:
+                verified = all(verdicts[iid])
+                if not verified:
+                    reasons.append("failed_verification")
+            conflict = _conflict(inst, rows, primary)
+            if conflict:
+                reasons.append("conflict: " + conflict)
+                status = "conflict"
+            elif reasons:
+                status = "needs_revision"
+            elif verified is None:
+                status = "pending_verification"
+            else:
+                status = "accepted"
+        out.append({"instance_id": iid, "clip_id": inst.clip_id, "video_id": inst.video_id, "status": status,
+                    "reasons": reasons, "expression": text, "annotators": sorted({r["annotator"] for r in rows}),
+                    "verified": verified})
+    return out
+
+
+def _conflict(inst, rows: list[dict], primary: dict[str, dict]) -> str | None:
+    if len(rows) < 2 or not rows[0]["text"]:
+        return None
+    first = rows[0]
+    others_in_clip = {iid: r["text"] for iid, r in primary.items()
+                      if r["clip_id"] == inst.clip_id and iid != inst.instance_id and r["text"]}
+    for other in rows[1:]:
+        if not other["text"]:
+            continue
+        reason = contradiction(first["text"], other["text"])
+        if reason:
+            return f"{first['annotator']} and {other['annotator']} disagree ({reason})"
+        own = _similarity(first["text"], other["text"])
+        for iid, text in others_in_clip.items():
+            if _similarity(text, other["text"]) > own:
+                return (f"{other['annotator']}'s expression fits {iid} better than {first['annotator']}'s "
+                        f"description of this person")
+    return None

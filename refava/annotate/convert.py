@@ -1,0 +1,113 @@
+"""Pure converters: Label Studio tasks (full JSON export) -> annotation rows.  No files, no network.
+
+Region ids of the describe stage are ``person_<AVA person id>``; the task's ``data.clip_id`` names the clip,
+so every answer joins back to ``{clip_id}___{person_id}``.  Verify tasks carry ``instance_id`` and
+``box_numbers`` {shown number: person id}.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..validate import Problem
+
+REGION = re.compile(r"^person_(\d+)$")
+FLAGS = ("box_wrong", "not_a_person", "not_unique")
+
+
+@dataclass
+class Converted:
+    rows: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _user(completed_by) -> str:
+    if isinstance(completed_by, dict):
+        return completed_by.get("email") or f"ls-user-{completed_by.get('id')}"
+    return f"ls-user-{completed_by}"
+
+
+def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip_id: str) -> dict:
+    project = ann.get("project", task.get("project"))
+    return {
+        "annotation_id": f"ls:{project}:{ann.get('id')}:{instance_id}",
+        "instance_id": instance_id, "clip_id": clip_id, "stage": stage, "annotator": _user(ann.get("completed_by")),
+        "created_at": str(ann.get("created_at") or ""), "lead_time_s": ann.get("lead_time"),
+        "text": None, "flags": [], "picked": None, "picked_person_id": None,
+        "ls_project_id": project, "ls_task_id": task.get("id"), "ls_annotation_id": ann.get("id"),
+        "source": source,
+    }
+
+
+def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
+                           known_instances: set[str] | None = None) -> Converted:
+    """One Label Studio task (with its ``annotations``) -> annotation rows of ``stage`` ("describe"/"verify").
+
+    Cancelled (skipped) annotations are left out; unknown region ids, instances and answers are problems.
+    """
+    out = Converted()
+    where = f"{source} task {task.get('id')}"
+    data = task.get("data") or {}
+    for ann in task.get("annotations") or []:
+        if ann.get("was_cancelled"):
+            continue
+        if stage == "describe":
+            clip_id = data.get("clip_id")
+            if not clip_id:
+                out.problems.append(Problem("unknown_task", where, str(task.get("id")), "data.clip_id", "none"))
+                break
+            regions: dict[str, dict] = {}
+            for result in ann.get("result") or []:
+                rid = str(result.get("id", ""))
+                m = REGION.match(rid)
+                if result.get("from_name") not in ("expression", "flags"):
+                    continue
+                if not m:
+                    out.problems.append(Problem("unknown_region", where, rid, "a region id 'person_<AVA person id>'",
+                                                f"{rid!r} (from {result.get('from_name')})"))
+                    continue
+                iid = f"{clip_id}___{int(m.group(1))}"
+                if known_instances is not None and iid not in known_instances:
+                    out.problems.append(Problem("unknown_region", where, iid, "an instance of the instances table",
+                                                "no such instance (was the box removed or the clip excluded?)"))
+                    continue
+                row = regions.setdefault(iid, _base(task, ann, "describe", source, iid, clip_id))
+                value = result.get("value") or {}
+                if result["from_name"] == "expression":
+                    texts = [t for t in value.get("text") or [] if isinstance(t, str)]
+                    row["text"] = " ".join(t.strip() for t in texts).strip() or None
+                else:
+                    bad = [c for c in value.get("choices") or [] if c not in FLAGS]
+                    if bad:
+                        out.problems.append(Problem("unknown_answer", where, iid, f"flags in {FLAGS}", str(bad)))
+                    row["flags"] = sorted({c for c in value.get("choices") or [] if c in FLAGS})
+            out.rows.extend(regions[k] for k in sorted(regions))
+        elif stage == "verify":
+            iid = data.get("instance_id")
+            numbers = data.get("box_numbers") or {}
+            if not iid or (known_instances is not None and iid not in known_instances):
+                out.problems.append(Problem("unknown_region", where, str(iid), "data.instance_id of a known instance",
+                                            "missing or unknown"))
+                break
+            picks = [c for r in ann.get("result") or [] if r.get("from_name") == "pick"
+                     for c in (r.get("value") or {}).get("choices") or []]
+            if len(picks) != 1:
+                out.problems.append(Problem("unknown_answer", where, iid, "exactly one pick", f"{picks}"))
+                continue
+            row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0])
+            row["picked"] = picks[0]
+            if picks[0] != "none":
+                if picks[0] not in numbers:
+                    out.problems.append(Problem("unknown_answer", where, iid, f"a box number in {sorted(numbers)}",
+                                                repr(picks[0])))
+                    continue
+                row["picked_person_id"] = int(numbers[picks[0]])
+            out.rows.append(row)
+        else:
+            raise ValueError(f"stage: expected 'describe' or 'verify', found {stage!r}")
+    return out
+
+
+def guess_stage(tasks: list[dict]) -> str:
+    """'verify' if the tasks carry an expression to check, else 'describe'."""
+    return "verify" if tasks and "expression" in (tasks[0].get("data") or {}) else "describe"

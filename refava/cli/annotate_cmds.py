@@ -1,0 +1,105 @@
+"""``refava annotate import | check | status``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import cli, load_workspace
+
+
+@cli.group("annotate")
+def annotate() -> None:
+    """Referring-expression annotation: import answers, check them, show progress.
+
+    \b
+    Answers live in tables/annotations.parquet (append-only, versioned); `check` writes
+    tables/annotation_status.parquet: per instance accepted / needs_revision / conflict / pending_verification /
+    missing, with reasons.  Accepted instances are what build-splits and later stages use.
+    """
+
+
+def _instances(ws):
+    from ..records import Instances
+
+    return list(Instances.from_parquet(ws.table("instances")))
+
+
+@annotate.command("import")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--stage", type=click.Choice(["describe", "verify"]), help="Stage of a Label Studio export "
+              "(default: guessed from the tasks).")
+@click.option("--ravar-split", help="SOURCE is a folder with the RAVAR authors' pickles; import this split.")
+@click.pass_context
+def import_cmd(ctx, source, stage, ravar_split):
+    """Import answers from a Label Studio JSON export file (no server needed), or from the RAVAR authors'
+    release (three pickles per split keyed video___timestamp___person, joined by key).  Importing the same
+    file again adds nothing; edited answers are added as a new version."""
+    from ..annotate.io import import_export_file, load_ravar_release, merge_annotations, ravar_to_rows
+    from ..validate import ProblemLog
+
+    ws = load_workspace(ctx)
+    known = {i.instance_id for i in _instances(ws)}
+    table = ws.table("annotations")
+    if ravar_split:
+        records = load_ravar_release(source, ravar_split)
+        rows, problems = ravar_to_rows(records, source=f"{Path(source).name}/{ravar_split}", known_instances=known)
+        result = merge_annotations(table, rows, provenance={"source": str(source), "stage_kind": "describe"})
+        result.problems, result.stage = problems, "describe"
+    else:
+        result = import_export_file(source, table, stage=stage, known_instances=known)
+    log = ProblemLog(result.problems)
+    where = f"{table} (version {result.version})" if result.added or result.updated else f"{table} (nothing new)"
+    click.echo(f"annotate import ({result.stage}): {result.added} new, {result.updated} updated, "
+               f"{result.unchanged} already stored -> {where}")
+    if log:
+        click.echo(f"  {len(log)} answer(s) skipped:")
+        for line in log.summary_lines():
+            click.echo(line)
+
+
+@annotate.command("check")
+@click.pass_context
+def check_cmd(ctx):
+    """Decide a status per instance: action words, length, duplicates within a clip, failed verification,
+    flagged boxes, and describers who disagree.  Writes tables/annotation_status.parquet."""
+    from ..annotate.checks import check_instances
+    from ..annotate.io import read_annotations
+    from ..fsutil import sha256_file
+    from ..tables import write_table
+
+    ws = load_workspace(ctx)
+    rows = read_annotations(ws.table("annotations"))
+    if not rows:
+        raise click.ClickException("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
+    status = check_instances(_instances(ws), rows)
+    write_table("annotation_status", status, ws.table("annotation_status"), provenance={
+        "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")}})
+    counts: dict[str, int] = {}
+    for r in status:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    click.echo("annotate check: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+               f" -> {ws.table('annotation_status')}")
+    for r in status:
+        if r["status"] not in ("accepted", "missing", "pending_verification"):
+            click.echo(f"  {r['status']:<15} {r['instance_id']}: {'; '.join(r['reasons'])}")
+
+
+@annotate.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status_cmd(ctx, as_json):
+    """Progress per stage, verification accuracy, agreement between describers, and rejection rate per
+    annotator; also written to reports/annotate-status.json."""
+    from ..annotate.checks import check_instances
+    from ..annotate.io import read_annotations
+    from ..annotate.status import annotation_status, format_status
+    from ..fsutil import write_json_atomic
+
+    ws = load_workspace(ctx)
+    instances = _instances(ws)
+    rows = read_annotations(ws.table("annotations"))
+    report = annotation_status(instances, rows, check_instances(instances, rows))
+    write_json_atomic(ws.reports_dir / "annotate-status.json", report)
+    click.echo(json.dumps(report, indent=2) if as_json else format_status(report))

@@ -30,6 +30,7 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws annotate check
 	$(BIN)/refava -w $(DEMO)/ws annotate status
 	$(BIN)/refava -w $(DEMO)/ws build-splits
+	$(BIN)/refava -w $(DEMO)/ws stats
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
 	@echo "demo outputs:"
@@ -37,6 +38,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  workspace:      $(abspath $(DEMO)/ws)       (refava.toml, tables/, frames/, reports/)"
 	@echo "  ingest report:  $(abspath $(DEMO)/ws/reports/ingest.json)"
 	@echo "  splits report:  $(abspath $(DEMO)/ws/reports/splits.md)"
+	@echo "  statistics:     $(abspath $(DEMO)/ws/reports/stats.html)   (figures in reports/stats/)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -63,7 +63,7 @@ def make_label_studio_exports(truth: list[dict], out_dir: Path, *, seed: int = 0
                 text = p["expression"] if user == 1 else p["expression_alt"]
                 iid = p["instance_id"]
                 if user == 1 and clip_id == action_clip and p is people[0]:
-                    text = f"the {p['noun']} who is walking on the left"
+                    text = f"{p['expression']} who is walking"
                     flaws["action_word"].append(iid)
                 if user == 1 and clip_id == dup_clip and p is people[1]:
                     text = people[0]["expression"]

@@ -249,14 +249,18 @@ def _make_people(rng: np.random.Generator, n: int, seconds: int) -> list[Person]
 
 
 def _position_words(box, boxes) -> str:
+    """Where ``box`` is among ``boxes`` (which include it), from left to right by box centre."""
     cx = (box[0] + box[2]) / 2
-    order = sorted((b[0] + b[2]) / 2 for b in boxes)
-    if len(order) == 1:
+    centres = sorted((b[0] + b[2]) / 2 for b in boxes)
+    rank = min(range(len(centres)), key=lambda i: abs(centres[i] - cx))
+    if len(centres) == 1:
         return "in the middle" if 0.35 < cx < 0.65 else ("on the left" if cx <= 0.35 else "on the right")
-    if cx == order[0]:
-        return "on the far left" if len(order) > 2 else "on the left"
-    if cx == order[-1]:
-        return "on the far right" if len(order) > 2 else "on the right"
+    if rank == 0:
+        return "on the far left" if len(centres) > 2 else "on the left"
+    if rank == len(centres) - 1:
+        return "on the far right" if len(centres) > 2 else "on the right"
+    if len(centres) == 4:
+        return "second from the left" if rank == 1 else "second from the right"
     return "in the middle"
 
 

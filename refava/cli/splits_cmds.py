@@ -87,3 +87,15 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
     click.echo(f"largest class share deviation {report['max_abs_class_deviation']:.3f}; "
                f"{len(previous)} movies kept from earlier splits")
     click.echo(f"splits: {out}\nreport: {ws.reports_dir / 'splits.md'}")
+
+
+@cli.command("stats")
+@click.option("--gallery", default=8, show_default=True, help="Keyframes in the gallery figure.")
+@click.pass_context
+def stats_cmd(ctx, gallery):
+    """Figures of the build as PNG files (reports/stats/) and one self-contained page (reports/stats.html):
+    instances per split, people per clip, actions per split, expression length, frequent words per category and
+    their co-occurrence, and a gallery of keyframes with box and expression."""
+    from ..stats import make_stats
+
+    make_stats(load_workspace(ctx), gallery=gallery, log=click.echo)

@@ -10,7 +10,6 @@ from two annotators (describe and verify stages), with a few deliberate flaws fo
 """
 from __future__ import annotations
 
-import json
 import math
 import pickle
 from dataclasses import dataclass, field

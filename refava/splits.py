@@ -9,7 +9,6 @@ Everything is deterministic for the same inputs and seed (ties are broken by a s
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -231,13 +230,9 @@ def _optimise(stats: MovieStats, names, frac: np.ndarray, fixed: Mapping[str, st
     def size_pen(n, s):
         return size_weight * (np.abs(n - target_size[s]) / N) ** POWER
 
-    def cost(n_s, x_s):
-        return float(sum(class_pen(x_s[s], s).sum() + size_pen(n_s[s], s) for s in range(S)))
-
     onehot = np.zeros((M, S))
     onehot[np.arange(M), assign] = 1
     n_s, x_s = onehot.T @ sizes, onehot.T @ X
-    current = cost(n_s, x_s)
     rows = np.flatnonzero(movable)
     split_pen = np.array([class_pen(x_s[s], s).sum() + size_pen(n_s[s], s) for s in range(S)])
     for _ in range(iterations):
@@ -268,7 +263,6 @@ def _optimise(stats: MovieStats, names, frac: np.ndarray, fixed: Mapping[str, st
             assign[m] = b
             for s in (src, b):
                 split_pen[s] = class_pen(x_s[s], s).sum() + size_pen(n_s[s], s)
-            current = float(split_pen.sum())
             improved = True
         elif rows.size >= 2:
             # No single move helps: try random swaps between splits.
@@ -288,7 +282,6 @@ def _optimise(stats: MovieStats, names, frac: np.ndarray, fixed: Mapping[str, st
                     n_s[s2] -= dn
                     assign[m1], assign[m2] = s2, s1
                     split_pen[s1], split_pen[s2] = p1, p2
-                    current = float(split_pen.sum())
                     improved = True
                     break
         if not improved:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np

@@ -103,7 +103,7 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
 
     from ..errors import ConfigError
     from ..ingest import ingest
-    from ..stages import clip_settings, ingest_inputs, stage_states
+    from ..stages import clip_settings, stage_states
 
     ws = load_workspace(ctx)
     settings = clip_settings(ws)

@@ -1,7 +1,6 @@
 """``refava build-splits``."""
 from __future__ import annotations
 
-import json
 
 import click
 

@@ -454,7 +454,11 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
                 results[video_id] = ingest_movie(video_id, path, clip_people, settings, workspace, threads=threads)
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            import multiprocessing
+
+            # spawn, not fork: the parent may be running threads (progress bar, JPEG pools), and forking a
+            # process with threads can deadlock the child
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {pool.submit(ingest_movie, vid, path, cp, settings, workspace, threads=threads): vid
                            for vid, path, cp in jobs}
                 for future in as_completed(futures):

@@ -10,21 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UnsafeIdError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def check_safe_id(value: str, *, what: str = "id", where: str = "") -> str:
-    """Return ``value`` if it can be used as one path component; raise :class:`UnsafeIdError` otherwise.
-
-    Only letters, digits, '-' and '_' are allowed (every AVA video id fits), so '../x', '/abs' and 'a/b' are refused.
-    """
-    if not isinstance(value, str) or not SAFE_ID.match(value):
-        at = f" in {where}" if where else ""
-        raise UnsafeIdError(f"{what} {value!r}{at} is not a safe file name: expected letters, digits, '-' or '_' only "
-                            f"(no '/', '..' or absolute paths); fix the id in the input file")
-    return value
 
 
 @contextmanager

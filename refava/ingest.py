@@ -115,10 +115,6 @@ def _fingerprint(movie_path: Path, timestamps: Sequence[int], settings: ClipSett
                         "timestamps": list(timestamps), "settings": asdict(settings), "format": 1})
 
 
-def _frames_schema() -> pa.Schema:
-    return arrow_schema("frames")
-
-
 class _Encoder:
     """Converts chosen frames into JPEG bytes on a small thread pool, overlapping with decoding.
 
@@ -221,7 +217,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
     completed: list[tuple[int, list[dict]]] = []   # finished clips whose JPEGs may still be encoding
     clip_rows: dict[int, dict] = {}
-    schema = _frames_schema()
+    schema = arrow_schema("frames")
 
     def emit(target: _Target, chosen) -> None:
         rows_by_clip[target.clip_index].append({

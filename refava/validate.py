@@ -112,22 +112,3 @@ def validate_box(box: Sequence[float], *, where: str = "", id: str = "") -> None
     problem = check_box(box, where=where, id=id)
     if problem is not None:
         raise ValidationError(problem.message())
-
-
-def validate_instances(instances, *, known_actions: set[int] | None = None, where: str = "instances") -> None:
-    """Raise :class:`ValidationError` for the first instance with a bad box, action id or key."""
-    from .records import instance_id_of
-
-    seen = set()
-    for inst in instances:
-        if inst.instance_id in seen:
-            raise ValidationError(f"{where}: {inst.instance_id}: expected unique instance ids, found a duplicate")
-        seen.add(inst.instance_id)
-        expected_id = instance_id_of(inst.video_id, inst.timestamp, inst.person_id)
-        if inst.instance_id != expected_id:
-            raise ValidationError(f"{where}: {inst.instance_id}: expected id {expected_id!r} from its fields")
-        validate_box(inst.box_xyxy, where=where, id=inst.instance_id)
-        if known_actions is not None:
-            unknown = sorted(set(inst.action_ids) - known_actions)
-            if unknown:
-                raise ValidationError(f"{where}: {inst.instance_id}: expected action ids in the label map, found {unknown}")

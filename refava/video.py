@@ -134,7 +134,7 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a uint8 (H, W, 3) array down to (height, width): area-average halvings while the image is at least
+    """Resize a uint8 image (H, W, 3) or plane (H, W) down to (height, width): area-average halvings while it is at least
     twice the target, then one bilinear step (close to a full area filter, at a fraction of its cost)."""
     import cv2
 
@@ -153,16 +153,6 @@ def _plane(plane) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-def _shrink_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    while plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height:
-        plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    if (plane.shape[1], plane.shape[0]) != (width, height):
-        plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
-    return plane
-
-
 def encode_frame_jpeg(frame, short_side: int | None = None, quality: int = 90, *, lock=None) -> tuple[bytes, int, int]:
     """JPEG bytes of an ``av.VideoFrame`` shrunk to ``short_side``; returns (bytes, width, height).
 
@@ -178,7 +168,7 @@ def encode_frame_jpeg(frame, short_side: int | None = None, quality: int = 90, *
     if name in ("yuv420p", "yuvj420p"):
         y, u, v = (_plane(p) for p in frame.planes[:3])
         cw, ch = (width + 1) // 2, (height + 1) // 2
-        y, u, v = _shrink_plane(y, width, height), _shrink_plane(u, cw, ch), _shrink_plane(v, cw, ch)
+        y, u, v = shrink(y, width, height), shrink(u, cw, ch), shrink(v, cw, ch)
         full_range = name == "yuvj420p" or int(getattr(frame, "color_range", 0) or 0) == 2
         if not full_range:
             import cv2
@@ -187,13 +177,10 @@ def encode_frame_jpeg(frame, short_side: int | None = None, quality: int = 90, *
         data = simplejpeg.encode_jpeg_yuv_planes(np.ascontiguousarray(y), np.ascontiguousarray(u),
                                                  np.ascontiguousarray(v), quality=int(quality))
         return data, width, height
-    if lock is not None:
-        with lock:
-            image = frame.to_ndarray(format="bgr24")
-    else:
-        image = frame.to_ndarray(format="bgr24")
-    if (width, height) != (frame.width, frame.height):
-        image = shrink(image, width, height)
+    from contextlib import nullcontext
+
+    with lock if lock is not None else nullcontext():
+        image = frame_to_array(frame, short_side, "bgr24")
     return encode_jpeg(image, quality), width, height
 
 

@@ -18,6 +18,7 @@ from .errors import SchemaError
 TABLES = ("movies", "instances", "clips", "frames")
 
 _ARROW_NARROW = {
+    "int8": pa.int8(),
     "int16": pa.int16(),
     "int32": pa.int32(),
     "int64": pa.int64(),

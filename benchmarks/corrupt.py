@@ -1,0 +1,115 @@
+"""refava's corruptions against their reference implementations, in frames per second, in the same run.
+
+On 8-frame 340x256 clips (random content plus a smooth gradient, so fog and rain see real structure):
+
+* gaussian_noise, shot_noise, fog: refava's ``corrupt_clip`` on whole clips against ``imagecorruptions.corrupt``
+  per frame (its PyPI release needs ``np.float_`` on NumPy 2; the benchmark sets it);
+* rain: against the reference per-drop loop (Yi et al.'s streaks: a Python loop drawing one ``cv2.line`` per drop,
+  then float64 frame arithmetic), re-implemented below from its description in the reference notes, since the
+  reference ships no package.
+
+Printed per corruption and severity: both frame rates and their ratio (target: refava >= 10x each).  Needs
+``pip install imagecorruptions --no-deps scikit-image scipy`` (``make bench`` does it; its dependency opencv-python
+would replace the headless OpenCV refava pins).
+
+    python benchmarks/corrupt.py [--severities 1,3,5] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from refava.corrupt import corrupt_clip
+
+FRAMES, HEIGHT, WIDTH = 8, 256, 340
+
+
+def make_clips(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, WIDTH)[None, :, None] + np.linspace(0, 40, HEIGHT)[:, None, None]
+    clips = []
+    for _ in range(n):
+        noise = rng.normal(0, 25, (FRAMES, HEIGHT, WIDTH, 3))
+        clips.append(np.clip(ramp[None] + noise, 0, 255).astype(np.uint8))
+    return clips
+
+
+def reference_rain(image: np.ndarray, severity: int, rs: np.random.RandomState) -> np.ndarray:
+    """The reference streak rain, per drop in Python and in float64 over the frame, as the peers run it."""
+    area = image.shape[0] * image.shape[1]
+    drops = area // (770, 770, 770, 500, 400)[severity - 1]
+    length = (10, 30, 60, 60, 80)[severity - 1]
+    darken = (0.8, 0.8, 0.7, 0.6, 0.5)[severity - 1]
+    slant = rs.randint(-10, 10)
+    points = []
+    for _ in range(drops):
+        x = rs.randint(slant, image.shape[1]) if slant < 0 else rs.randint(0, image.shape[1] - slant)
+        points.append((x, rs.randint(0, image.shape[0] - length)))
+    mask = np.zeros(image.shape[:2])
+    for x, y in points:
+        cv2.line(mask, (x, y), (x + slant, y + length), (220, 220, 220), 1)
+    mask = np.stack((mask, mask, mask), axis=2)
+    rainy = image + np.array(mask * (1 - image / 255.0) * (1 - np.mean(image) / 255.0), dtype=np.uint8)
+    blurred = cv2.blur(rainy, (3, 3))
+    mixed = np.array(blurred * mask / 255.0 + image * (1 - mask / 255.0)) / 255.0
+    means = np.mean(mixed, axis=(0, 1), keepdims=True)
+    return np.array(np.clip((mixed - means) * darken + means, 0, 1) * 255, dtype=np.uint8)
+
+
+def fps_pair(ours, peer, clips, repeats: int) -> tuple[float, float, float]:
+    """Median frame rates of ``ours`` and ``peer`` and the median of their per-repeat ratios; the two alternate
+    within each repeat, so a machine that slows down mid-run slows both."""
+    ours(clips[0]), peer(clips[0])
+    rates = []
+    for _ in range(repeats):
+        pair = []
+        for fn in (ours, peer):
+            start = time.perf_counter()
+            for clip in clips:
+                fn(clip)
+            pair.append(len(clips) * FRAMES / (time.perf_counter() - start))
+        rates.append(pair)
+    return (statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates),
+            statistics.median(r[0] / r[1] for r in rates))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--severities", default="1,3,5")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--clips", type=int, default=4)
+    args = ap.parse_args(argv)
+    np.float_ = np.float64  # imagecorruptions' fog on NumPy 2
+    from imagecorruptions import corrupt as ic_corrupt
+
+    clips = make_clips(args.clips)
+    severities = [int(s) for s in args.severities.split(",")]
+    rng = np.random.default_rng(1)
+    rs = np.random.RandomState(1)
+    print(f"{FRAMES}-frame {WIDTH}x{HEIGHT} clips, {args.clips} clips x {args.repeats} repeats, median frames/s")
+    print(f"{'corruption':<16}{'sev':>4}{'refava':>10}{'peer':>9}{'ratio':>8}   peer")
+    worst = float("inf")
+    for kind in ("gaussian_noise", "shot_noise", "fog", "rain"):
+        for sev in severities:
+            if kind == "rain":
+                peer_fn, peer_name = (lambda c: [reference_rain(f, sev, rs) for f in c]), "reference rain loop"
+            else:
+                peer_fn = lambda c: [ic_corrupt(f, corruption_name=kind, severity=sev) for f in c]  # noqa: E731
+                peer_name = "imagecorruptions"
+            ours, peer, ratio = fps_pair(lambda c: corrupt_clip(c, kind, sev, rng), peer_fn, clips, args.repeats)
+            worst = min(worst, ratio)
+            print(f"{kind:<16}{sev:>4}{ours:>10.0f}{peer:>9.0f}{ratio:>7.1f}x   {peer_name}")
+    for kind in ("gaussian_noise", "shot_noise", "rain"):
+        ours, _, _ = fps_pair(lambda c: corrupt_clip(c, kind, None, rng, preset="ravar"), lambda c: None, clips, 3)
+        print(f"{kind:<16}{'ravar':>5}{ours:>9.0f}   (the preset; no peer)")
+    print(f"smallest ratio: {worst:.1f}x (target >= 10x)")
+    return 0 if worst >= 10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""``refava corrupt``: corrupted copies of the clips of chosen splits, stored like the clean ones, with a manifest.
+
+Layout: ``frames/corrupted/<configuration>/<video_id>.parquet`` (the frames table's schema; configuration names such
+as ``fog_s3``), and ``tables/corruptions.parquet`` with one row per corrupted clip and setting.  Work is committed
+one movie file at a time, each recording its setting, seed and the hashes of its clean clips in its metadata: a rerun
+skips every movie file whose record still matches (a killed run resumes there), and redoes the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import StageError
+from ..tables import read_provenance, read_table, write_table
+from . import CorruptionSpec, clip_rng, corrupt_frames
+
+CLEAN_DIR = Path("frames") / "clean"
+CORRUPTED_DIR = Path("frames") / "corrupted"
+
+
+@dataclass
+class SettingSummary:
+    configuration: str
+    clips: int = 0
+    frames: int = 0
+    movies_done: int = 0
+    movies_reused: int = 0
+    seconds: float = 0.0
+    folder: str = ""
+
+
+@dataclass
+class CorruptSummary:
+    settings: list[SettingSummary] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)     # reason -> clips
+    manifest: str = ""
+
+    def lines(self) -> list[str]:
+        out = []
+        for s in self.settings:
+            rate = f", {s.frames / s.seconds:.0f} frames/s" if s.seconds > 0 and s.frames else ""
+            out.append(f"  {s.configuration:<22} {s.clips:>5} clips, {s.frames:>6} frames; movies: {s.movies_done} "
+                       f"corrupted, {s.movies_reused} already done{rate} -> {s.folder}")
+        for reason, n in sorted(self.skipped.items()):
+            out.append(f"  skipped {n} clip(s): {reason}")
+        return out
+
+
+def clip_hash(rows: Sequence[dict]) -> str:
+    """sha256 over a clip's JPEG bytes in stored order (length-prefixed, so boundaries count)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(len(r["jpeg"]).to_bytes(8, "little"))
+        h.update(r["jpeg"])
+    return h.hexdigest()
+
+
+def _clip_order(row: dict) -> tuple:
+    return (row["grid_index"], row["role"] != "keyframe")
+
+
+def selected_clips(ws, splits: Sequence[str]) -> dict[str, dict[str, str]]:
+    """video_id -> {clip_id: split} for the clips of ``splits`` (``all`` for every split) in tables/splits."""
+    if not ws.table("splits").exists():
+        raise StageError(f"{ws.table('splits')} not found: run `refava build-splits` first (corrupt works on splits)")
+    rows = read_table("splits", ws.table("splits"), columns=["clip_id", "video_id", "split"]).to_pylist()
+    known = sorted({r["split"] for r in rows})
+    wanted = set(known) if "all" in splits else set(splits)
+    unknown = wanted - set(known)
+    if unknown:
+        raise StageError(f"--split {', '.join(sorted(unknown))}: not in {ws.table('splits')}; its splits are "
+                         f"{', '.join(known)} (or use --split all)")
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        if r["split"] in wanted:
+            out[r["video_id"]][r["clip_id"]] = r["split"]
+    return dict(sorted(out.items()))
+
+
+def _decode(data: bytes) -> np.ndarray:
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+
+def _encode(image: np.ndarray, quality: int) -> bytes:
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")
+
+
+def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int,
+                  quality: int, *, pool=None, force: bool = False) -> tuple[list[dict], dict[str, int]]:
+    """Corrupt the ``clips`` of one movie's clean frames file into ``out_path``; return manifest rows and skips."""
+    table = read_table("frames", clean_path)
+    by_clip: dict[str, list[dict]] = defaultdict(list)
+    for row in table.to_pylist():
+        if row["clip_id"] in clips:
+            by_clip[row["clip_id"]].append(row)
+    skipped = {}
+    missing = [c for c in clips if c not in by_clip]
+    if missing:
+        skipped["no clean frames (ingest reported them)"] = len(missing)
+    sources = {c: clip_hash(sorted(rows, key=_clip_order)) for c, rows in sorted(by_clip.items())}
+    record = {"stage": "corrupt", "configuration": spec.name, "type": spec.type, "severity": spec.severity,
+              "preset": spec.preset, "style": spec.style, "params": spec.params, "seed": seed,
+              "jpeg_quality": quality, "sources": sources}
+    stored = read_provenance(out_path)
+    if not force and stored is not None and all(stored.get(k) == v for k, v in record.items()) and "outputs" in stored:
+        return _manifest_rows(stored, out_path), skipped | {"__reused__": 1}
+    out_rows, outputs = [], {}
+    mapper = pool.map if pool is not None else map
+    for clip_id in sources:
+        rows = sorted(by_clip[clip_id], key=_clip_order)
+        images = list(mapper(_decode, [r["jpeg"] for r in rows]))
+        corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name))
+        jpegs = list(mapper(lambda im: _encode(im, quality), corrupted))
+        new_rows = [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]
+        outputs[clip_id] = clip_hash(new_rows)
+        out_rows.extend(new_rows)
+    record["outputs"] = outputs
+    record["frames"] = {c: len(by_clip[c]) for c in sources}
+    record["splits"] = {c: clips[c] for c in sources}
+    write_table("frames", out_rows, out_path, provenance=record, validate=False)
+    return _manifest_rows(record, out_path), skipped
+
+
+def _manifest_rows(record: dict, path: Path) -> list[dict]:
+    video_id = path.stem
+    return [{"configuration": record["configuration"], "type": record["type"], "severity": record["severity"],
+             "preset": record["preset"], "style": record["style"], "seed": record["seed"],
+             "params": json.dumps(record["params"], sort_keys=True), "clip_id": clip_id, "video_id": video_id,
+             "split": record["splits"][clip_id], "frames": record["frames"][clip_id],
+             "source_sha256": record["sources"][clip_id], "output_sha256": record["outputs"][clip_id],
+             "path": f"{CORRUPTED_DIR.as_posix()}/{record['configuration']}/{path.name}"}
+            for clip_id in record["outputs"]]
+
+
+def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str] = ("test",), *,
+                      seed: int | None = None, force: bool = False, log: Callable[[str], None] = print,
+                      progress: bool = True) -> CorruptSummary:
+    """Corrupt the clips of ``splits`` with every setting in ``specs``; write frames, manifest and report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..fsutil import write_json_atomic
+    from ..ingest import _progress
+
+    seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
+    quality = int(ws.config["clips"]["jpeg_quality"])
+    chosen = selected_clips(ws, splits)
+    summary = CorruptSummary()
+    total_clips = sum(len(c) for c in chosen.values())
+    if not total_clips:
+        raise StageError(f"no clips in split(s) {', '.join(splits)} of {ws.table('splits')}: nothing to corrupt")
+    bar = _progress(total=total_clips * len(specs), enabled=progress, desc="corrupt", unit="clip")
+    skipped: dict[str, int] = defaultdict(int)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refava-jpeg") as pool:
+        for spec in specs:
+            s = SettingSummary(spec.name, folder=str(ws.root / CORRUPTED_DIR / spec.name))
+            start = time.perf_counter()
+            for video_id, clips in chosen.items():
+                clean = ws.root / CLEAN_DIR / f"{video_id}.parquet"
+                if not clean.exists():
+                    skipped[f"movie has no clean frames file ({CLEAN_DIR}/<video>.parquet)"] += len(clips)
+                    bar.update(len(clips))
+                    continue
+                out = ws.root / CORRUPTED_DIR / spec.name / f"{video_id}.parquet"
+                rows, skips = corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force)
+                reused = skips.pop("__reused__", 0)
+                for reason, n in skips.items():
+                    skipped[reason] += n
+                s.movies_reused += reused
+                s.movies_done += 1 - reused
+                s.clips += len(rows)
+                if not reused:
+                    s.frames += sum(r["frames"] for r in rows)
+                bar.update(len(clips))
+            s.seconds = time.perf_counter() - start
+            summary.settings.append(s)
+    bar.close()
+    summary.skipped = dict(skipped)
+    summary.manifest = str(write_manifest(ws))
+    write_json_atomic(ws.reports_dir / "corrupt.json", {
+        "seed": seed, "splits": list(splits), "settings": [vars(s) for s in summary.settings],
+        "skipped": summary.skipped, "manifest": summary.manifest})
+    return summary
+
+
+def write_manifest(ws) -> Path:
+    """Rebuild tables/corruptions.parquet from the records of every file under frames/corrupted/."""
+    rows = []
+    root = ws.root / CORRUPTED_DIR
+    for path in sorted(root.glob("*/*.parquet")) if root.exists() else []:
+        record = read_provenance(path)
+        if record and record.get("stage") == "corrupt" and "outputs" in record:
+            rows.extend(_manifest_rows(record, path))
+    rows.sort(key=lambda r: (r["configuration"], r["video_id"], r["clip_id"]))
+    return write_table("corruptions", rows, ws.table("corruptions"),
+                       provenance={"stage": "corrupt", "configurations": sorted({r["configuration"] for r in rows})})

@@ -31,6 +31,8 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws annotate status
 	$(BIN)/refava -w $(DEMO)/ws build-splits
 	$(BIN)/refava -w $(DEMO)/ws stats
+	$(BIN)/refava -w $(DEMO)/ws corrupt --severity 3 --no-progress
+	$(BIN)/refava -w $(DEMO)/ws corrupt --gallery
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
 	@echo "demo outputs:"
@@ -39,14 +41,18 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  ingest report:  $(abspath $(DEMO)/ws/reports/ingest.json)"
 	@echo "  splits report:  $(abspath $(DEMO)/ws/reports/splits.md)"
 	@echo "  statistics:     $(abspath $(DEMO)/ws/reports/stats.html)   (figures in reports/stats/)"
+	@echo "  corruptions:    $(abspath $(DEMO)/ws/frames/corrupted)   (manifest tables/corruptions.parquet)"
+	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
-	$(BIN)/python -m pip install --quiet scikit-learn
+	$(BIN)/python -m pip install --quiet scikit-learn scikit-image scipy
+	$(BIN)/python -m pip install --quiet --no-deps imagecorruptions   # its opencv-python would shadow the headless one
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/splits.py
+	$(BIN)/python benchmarks/corrupt.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

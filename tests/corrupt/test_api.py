@@ -1,0 +1,101 @@
+"""corrupt_clip: shapes, reproducibility across reruns and thread counts, and clear errors on bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refava.corrupt import CORRUPTIONS, CorruptionError, clip_rng, corrupt_clip, resolve
+
+SIZES = [(224, 224), (256, 340), (720, 1280), (199, 301), (1, 1), (2, 7)]
+
+
+def clip(t, h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+@pytest.mark.parametrize("h,w", SIZES)
+def test_output_is_uint8_of_the_input_shape(kind, h, w):
+    frames = clip(2 if h * w > 500_000 else 3, h, w)
+    out = corrupt_clip(frames, kind, 3, np.random.default_rng(0))
+    assert out.dtype == np.uint8 and out.shape == frames.shape
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_same_bytes_across_reruns_and_thread_counts(kind):
+    frames = clip(8, 96, 128)
+    outs = [corrupt_clip(frames, kind, 4, clip_rng(7, "movie___0902", f"{kind}_s4"), threads=n) for n in (1, 2, 3, 8)]
+    for other in outs[1:]:
+        assert np.array_equal(outs[0], other)
+    again = corrupt_clip(frames, kind, 4, clip_rng(7, "movie___0902", f"{kind}_s4"))
+    assert np.array_equal(outs[0], again)
+    different = corrupt_clip(frames, kind, 4, clip_rng(8, "movie___0902", f"{kind}_s4"))
+    assert not np.array_equal(outs[0], different)
+
+
+def test_clip_generators_depend_on_seed_clip_and_setting_only():
+    a = clip_rng(0, "m___0902", "fog_s3").integers(0, 2**62, 4)
+    assert np.array_equal(a, clip_rng(0, "m___0902", "fog_s3").integers(0, 2**62, 4))
+    for other in (clip_rng(1, "m___0902", "fog_s3"), clip_rng(0, "m___0903", "fog_s3"), clip_rng(0, "m___0902", "fog_s4")):
+        assert not np.array_equal(a, other.integers(0, 2**62, 4))
+
+
+def test_global_random_state_is_neither_used_nor_touched():
+    frames = clip(2, 32, 32)
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    a = corrupt_clip(frames, "rain", 2, np.random.default_rng(1))
+    np.random.seed(12345)
+    b = corrupt_clip(frames, "rain", 2, np.random.default_rng(1))
+    assert np.array_equal(a, b)
+    np.random.seed(0)
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+def test_presets_follow_the_authors():
+    assert resolve("gaussian_noise", preset="ravar").params == {"sigma": 0.2}
+    assert resolve("shot_noise", preset="ravar").params["c"] == 5
+    rain = resolve("rain", preset="ravar")
+    assert rain.severity == 2 and rain.params["fresh_drops_every_frame"] and rain.name == "rain_ravar"
+    assert resolve("fog", preset="ravar").params["published"] is False
+    assert resolve("rain", 2, style="drops").name == "rain_s2_drops"
+    frames = np.zeros((4, 48, 64, 3), np.uint8)    # off the drops every pixel gets the same contrast-step value
+    out = corrupt_clip(frames, "rain", None, np.random.default_rng(0), preset="ravar")
+    masks = [(o != np.bincount(o.ravel()).argmax()).any(-1) for o in out]
+    assert all(0 < m.mean() < 0.5 for m in masks)
+    assert not np.array_equal(masks[0], masks[1])                       # fresh drops every frame
+
+
+@pytest.mark.parametrize("frames,kind,severity,match", [
+    (np.zeros((2, 8, 8, 3), np.float32), "fog", 3, "dtype uint8, found float32"),
+    (np.zeros((2, 8, 8, 3), np.int16), "fog", 3, "dtype uint8, found int16"),
+    (np.zeros((8, 8, 3), np.uint8), "fog", 3, "rank 4 .* found rank 3"),
+    (np.zeros((1, 2, 8, 8, 3), np.uint8), "fog", 3, "rank 4 .* found rank 5"),
+    (np.zeros((2, 8, 8, 4), np.uint8), "fog", 3, r"shape \(H, W, 3\)"),
+    (np.zeros((2, 0, 8, 3), np.uint8), "fog", 3, r"H, W >= 1"),
+    (np.zeros((0, 8, 8, 3), np.uint8), "fog", 3, "at least one frame"),
+    ([[1, 2]], "fog", 3, "numpy array"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "snow", 3, "unknown corruption type 'snow'"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", 0, "severity must be an integer 1..5, found 0"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", 6, "severity must be an integer 1..5, found 6"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", 2.5, "found 2.5"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", "3", "found '3'"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", None, "found None"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "fog", True, "found True"),
+])
+def test_bad_input_gives_a_clear_error(frames, kind, severity, match):
+    with pytest.raises(CorruptionError, match=match):
+        corrupt_clip(frames, kind, severity, np.random.default_rng(0))
+
+
+def test_rng_is_required_and_presets_and_styles_are_checked():
+    frames = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(CorruptionError, match="numpy.random.Generator"):
+        corrupt_clip(frames, "fog", 3)
+    with pytest.raises(CorruptionError, match="numpy.random.Generator"):
+        corrupt_clip(frames, "fog", 3, 42)
+    with pytest.raises(CorruptionError, match="unknown preset 'imagenet'"):
+        corrupt_clip(frames, "fog", None, np.random.default_rng(0), preset="imagenet")
+    with pytest.raises(CorruptionError, match="unknown rain style 'snowflakes'"):
+        corrupt_clip(frames, "rain", 2, np.random.default_rng(0), style="snowflakes")
+    assert isinstance(CorruptionError("x"), ValueError)

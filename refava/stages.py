@@ -57,6 +57,8 @@ def stage_states(ws: Workspace) -> list[StageState]:
         states.append(_derived_stage(ws, "annotate check", "annotation_status", ["instances", "annotations"]))
     split_inputs = ["instances"] + (["annotation_status"] if ws.table("annotation_status").exists() else [])
     states.append(_derived_stage(ws, "build-splits", "splits", split_inputs))
+    if ws.table("corruptions").exists():
+        states.append(_derived_stage(ws, "corrupt", "corruptions", ["splits"]))
     return states
 
 

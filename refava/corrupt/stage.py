@@ -202,5 +202,8 @@ def write_manifest(ws) -> Path:
         if record and record.get("stage") == "corrupt" and "outputs" in record:
             rows.extend(_manifest_rows(record, path))
     rows.sort(key=lambda r: (r["configuration"], r["video_id"], r["clip_id"]))
-    return write_table("corruptions", rows, ws.table("corruptions"),
-                       provenance={"stage": "corrupt", "configurations": sorted({r["configuration"] for r in rows})})
+    from ..fsutil import sha256_file
+
+    inputs = {"splits": sha256_file(ws.table("splits"))} if ws.table("splits").exists() else {}
+    return write_table("corruptions", rows, ws.table("corruptions"), provenance={
+        "stage": "corrupt", "configurations": sorted({r["configuration"] for r in rows}), "inputs": inputs})

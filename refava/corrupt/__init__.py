@@ -102,10 +102,13 @@ def _params(kind: str, severity: int | None, style: str) -> dict:
 
 
 def clip_rng(seed: int, clip_id: str, name: str) -> np.random.Generator:
-    """The generator of one clip under one setting, from the build's seed, the clip id and the setting's name."""
+    """The generator of one clip under one setting, from the build's seed, the clip id and the setting's name.
+
+    SFC64: the fastest of NumPy's bit generators, and the noise samplers spend a fifth of their time drawing bits.
+    """
     digest = hashlib.sha256(f"{clip_id}\x1f{name}".encode()).digest()
     words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4)]
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), *words])))
+    return np.random.Generator(np.random.SFC64(np.random.SeedSequence([int(seed), *words])))
 
 
 def _check_frame(frame, where: str) -> None:
@@ -147,15 +150,38 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
             return noise.shot_noise(frame, p["c"], rngs[i])
         if spec.type == "fog":
             return fog.fog_frame(frame, layers[frame.shape[:2]], p["c0"])
-        if spec.style == "drops":
-            return rain.drops_frame(frame, spec.severity, rngs[i])
-        mask = rain.streak_mask(frame.shape[0], frame.shape[1], spec.severity, rngs[i])
-        return rain.streak_frame(frame, mask, p["contrast"])
+        return rain.drops_frame(frame, spec.severity, rngs[i])
 
     workers = max(1, min(len(frames), threads or os.cpu_count() or 1))
+    if spec.type == "rain" and spec.style == "streaks":
+        return _streak_clip(frames, spec, rngs, workers)
     if workers == 1:
         return [one(i) for i in range(len(frames))]
     return list(_pool(workers).map(one, range(len(frames))))
+
+
+def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, workers: int) -> list[np.ndarray]:
+    """Rain streaks, vectorised over runs of same-size frames, one run per worker (frame i draws from rngs[i])."""
+    from . import rain
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(frame.shape[:2], []).append(i)
+    jobs = []
+    for members in groups.values():   # runs of two frames: large enough to vectorise, small enough to stay in cache
+        jobs += [members[j:j + 2] for j in range(0, len(members), 2)]
+
+    def run(members: list[int]) -> list[np.ndarray]:
+        height, width = frames[members[0]].shape[:2]
+        masks = rain.streak_masks(height, width, spec.severity, [rngs[i] for i in members])
+        return list(rain.streak_clip(np.stack([frames[i] for i in members]), masks, spec.params["contrast"]))
+
+    out: list[np.ndarray | None] = [None] * len(frames)
+    results = map(run, jobs) if workers == 1 else _pool(workers).map(run, jobs)
+    for members, done in zip(jobs, results):
+        for i, image in zip(members, done):
+            out[i] = image
+    return out
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

@@ -42,56 +42,91 @@ def streak_params(height: int, width: int, severity: int) -> dict:
 
 def streak_mask(height: int, width: int, severity: int, rng: np.random.Generator) -> np.ndarray:
     """The drop mask of one frame (H, W) bool: ``n`` streaks with one random slant."""
+    return streak_masks(height, width, severity, [rng])[0]
+
+
+def streak_masks(height: int, width: int, severity: int, rngs) -> np.ndarray:
+    """Drop masks (T, H, W) bool, frame ``i`` drawn from ``rngs[i]``: its slant, then the drops' x and y."""
     p = streak_params(height, width, severity)
-    n, length = p["drops"], p["length"]
-    slant = int(rng.integers(-p["slant_max"], p["slant_max"]))
+    n, length, smax = p["drops"], p["length"], p["slant_max"]
+    masks = np.zeros((len(rngs), height, width + 2 * smax), dtype=bool)   # widened: streaks may leave the frame
     if n == 0 or height < 2:
-        return np.zeros((height, width), dtype=bool)
-    lo, hi = (slant, width) if slant < 0 else (0, max(1, width - slant))
-    x0 = rng.integers(lo, hi, n)
-    y0 = rng.integers(0, max(1, height - length), n)
+        for rng in rngs:
+            rng.integers(-smax, smax)
+        return np.ascontiguousarray(masks[:, :, smax:smax + width])
     t = np.arange(length + 1)
-    # draw into a frame widened by the slant on both sides, so streaks leaving the frame need no filtering
-    margin = abs(slant)
-    wide = np.zeros((height, width + 2 * margin), dtype=bool)
-    cols = x0[:, None] + margin + np.rint(slant * t / length).astype(np.int64)[None, :]
-    wide.reshape(-1)[(y0[:, None] + t[None, :]) * wide.shape[1] + cols] = True
-    mask = np.ascontiguousarray(wide[:, margin:margin + width])
-    return mask
+    starts, slants = [], []
+    for i, rng in enumerate(rngs):
+        slant = int(rng.integers(-smax, smax))
+        lo, hi = (slant, width) if slant < 0 else (0, max(1, width - slant))
+        x0 = rng.integers(lo, hi, n)
+        y0 = rng.integers(0, max(1, height - length), n)
+        starts.append((i * height + y0) * masks.shape[2] + x0 + smax)
+        slants.append(slant)
+    offsets = np.rint(np.array(slants, dtype=np.float64)[:, None] * t[None, :] / length).astype(np.int64)
+    offsets += t[None, :] * masks.shape[2]                                       # (T, L+1): row and column steps
+    flat = np.stack(starts)[:, :, None] + offsets[:, None, :]                    # (T, n, L+1)
+    masks.reshape(-1)[flat.reshape(-1)] = True
+    return np.ascontiguousarray(masks[:, :, smax:smax + width])
 
 
 def streak_frame(frame: np.ndarray, mask: np.ndarray, contrast: float) -> np.ndarray:
-    """Rain streaks on one uint8 frame (H, W, 3) given its drop mask (H, W).
+    """Rain streaks on one uint8 frame (H, W, 3) given its drop mask (H, W)."""
+    return streak_clip(frame[None], mask[None], contrast)[0]
+
+
+def streak_clip(frames: np.ndarray, masks: np.ndarray, contrast: float) -> np.ndarray:
+    """Rain streaks on uint8 frames (T, H, W, 3) of one size given their drop masks (T, H, W).
 
     The blur of ``R = x + gain * mask01 * (255 - x)`` is ``(S(x) + gain * S(mask01 * (255 - x))) / 9`` with ``S`` the
-    3x3 box sum: two exact integer box filters, then float64 only at the pixels under drops.
+    3x3 box sum: exact integer box filters over the whole clip at once (each frame padded by its own reflected rows,
+    so frames do not bleed into each other), then float64 only at the pixels under drops.
     """
-    height, width, channels = frame.shape
+    count_t, height, width, channels = frames.shape
     if channels != 3:
         raise ValueError(f"rain: expected 3 colour channels, found {channels}")
     count = height * width
-    sums = np.array(cv2.sumElems(frame)[:3])
-    darken = 1.0 - sums.sum() / (count * 3) / 255.0
-    gain = DROP_COLOUR / 255.0 * darken                # R = x + gain * (255 - x) on drops
+    sums = np.array([cv2.sumElems(f)[:3] for f in frames])                   # (T, 3)
+    gain = DROP_COLOUR / 255.0 * (1.0 - sums.sum(axis=1) / (count * 3) / 255.0)   # R = x + gain * (255 - x)
     m = DROP_COLOUR / 255.0
-    where = np.flatnonzero(mask)
-    if where.size:
-        cells = 3 * where[None, :] + np.arange(3)[:, None]              # (3, k): flat indices, channel-major
-        x8 = frame.reshape(-1)[cells]
-        inverted = np.zeros_like(frame)
-        inverted.reshape(-1)[cells] = 255 - x8                              # mask01 * (255 - x)
+    where = np.flatnonzero(masks)
+    out = np.empty_like(frames)
+    if where.size and height >= 2:
+        frame_of = where // count
+        # flat indices into the clip padded with one reflected row above and below each frame, channel-major
+        pixel = where + (2 * frame_of + 1) * width
+        cells = 3 * pixel[None, :] + np.arange(3)[:, None]                    # (3, k)
+        padded = np.empty((count_t, height + 2, width, 3), dtype=np.uint8)
+        padded[:, 1:-1] = frames
+        padded[:, 0], padded[:, -1] = frames[:, 1], frames[:, -2]
+        x8 = padded.reshape(-1).take(cells)
+        inverted = np.zeros_like(padded)
+        inverted.reshape(-1)[cells] = 255 - x8                                 # mask01 * (255 - x)
+        inverted[:, 0], inverted[:, -1] = inverted[:, 2], inverted[:, -3]
+        tall = (count_t * (height + 2), width, 3)
+        box_x = cv2.boxFilter(padded.reshape(tall), cv2.CV_16U, (3, 3), normalize=False,
+                              borderType=cv2.BORDER_REFLECT_101)
+        box_q = cv2.boxFilter(inverted.reshape(tall), cv2.CV_16U, (3, 3), normalize=False,
+                              borderType=cv2.BORDER_REFLECT_101)
         xp = x8.astype(np.float64)
-        box_x = cv2.boxFilter(frame, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT_101)
-        box_q = cv2.boxFilter(inverted, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT_101)
-        blurred = (box_x.reshape(-1)[cells] + gain * box_q.reshape(-1)[cells]) / 9.0
-        blend = blurred * m + xp * (1.0 - m)
-        means = (sums + (blend - xp).sum(axis=1)) / count
+        blurred = box_q.reshape(-1).take(cells) * gain.take(frame_of)
+        blurred += box_x.reshape(-1).take(cells)
+        blend = blurred * (m / 9.0)
+        blend += xp * (1.0 - m)
+        shift = np.zeros((count_t, 3))
+        for c in range(3):
+            shift[:, c] = np.bincount(frame_of, weights=blend[c] - xp[c], minlength=count_t)
+        means = (sums + shift) / count
+        values = blend * contrast
+        values += np.take(means.T * (1.0 - contrast), frame_of, axis=1)
+        fixed = np.rint(np.clip(values, 0.0, 255.0, out=values)).astype(np.uint8)
+        plain = (3 * where[None, :] + np.arange(3)[:, None])                 # the same cells, unpadded
     else:
         means = sums / count
-    out = _contrast(frame, means, contrast)
-    if where.size:
-        values = (blend - means[:, None]) * contrast + means[:, None]
-        out.reshape(-1)[cells] = np.rint(np.clip(values, 0.0, 255.0, out=values)).astype(np.uint8)
+    for i in range(count_t):
+        out[i] = _contrast(frames[i], means[i], contrast)
+    if where.size and height >= 2:
+        out.reshape(-1)[plain] = fixed
     return out
 
 

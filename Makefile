@@ -33,6 +33,9 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws stats
 	$(BIN)/refava -w $(DEMO)/ws corrupt --severity 3 --no-progress
 	$(BIN)/refava -w $(DEMO)/ws corrupt --gallery
+	$(BIN)/refava -w $(DEMO)/ws package --no-progress
+	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
+	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
 	@echo "demo outputs:"
@@ -43,6 +46,8 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  statistics:     $(abspath $(DEMO)/ws/reports/stats.html)   (figures in reports/stats/)"
 	@echo "  corruptions:    $(abspath $(DEMO)/ws/frames/corrupted)   (manifest tables/corruptions.parquet)"
 	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
+	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
+	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -53,6 +58,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/splits.py
 	$(BIN)/python benchmarks/corrupt.py
+	$(BIN)/python benchmarks/package.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -336,3 +336,16 @@ def report_markdown(report: dict, labels: Mapping[int, str] | None = None, top: 
         dev = c["largest_deviation"]
         lines.append(f"| {name} | {c['count']} | {cells} | {dev['split']} {dev['value']:+.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def accepted_instances(ws):
+    """The instances later stages use: accepted by `annotate check` when it has run, else all ingested ones."""
+    from .records import Instances
+    from .tables import read_table
+
+    instances = list(Instances.from_parquet(ws.table("instances")))
+    if not ws.table("annotation_status").exists():
+        return instances, "ingested instances (no `annotate check` yet: all of them)"
+    accepted = {r["instance_id"] for r in read_table("annotation_status", ws.table("annotation_status")).to_pylist()
+                if r["status"] == "accepted"}
+    return [i for i in instances if i.instance_id in accepted], "accepted instances"

@@ -54,8 +54,10 @@ def write_table(name: str, rows: Iterable[Mapping[str, Any]] | pa.Table, path: s
         table = rows_to_arrow(name, rows, source=str(path)) if validate else pa.Table.from_pylist(rows, schema=arrow_schema(name))
     meta = {"table": name, "refava_version": __version__, **(dict(provenance) if provenance else {})}
     table = table.replace_schema_metadata({PROVENANCE_KEY: json.dumps(meta, sort_keys=True, default=str).encode()})
+    # zstd for everything but binary payloads (JPEG): they do not compress, and reading them back would pay for it
+    codecs = {f.name: ("none" if pa.types.is_binary(f.type) else "zstd") for f in table.schema}
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=codecs)
     return path
 
 

@@ -1,0 +1,62 @@
+"""``refava package``."""
+from __future__ import annotations
+
+import click
+
+from . import cli, load_workspace
+
+
+@cli.command("package")
+@click.option("--out", type=click.Path(file_okay=False), help="Dataset folder (default: refava/ in the workspace, "
+                                                               "so `load_dataset(\"refava\")` works from its root).")
+@click.option("--verify", "verify_dir", type=click.Path(file_okay=False, exists=True),
+              help="Only verify a packaged folder: shard checksums, row counts, every row against the schema.")
+@click.option("--push-to-hub", "repo", metavar="REPO", help="Also upload the folder to this Hugging Face dataset "
+                                                            "repository (token from HF_TOKEN or `hf auth login`).")
+@click.option("--shard-size-mb", default=512, show_default=True, help="Parquet shard size.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def package_cmd(ctx, out, verify_dir, repo, shard_size_mb, no_progress):
+    """Package the workspace as a Hugging Face dataset folder that `datasets.load_dataset` reads offline.
+
+    \b
+    Configurations: default (train/validation/test with keyframe and sampled frames), annotations_only (no
+    pixels), rephrased (validation/test with rephrasings, when `refava rephrase` has run) and one per corruption
+    setting and split (e.g. test_fog_s3). Writes README.md (the dataset card), data/<config>/*.parquet and
+    refava-manifest.json (checksums, row counts). The folder is rebuilt in a temporary folder and renamed into
+    place; a folder that is neither empty nor a refava dataset is refused.
+    \b
+    Examples:
+      refava package                          # -> ./refava ; python -c 'import datasets; datasets.load_dataset("refava")'
+      refava package --out /data/refava-v1 --push-to-hub me/refava
+      refava package --verify refava
+    """
+    from ..package import PackageError, package_workspace, verify_dataset
+
+    if verify_dir:
+        report = verify_dataset(verify_dir)
+        for problem in report.problems[:50]:
+            click.echo(f"  {problem}", err=True)
+        if report.problems:
+            raise PackageError(f"{verify_dir}: {len(report.problems)} problem(s) in {report.shards} shard(s)")
+        click.echo(f"{verify_dir}: OK, {report.shards} shards, {report.rows} rows, checksums and rows match")
+        return
+    ws = load_workspace(ctx)
+    summary = package_workspace(ws, out, shard_bytes=shard_size_mb << 20, log=click.echo, progress=not no_progress)
+    click.echo(f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
+               f"({summary.packaged_bytes / 1e6:.1f} MB):")
+    for line in summary.lines():
+        click.echo(line)
+    default = next(c for c in summary.configs if c.name == "default")
+    shards = [s for v in default.splits.values() for s in v]
+    if default.unique_jpeg_bytes:
+        click.echo(f"default configuration: {sum(s.bytes for s in shards) / summary.instances / 1e3:.1f} kB per "
+                   f"instance, {sum(s.bytes for s in shards) / default.unique_jpeg_bytes:.3f} x its unique JPEG bytes")
+    click.echo(f"dataset: {summary.out}")
+    click.echo(f"load it: cd {summary.out.parent} && python -c 'import datasets; "
+               f"print(datasets.load_dataset(\"{summary.out.name}\"))'")
+    if repo:
+        from ..package import push_to_hub
+
+        url = push_to_hub(summary.out, repo)
+        click.echo(f"pushed: {url}")

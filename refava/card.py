@@ -1,8 +1,6 @@
 """The dataset card (README.md) of a packaged RefAVA: YAML metadata that ``datasets`` reads, and the documentation."""
 from __future__ import annotations
 
-import json
-
 from .package import GROUPS, HF_SPLIT
 
 RAVAR_BIBTEX = """@inproceedings{peng2024ravar,
@@ -95,8 +93,9 @@ def dataset_card(manifest: dict, inputs, full, bare) -> str:
         "Recognition (RAVAR, ECCV 2024): given a 3-second clip and a sentence such as *\"the man in a grey vest on "
         "the left\"*, name that person's atomic actions (80 AVA classes, multi-label) and box them on the keyframe.",
         "",
-        f"This folder was built with refava {manifest['refava_version']} from a workspace whose tables hash to "
-        f"`{json.dumps(manifest['inputs'], sort_keys=True)}`.",
+        f"This folder was built with refava {manifest['refava_version']} from workspace tables with these sha256 "
+        "(also in `refava-manifest.json`): " + ", ".join(f"{k} `{v[:12]}`" for k, v in sorted(manifest["inputs"].items()))
+        + ".",
         "",
         "```python",
         "from datasets import load_dataset",
@@ -131,7 +130,7 @@ def dataset_card(manifest: dict, inputs, full, bare) -> str:
               "", "Action groups: " + ", ".join(f"{i} {g.replace('_', ' ')}" for i, g in enumerate(GROUPS)) + "."]
     lines += [
         "", "## How it was built", "",
-        "With [refava](https://github.com/) from the AVA movies and annotation files:",
+        "With the refava toolkit, from the AVA movies and annotation files:",
         "",
         "1. `refava ingest`: AVA ground truth grouped per (movie, keyframe, person); for every keyframe t the clip "
         "[t - 1.5 s, t + 1.5 s) is decoded once and the frame nearest each target time is kept (keyframe plus "

@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,rephrase]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,6 +33,7 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws stats
 	$(BIN)/refava -w $(DEMO)/ws corrupt --severity 3 --no-progress
 	$(BIN)/refava -w $(DEMO)/ws corrupt --gallery
+	$(BIN)/refava -w $(DEMO)/ws rephrase --test --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
@@ -46,6 +47,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  statistics:     $(abspath $(DEMO)/ws/reports/stats.html)   (figures in reports/stats/)"
 	@echo "  corruptions:    $(abspath $(DEMO)/ws/frames/corrupted)   (manifest tables/corruptions.parquet)"
 	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
+	@echo "  rephrasings:    $(abspath $(DEMO)/ws/tables/rephrasings.parquet)   (report reports/rephrase.json)"
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
@@ -59,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/splits.py
 	$(BIN)/python benchmarks/corrupt.py
 	$(BIN)/python benchmarks/package.py
+	$(BIN)/python benchmarks/rephrase.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

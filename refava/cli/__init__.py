@@ -48,7 +48,9 @@ def load_workspace(ctx: click.Context):
 
 
 def _register() -> None:
-    from . import annotate_cmds, corrupt_cmds, data, package_cmds, splits_cmds, workspace_cmds  # noqa: F401  (modules add their commands to `cli`)
+    # the modules add their commands to `cli`
+    from . import (annotate_cmds, corrupt_cmds, data, package_cmds, rephrase_cmds, splits_cmds,  # noqa: F401
+                   workspace_cmds)
 
 
 _register()

@@ -1,0 +1,320 @@
+"""Rephrasing requests through the official ``openai`` client: templates, a content-addressed cache, bounded
+concurrency, retries that honour Retry-After, and checks with fresh samples on failure.
+
+Every request's answer is cached (atomically, one small JSON file per answer) under a key made of the model, the
+template's hash, the input text, the rephrasing index, the attempt and the sampling parameters.  A rerun therefore
+sends nothing for what was answered before, and an interrupted run loses at most the requests in flight.  The API
+key is never written anywhere: not in the cache, the tables, the reports or the messages (``redact``).
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import RefavaError
+from ..fsutil import write_text_atomic
+from .checks import check_rephrasing, clean_output
+
+TEMPLATES = ("chat-v1", "fewshot-v1")
+
+
+class RephraseError(RefavaError, RuntimeError):
+    """The backend cannot be used at all (no key, wrong key, unknown model, server not starting)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    kind: str                          # chat | completion
+    sha256: str
+    body: dict
+
+    def messages(self, expression: str) -> list[dict]:
+        return [{"role": "system", "content": self.body["system"]},
+                {"role": "user", "content": self.body["user"].format(expression=expression)}]
+
+    def prompt(self, expression: str) -> str:
+        return self.body["prompt"].format(expression=expression)
+
+    def text_of(self, expression: str) -> str:
+        """The whole request text, for token estimates."""
+        if self.kind == "chat":
+            return " ".join(m["content"] for m in self.messages(expression))
+        return self.prompt(expression)
+
+
+def load_template(name: str) -> Template:
+    """A versioned template shipped in refava/rephrase/templates (``chat-v1``, ``fewshot-v1``) or a JSON file path."""
+    path = Path(name)
+    if path.suffix == ".json" and path.exists():
+        raw = path.read_bytes()
+        template_id = path.stem
+    else:
+        if name not in TEMPLATES:
+            raise RephraseError(f"unknown prompt template {name!r}; expected one of {', '.join(TEMPLATES)} or a "
+                                f"path to a .json template")
+        raw = resources.files("refava.rephrase").joinpath("templates", f"{name}.json").read_bytes()
+        template_id = name
+    body = json.loads(raw)
+    if body.get("kind") not in ("chat", "completion"):
+        raise RephraseError(f"template {name}: 'kind' must be 'chat' or 'completion', found {body.get('kind')!r}")
+    return Template(template_id, body["kind"], hashlib.sha256(raw).hexdigest(), body)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where requests go. ``api_key`` is kept out of repr, so it cannot leak through logs of this object."""
+
+    name: str                          # openai | base_url | local
+    base_url: str | None
+    model: str
+    api_key: str = field(repr=False, default="")
+    price_in: float = 0.0              # USD per million prompt tokens
+    price_out: float = 0.0             # USD per million completion tokens
+
+
+@dataclass(frozen=True)
+class Params:
+    n: int = 2
+    temperature: float = 0.8
+    seed: int = 0
+    max_attempts: int = 3              # fresh samples for an output that fails the checks
+    max_retries: int = 5               # transport retries (429, 5xx, timeouts, broken answers) per request
+    timeout_s: float = 60.0
+    concurrency: int = 8
+    backoff_s: float = 0.5
+    backoff_cap_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class Job:
+    instance_id: str
+    index: int
+    text: str
+
+
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.]{8,})")
+
+
+def redact(text: str, key: str | None = None) -> str:
+    """``text`` with the API key (and anything shaped like one) replaced by ``***``."""
+    text = str(text)
+    if key:
+        text = text.replace(key, "***")
+    return _KEY_PATTERN.sub("***", text)
+
+
+class Cache:
+    """Content-addressed answers: ``root/ab/abcdef....json``, each written atomically."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(backend: Backend, template: Template, text: str, index: int, attempt: int, params: Params) -> str:
+        material = {"model": backend.model, "template": template.sha256, "text": text, "index": index,
+                    "attempt": attempt, "temperature": params.temperature, "seed": params.seed,
+                    "max_tokens": template.body.get("max_tokens", 60)}
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads(self.path(key).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None                # a damaged entry is asked again, and then rewritten
+
+    def put(self, key: str, entry: dict) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(entry, sort_keys=True))
+
+
+def request_seed(seed: int, job: Job, attempt: int) -> int:
+    digest = hashlib.sha256(f"{seed}\x1f{job.instance_id}\x1f{job.index}\x1f{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _retry_after(exc) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    cached: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: dict = field(default_factory=dict)
+
+    def cost(self, backend: Backend) -> float:
+        return (self.prompt_tokens * backend.price_in + self.completion_tokens * backend.price_out) / 1e6
+
+
+class Runner:
+    """Runs jobs against one backend with one template; ``run`` returns one record per job."""
+
+    def __init__(self, backend: Backend, template: Template, cache: Cache, params: Params,
+                 on_done: Callable[[dict], None] | None = None):
+        self.backend, self.template, self.cache, self.params = backend, template, cache, params
+        self.stats = Stats()
+        self.on_done = on_done
+        self._fatal: Exception | None = None
+
+    def _client(self):
+        import openai
+
+        return openai.AsyncOpenAI(base_url=self.backend.base_url, api_key=self.backend.api_key or "not-needed",
+                                  max_retries=0, timeout=self.params.timeout_s)
+
+    async def _ask(self, client, job: Job, attempt: int) -> dict:
+        """One answer from the server (with transport retries), as a cache entry."""
+        import openai
+
+        p = self.params
+        seed = request_seed(p.seed, job, attempt)
+        last = None
+        for retry in range(p.max_retries + 1):
+            if self._fatal is not None:
+                raise self._fatal
+            started = time.perf_counter()
+            try:
+                if self.template.kind == "chat":
+                    response = await client.chat.completions.create(
+                        model=self.backend.model, messages=self.template.messages(job.text),
+                        temperature=p.temperature, max_tokens=self.template.body.get("max_tokens", 60), seed=seed)
+                    text = response.choices[0].message.content or ""
+                else:
+                    response = await client.completions.create(
+                        model=self.backend.model, prompt=self.template.prompt(job.text), temperature=p.temperature,
+                        max_tokens=self.template.body.get("max_tokens", 48), stop=self.template.body.get("stop"),
+                        seed=seed)
+                    text = response.choices[0].text or ""
+                usage = getattr(response, "usage", None)
+                self.stats.requests += 1
+                return {"raw": text, "model": getattr(response, "model", None) or self.backend.model,
+                        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                        "seconds": round(time.perf_counter() - started, 4), "seed": seed, "retries": retry}
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
+                    openai.BadRequestError) as exc:
+                self._fatal = RephraseError(
+                    f"{self.backend.name} at {self.backend.base_url or 'api.openai.com'} refused the request "
+                    f"({type(exc).__name__}, HTTP {getattr(exc, 'status_code', '?')}): "
+                    f"{redact(exc, self.backend.api_key)[:300]}; check the key (OPENAI_API_KEY), the model name "
+                    f"({self.backend.model}) and the URL. Answers received so far are cached.")
+                raise self._fatal from None
+            except (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError,
+                    openai.APIResponseValidationError, ValueError, KeyError, IndexError, AttributeError) as exc:
+                last = exc
+                kind = type(exc).__name__
+                if isinstance(exc, openai.APIStatusError):
+                    kind += f" {exc.status_code}"
+                self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+                if retry == p.max_retries:
+                    break
+                self.stats.retries += 1
+                wait = _retry_after(exc)
+                if wait is None:
+                    wait = min(p.backoff_cap_s, p.backoff_s * 2 ** retry) * (0.5 + random.random() / 2)
+                await asyncio.sleep(min(wait, p.backoff_cap_s * 3))
+        raise _TransportFailure(f"{type(last).__name__}: {redact(last, self.backend.api_key)[:200]} "
+                                f"(after {p.max_retries + 1} tries)")
+
+    async def _job(self, client, job: Job, gate: asyncio.Semaphore) -> dict:
+        reasons: list[str] = []
+        entry = None
+        attempts = 0
+        for attempt in range(self.params.max_attempts):
+            attempts = attempt + 1
+            key = Cache.key(self.backend, self.template, job.text, job.index, attempt, self.params)
+            entry = self.cache.get(key)
+            if entry is not None:
+                self.stats.cached += 1
+            else:
+                async with gate:
+                    try:
+                        entry = await self._ask(client, job, attempt)
+                    except _TransportFailure as exc:
+                        return self._record(job, None, [f"transport: {exc}"], attempts, None)
+                await asyncio.to_thread(self.cache.put, key, entry)     # fsync off the event loop
+                self.stats.prompt_tokens += entry["prompt_tokens"]
+                self.stats.completion_tokens += entry["completion_tokens"]
+            text = clean_output(entry["raw"])
+            reasons = check_rephrasing(job.text, text, raw=entry["raw"])
+            if not reasons:
+                return self._record(job, text, [], attempts, entry)
+        return self._record(job, clean_output(entry["raw"]) if entry else None, reasons, attempts, entry)
+
+    def _record(self, job: Job, text: str | None, reasons: list[str], attempts: int, entry: dict | None) -> dict:
+        record = {
+            "instance_id": job.instance_id, "index": job.index, "original": job.text,
+            "text": text if not reasons else None, "rejected_text": text if reasons else None,
+            "status": "failed" if reasons else "ok", "reasons": reasons, "attempts": attempts,
+            "backend": self.backend.name, "model": (entry or {}).get("model") or self.backend.model,
+            "template_id": self.template.id, "template_sha256": self.template.sha256,
+            "temperature": self.params.temperature, "seed": (entry or {}).get("seed"),
+            "prompt_tokens": (entry or {}).get("prompt_tokens", 0),
+            "completion_tokens": (entry or {}).get("completion_tokens", 0),
+            "seconds": (entry or {}).get("seconds", 0.0),
+        }
+        if self.on_done:
+            self.on_done(record)
+        return record
+
+    async def run_async(self, jobs: Sequence[Job]) -> list[dict]:
+        gate = asyncio.Semaphore(self.params.concurrency)
+        client = self._client()
+        try:
+            tasks = [asyncio.ensure_future(self._job(client, job, gate)) for job in jobs]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+        finally:
+            await client.close()
+
+    def run(self, jobs: Sequence[Job]) -> list[dict]:
+        return asyncio.run(self.run_async(jobs))
+
+
+class _TransportFailure(Exception):
+    pass
+
+
+def estimate(jobs: Sequence[Job], backend: Backend, template: Template, cache: Cache, params: Params) -> dict:
+    """What a run would send (first attempts not in the cache), with token and cost estimates (4 chars/token)."""
+    todo = [j for j in jobs if cache.get(Cache.key(backend, template, j.text, j.index, 0, params)) is None]
+    prompt = sum(len(template.text_of(j.text)) for j in todo) // 4 + 8 * len(todo)
+    completion = sum(len(j.text) for j in todo) * 3 // 8 + 4 * len(todo)
+    cost = (prompt * backend.price_in + completion * backend.price_out) / 1e6
+    return {"jobs": len(jobs), "requests": len(todo), "cached": len(jobs) - len(todo), "prompt_tokens": prompt,
+            "completion_tokens": completion, "cost_usd": round(cost, 4),
+            "note": "first attempts only; outputs failing the checks are asked again (up to "
+                    f"{params.max_attempts} attempts)"}

@@ -1,0 +1,155 @@
+"""``refava rephrase``: N rephrasings of every accepted expression of the chosen splits, into tables/rephrasings."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..errors import StageError
+from .engine import Backend, Cache, Job, Params, RephraseError, Runner, Template, estimate, load_template, redact
+
+# USD per million tokens (prompt, completion) for --dry-run estimates; override with --price-in/--price-out
+PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60)}
+LOCAL_MODEL = "gemma3-270m"
+
+
+@dataclass
+class RephraseSummary:
+    jobs: int
+    ok: int
+    failed: int
+    requests: int
+    cached: int
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    seconds: float
+    reasons: dict
+    table: str
+
+    def lines(self) -> list[str]:
+        out = [f"  {self.jobs} rephrasings: {self.ok} accepted, {self.failed} failed",
+               f"  {self.requests} requests sent, {self.cached} answers from the cache, {self.retries} retries",
+               f"  tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion, "
+               f"cost ${self.cost_usd:.4f}, {self.seconds:.1f} s"]
+        for reason, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:10]:
+            out.append(f"  failed {n}x: {reason}")
+        return out
+
+
+def make_backend(ws, *, backend: str | None = None, base_url: str | None = None, model: str | None = None,
+                 price_in: float | None = None, price_out: float | None = None) -> Backend:
+    """The backend from the options, else refava.toml [llm]: local (embedded llama.cpp), openai, or a base URL."""
+    cfg = ws.config["llm"]
+    base_url = base_url or cfg.get("base_url") or None
+    name = backend or ("base_url" if base_url else cfg.get("backend") or "local")
+    if name == "openai":
+        key = os.environ.get("OPENAI_API_KEY", "")
+        if not key:
+            raise RephraseError("backend openai needs OPENAI_API_KEY in the environment (it is never stored); or use "
+                                "--backend local, or --base-url for an OpenAI-compatible server")
+        model = model or (cfg.get("model") if cfg.get("model") not in (None, "", LOCAL_MODEL) else "gpt-3.5-turbo")
+        prices = PRICES.get(model, (0.0, 0.0))
+        return Backend("openai", base_url, model, key, price_in if price_in is not None else prices[0],
+                       price_out if price_out is not None else prices[1])
+    if name == "base_url":
+        if not base_url:
+            raise RephraseError("--backend base_url needs --base-url (or [llm] base_url in refava.toml)")
+        return Backend("base_url", base_url, model or cfg.get("model") or "default",
+                       os.environ.get("OPENAI_API_KEY", ""), price_in or 0.0, price_out or 0.0)
+    if name == "local":
+        return Backend("local", None, LOCAL_MODEL, "", 0.0, 0.0)
+    raise RephraseError(f"unknown backend {name!r}; expected local, openai or base_url")
+
+
+def default_template(backend: Backend) -> str:
+    return "fewshot-v1" if backend.name == "local" else "chat-v1"
+
+
+def jobs_for(ws, splits: Sequence[str], n: int) -> list[Job]:
+    """One job per (accepted instance of ``splits``, index 0..n-1), with the instance's expression."""
+    from ..splits import accepted_instances
+    from ..tables import read_table
+
+    if not ws.table("splits").exists():
+        raise StageError(f"{ws.table('splits')} not found: run `refava build-splits` first")
+    if not ws.table("annotation_status").exists():
+        raise StageError(f"{ws.table('annotation_status')} not found: run `refava annotate check` first "
+                         f"(rephrasing needs the accepted expressions)")
+    split_of = {r["instance_id"]: r["split"] for r in read_table("splits", ws.table("splits")).to_pylist()}
+    known = sorted(set(split_of.values()))
+    wanted = set(known) if "all" in splits else set(splits)
+    if wanted - set(known):
+        raise StageError(f"split(s) {sorted(wanted - set(known))} are not in {ws.table('splits')}: it has "
+                         f"{', '.join(known)}")
+    text = {r["instance_id"]: r["expression"] for r in
+            read_table("annotation_status", ws.table("annotation_status")).to_pylist()}
+    instances, _ = accepted_instances(ws)
+    chosen = sorted(i.instance_id for i in instances if split_of.get(i.instance_id) in wanted and text.get(i.instance_id))
+    return [Job(iid, k, text[iid]) for iid in chosen for k in range(n)]
+
+
+def rephrase_workspace(ws, splits: Sequence[str], *, n: int = 2, backend: Backend, template: Template | None = None,
+                       params: Params | None = None, dry_run: bool = False, progress: bool = True,
+                       log: Callable[[str], None] = print) -> RephraseSummary | dict:
+    """Rephrase the accepted expressions of ``splits``; write tables/rephrasings.parquet and reports/rephrase.json.
+
+    Rows of instances outside this run are kept, so ``--test`` then ``--val`` builds up one table.
+    """
+    from ..fsutil import write_json_atomic
+    from ..ingest import _progress
+    from ..tables import read_table, write_table
+
+    params = params or Params(n=n, seed=int(ws.config["seeds"]["rephrase"]))
+    template = template or load_template(default_template(backend))
+    jobs = jobs_for(ws, splits, n)
+    cache = Cache(ws.root / "cache" / "rephrase")
+    if dry_run:
+        return estimate(jobs, backend, template, cache, params)
+    if not jobs:
+        raise StageError(f"no accepted expressions in split(s) {', '.join(splits)}: nothing to rephrase")
+    started = time.perf_counter()
+    bar = _progress(total=len(jobs), enabled=progress, desc="rephrase", unit="text")
+    local = None
+    if backend.name == "local":
+        from .local import LocalServer
+
+        local = LocalServer(ws.root / "cache" / "models", log=log)
+        base = local.start()
+        backend = Backend("local", base, backend.model, "", 0.0, 0.0)
+    try:
+        runner = Runner(backend, template, cache, params, on_done=lambda _: bar.update(1))
+        records = runner.run(jobs)
+    finally:
+        bar.close()
+        if local is not None:
+            local.stop()
+    keep = []
+    done = {(r["instance_id"], r["index"]) for r in records}
+    if ws.table("rephrasings").exists():
+        keep = [r for r in read_table("rephrasings", ws.table("rephrasings")).to_pylist()
+                if (r["instance_id"], r["index"]) not in done]
+    rows = sorted(keep + records, key=lambda r: (r["instance_id"], r["index"]))
+    from ..fsutil import sha256_file
+
+    path = write_table("rephrasings", rows, ws.table("rephrasings"), provenance={
+        "stage": "rephrase", "backend": backend.name, "model": backend.model, "template": template.id,
+        "template_sha256": template.sha256, "n": n, "temperature": params.temperature, "seed": params.seed,
+        "inputs": {name: sha256_file(ws.table(name)) for name in ("splits", "annotation_status")}})
+    reasons: dict[str, int] = {}
+    for r in records:
+        for reason in r["reasons"]:
+            head = reason.split(":")[0]
+            reasons[head] = reasons.get(head, 0) + 1
+    s = runner.stats
+    summary = RephraseSummary(len(records), sum(r["status"] == "ok" for r in records),
+                              sum(r["status"] == "failed" for r in records), s.requests, s.cached, s.retries,
+                              s.prompt_tokens, s.completion_tokens, round(s.cost(backend), 6),
+                              time.perf_counter() - started, reasons, str(path))
+    write_json_atomic(ws.reports_dir / "rephrase.json", {
+        **vars(summary), "splits": list(splits), "backend": backend.name, "model": backend.model,
+        "base_url": redact(backend.base_url or "", backend.api_key), "template": template.id,
+        "errors": s.errors})
+    return summary

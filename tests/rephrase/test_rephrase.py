@@ -146,7 +146,7 @@ def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     test_ids = {r["instance_id"] for r in splits if r["split"] == "test" and status[r["instance_id"]]["status"] == "accepted"}
     assert {(r["instance_id"], r["index"]) for r in rows} == {(i, k) for i in test_ids for k in (0, 1)}
     for r in rows:
-        assert r["status"] in ("ok", "failed") and r["backend"] == "local" and r["template_id"] == "fewshot-v1"
+        assert r["status"] in ("ok", "failed") and r["backend"] == "local" and r["template_id"] == "fewshot-v2"
         assert (r["status"] == "ok") == (r["reasons"] == []) and (r["text"] is not None) == (r["status"] == "ok")
     from refava.rephrase.checks import check_rephrasing
 

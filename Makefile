@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,rephrase]'
+	$(BIN)/python -m pip install --quiet -e '.[test,rephrase,train]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,6 +36,7 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws rephrase --test --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
+	HF_HUB_OFFLINE=1 $(BIN)/refava -w $(DEMO)/ws validate-dataset
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
@@ -49,6 +50,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
 	@echo "  rephrasings:    $(abspath $(DEMO)/ws/tables/rephrasings.parquet)   (report reports/rephrase.json)"
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
+	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (RefAtomNet vs controls, plots per model)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 test: install

@@ -50,7 +50,7 @@ def load_workspace(ctx: click.Context):
 def _register() -> None:
     # the modules add their commands to `cli`
     from . import (annotate_cmds, corrupt_cmds, data, package_cmds, rephrase_cmds, splits_cmds,  # noqa: F401
-                   workspace_cmds)
+                   train_cmds, workspace_cmds)
 
 
 _register()

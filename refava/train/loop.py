@@ -1,0 +1,275 @@
+"""Training and evaluation of RefAtomNet on a packaged RefAVA, and the dataset validation report.
+
+The encoders are frozen (as in the paper), so every split is encoded once into features (Q-Former frame tokens,
+text tokens, detector tokens) and the new layers are trained on those: AdamW (lr 1e-4, betas 0.9/0.98, eps 1e-6,
+weight decay 0.2, none on biases and LayerNorms), linear warm-up then cosine, gradient clipping at 1.0, loss
+5 x BCE + 1 x MSE.  Checkpoints are written atomically after every epoch and a rerun resumes from the last one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from ..fsutil import atomic_path, write_json_atomic
+from .model import ModelConfig, RefAtomNet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 1e-4
+    betas: tuple = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.2
+    warmup: float = 0.1
+    clip: float = 1.0
+    seed: int = 0
+    frames: int = 8
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --- features -----------------------------------------------------------------------------------------------------
+
+def _pixels(images, size: int) -> torch.Tensor:
+    arrays = [np.asarray(im.convert("RGB").resize((size, size))) for im in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable[[str], None] = lambda *_: None):
+    """Encode a ``datasets.Dataset`` split once: tensors for the model, labels, boxes and clip ids."""
+    out = {k: [] for k in ("visual", "text", "mask", "det", "labels", "boxes")}
+    clips, n = [], len(rows)
+    for start in range(0, n, batch):
+        chunk = rows[start:start + batch]
+        size = encoders.image_size
+        pix = []
+        for sampled in chunk["frames"]:
+            idx = np.linspace(0, len(sampled) - 1, frames).round().astype(int) if sampled else []
+            pix.append(_pixels([sampled[i] for i in idx], size))
+        out["visual"].append(encoders.frames(torch.stack(pix)))
+        text, mask = encoders.text(chunk["expression"])
+        out["text"].append(text)
+        out["mask"].append(mask)
+        if encoders.detr is not None:
+            out["det"].append(encoders.detections(_pixels(chunk["keyframe"], size)))
+        labels = torch.zeros(len(chunk["actions"]), 80)
+        for i, acts in enumerate(chunk["actions"]):
+            labels[i, acts] = 1.0
+        out["labels"].append(labels)
+        out["boxes"].append(torch.tensor(chunk["box"], dtype=torch.float32))
+        clips += [f"{v}___{t:04d}" for v, t in zip(chunk["video_id"], chunk["keyframe_s"])]
+        log(f"  encoded {min(n, start + batch)}/{n}")
+    width = max(t.shape[1] for t in out["text"])
+    out["text"] = torch.cat([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t in out["text"]])
+    out["mask"] = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in out["mask"]])
+    for key in ("visual", "det", "labels", "boxes"):
+        out[key] = torch.cat(out[key]) if out[key] else None
+    out["clips"] = clips
+    return out
+
+
+def shuffle_text_within_clips(feats: dict, seed: int) -> dict:
+    """The control 'text shuffled among the people of each clip': every person gets another's expression."""
+    rng = np.random.default_rng(seed)
+    order = np.arange(len(feats["clips"]))
+    by_clip: dict[str, list[int]] = {}
+    for i, c in enumerate(feats["clips"]):
+        by_clip.setdefault(c, []).append(i)
+    for members in by_clip.values():
+        if len(members) > 1:
+            order[members] = np.roll(members, int(rng.integers(1, len(members))))
+    return {**feats, "text": feats["text"][order], "mask": feats["mask"][order]}
+
+
+def without_text(feats: dict) -> dict:
+    return {**feats, "text": torch.zeros_like(feats["text"]), "mask": torch.ones_like(feats["mask"])}
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def _schedule(optimizer, total_steps: int, warmup: float):
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def predict(model: RefAtomNet, feats: dict, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    logits, boxes = [], []
+    with torch.no_grad():
+        for s in range(0, feats["labels"].shape[0], batch):
+            sl = slice(s, s + batch)
+            lo, bx = model(feats["visual"][sl], feats["text"][sl], feats["mask"][sl],
+                           feats["det"][sl] if feats["det"] is not None else None)
+            logits.append(torch.sigmoid(lo))
+            boxes.append(bx)
+    return torch.cat(logits).numpy(), torch.cat(boxes).numpy()
+
+
+def evaluate(model: RefAtomNet, feats: dict, groups=None) -> dict:
+    scores, boxes = predict(model, feats)
+    return M.evaluate(feats["labels"].numpy(), scores, boxes, feats["boxes"].numpy(), groups=groups)
+
+
+def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Path, *, groups=None,
+        log: Callable[[str], None] = print) -> list[dict]:
+    """Train with checkpoints in ``out_dir``; returns per-epoch metrics (also metrics.json and metrics.png)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    n = train["labels"].shape[0]
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    opt = _optimizer(model, cfg)
+    sched = _schedule(opt, steps_per_epoch * cfg.epochs, cfg.warmup)
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = out_dir / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+        log(f"  resumed from {ckpt} after epoch {state['epoch'] + 1}")
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        losses = []
+        for s in range(0, n, cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            logits, boxes = model(train["visual"][idx], train["text"][idx], train["mask"][idx],
+                                  train["det"][idx] if train["det"] is not None else None)
+            loss, parts = model.loss(logits, boxes, train["labels"][idx], train["boxes"][idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **evaluate(model, val, groups)}
+        history.append(record)
+        log(f"  epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}, val mAP {record['map_macro']:.2f}, "
+            f"AUROC {record['auroc_macro']:.2f}, mIOU {record['miou']:.2f}")
+        with atomic_path(ckpt) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epoch": epoch, "history": history, "torch_rng": torch.get_rng_state()}, tmp)
+    del generator
+    write_json_atomic(out_dir / "metrics.json", history)
+    plot_history(history, out_dir / "metrics.png")
+    return history
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    epochs = [h["epoch"] for h in history]
+    axes[0].plot(epochs, [h["loss"] for h in history])
+    axes[0].set(title="training loss", xlabel="epoch")
+    for key in ("map_macro", "auroc_macro", "miou"):
+        axes[1].plot(epochs, [h[key] for h in history], label=key)
+    axes[1].set(title="validation", xlabel="epoch")
+    axes[1].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def class_prior(train: dict, test: dict, groups=None) -> dict:
+    """The control that predicts the training frequency of every class for everyone, and the mean box."""
+    prior = train["labels"].mean(0, keepdim=True).expand_as(test["labels"]).numpy()
+    box = train["boxes"].mean(0, keepdim=True).expand_as(test["boxes"]).numpy()
+    return M.evaluate(test["labels"].numpy(), prior, box, test["boxes"].numpy(), groups=groups)
+
+
+def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
+                     model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train the reference model and two trained controls (shuffled text, no text) on the train split, evaluate
+    them and the class-prior control on the evaluation split (test, else validation); write report.json/.md."""
+    import datasets
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = datasets.load_dataset(str(dataset_dir))
+    eval_split = "test" if "test" in ds and len(ds["test"]) else "validation"
+    names = ds["train"].features["actions"].feature.names
+    from ..ava import default_label_map
+
+    labels = default_label_map()
+    kinds = {v.name: v.label_type for v in labels.values()}
+    groups = [{"PERSON_MOVEMENT": 0, "OBJECT_MANIPULATION": 1, "PERSON_INTERACTION": 2}[kinds.get(n, "PERSON_MOVEMENT")]
+              for n in names]
+    log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders ...")
+    train = featurize(ds["train"], encoders, frames=cfg.frames)
+    test = featurize(ds[eval_split], encoders, frames=cfg.frames)
+    base = model_cfg or ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
+                                    text_dim=encoders.dim, location=encoders.detr is not None)
+    results = {}
+    for name, tr, te in (("refatomnet", train, test),
+                         ("shuffled_text", shuffle_text_within_clips(train, cfg.seed), shuffle_text_within_clips(test, cfg.seed + 1)),
+                         ("no_text", without_text(train), without_text(test))):
+        log(f"training {name} ...")
+        seed_everything(cfg.seed)
+        model = RefAtomNet(base)
+        fit(model, tr, te, cfg, out / name, groups=groups, log=log)
+        results[name] = evaluate(model, te, groups)
+    results["class_prior"] = class_prior(train, test, groups)
+    ref = results["refatomnet"]["map_macro"]
+    beats = {k: ref > v["map_macro"] for k, v in results.items() if k != "refatomnet"}
+    report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
+              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "model": asdict(base), "results": results,
+              "refatomnet_beats": beats,
+              "verdict": ("the expressions carry the referent: RefAtomNet beats every control on mAP"
+                          if all(beats.values()) else
+                          "RefAtomNet does not beat every control: " +
+                          ", ".join(k for k, b in beats.items() if not b))}
+    write_json_atomic(out / "report.json", report)
+    lines = ["# Dataset validation", "", f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
+             f"{report['train_rows']} rows for {cfg.epochs} epochs.", "",
+             "| model | mAP (macro) | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
+    for k, v in results.items():
+        lines.append(f"| {k} | {v['map_macro']:.2f} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
+                     f"{v.get('miou', float('nan')):.2f} |")
+    lines += ["", f"**Verdict:** {report['verdict']}.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return report
+
+
+def tiny_train_config(**kw) -> TrainConfig:
+    return replace(TrainConfig(epochs=30, batch_size=32, lr=1e-3, warmup=0.1), **kw)
+
+
+__all__ = ["TrainConfig", "featurize", "fit", "evaluate", "validate_dataset", "json"]

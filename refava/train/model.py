@@ -23,7 +23,7 @@ class ModelConfig:
     tokens: int = 32                # tokens per stream (the Q-Former's query tokens)
     agents: int = 4
     detections: int = 100           # detector queries feeding the location-semantic stream
-    text_dim: int = 768             # width of the class-name text embeddings
+    text_dim: int = 768             # width of the text encoder's tokens (and of the class-name embeddings)
     num_classes: int = NUM_CLASSES
     caaf: bool = True
     catf: bool = True
@@ -89,6 +89,7 @@ class RefAtomNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = self.config = config
+        self.text_in = nn.Identity() if c.text_dim == c.dim else nn.Linear(c.text_dim, c.dim)
         self.text_expand = nn.Linear(1, c.tokens)                  # masked mean -> 32 tokens (over the token axis)
         self.det_proj = nn.Linear(4 + c.text_dim, c.dim)
         self.det_tokens = nn.Linear(c.detections, c.tokens)        # 100 detections -> 32 tokens
@@ -104,7 +105,7 @@ class RefAtomNet(nn.Module):
                 detections: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         m = text_mask.unsqueeze(-1).to(text.dtype)
-        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)                                   # (B, d)
+        pooled = self.text_in((text * m).sum(1) / m.sum(1).clamp(min=1))                    # (B, d)
         t_tokens = self.text_expand(pooled.unsqueeze(-1)).transpose(1, 2)                    # (B, n, d)
         t_out, g_t, a_t = self.text(t_tokens)
         use_loc = c.location and detections is not None

@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python benchmarks/corrupt.py
 	$(BIN)/python benchmarks/package.py
 	$(BIN)/python benchmarks/rephrase.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,12 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
         assert (tmp_path / "val" / name / "checkpoint.pt").exists()
     assert "Verdict" in (tmp_path / "val" / "report.md").read_text()
     assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
+    # the commands: train (then a rerun resumes and does nothing more), evaluate
+    for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test"]):
+        proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
+    assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
 
 
 def test_minilm_text_encoder_feeds_the_model():
@@ -107,3 +114,47 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     shuffled = shuffle_text_within_clips(feats, 0)
     assert not torch.equal(shuffled["text"], feats["text"])
     assert whole[0]["loss"] == pytest.approx(resumed[0]["loss"])
+
+
+def _ddp_worker(rank: int, world: int, port: int, data_path: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from refava.train.loop import fit as fit_
+    from refava.train.model import ModelConfig as MC
+    from refava.train.model import RefAtomNet as Net
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        feats = torch.load(data_path, weights_only=False)
+        torch.manual_seed(0)
+        model = Net(MC(dim=32, tokens=8, detections=1, text_dim=32, location=False, dropout=0.0))
+        fit_(model, feats, feats, tiny_train_config(epochs=3, batch_size=10), Path(out_dir), log=lambda *_: None)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_reach_the_metrics_of_one_with_the_same_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(3)
+    n = 30
+    feats = {"visual": torch.randn(n, 8, 32), "text": torch.randn(n, 5, 32), "mask": torch.ones(n, 5), "det": None,
+             "labels": (torch.rand(n, 80) < 0.15).float(), "boxes": torch.rand(n, 4),
+             "clips": [f"m___{i // 3:04d}" for i in range(n)]}
+    torch.save(feats, tmp_path / "feats.pt")
+    torch.manual_seed(0)
+    single = fit(RefAtomNet(ModelConfig(dim=32, tokens=8, detections=1, text_dim=32, location=False, dropout=0.0)),
+                 feats, feats, tiny_train_config(epochs=3, batch_size=10), tmp_path / "one", log=lambda *_: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "feats.pt"), str(tmp_path / "two")), nprocs=2, join=True)
+    double = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert len(double) == len(single) == 3
+    for a, b in zip(single, double):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        for key in ("map_macro", "map_weighted", "auroc_macro", "miou"):
+            assert a[key] == pytest.approx(b[key], abs=1e-3), key

@@ -150,6 +150,12 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     n = train["labels"].shape[0]
+    # torchrun / torch.distributed: every rank walks the same global batches and takes its share of each; the local
+    # loss is scaled so that DDP's average of gradients is the gradient of the global batch's mean loss
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if distributed else 0
+    world = torch.distributed.get_world_size() if distributed else 1
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     opt = _optimizer(model, cfg)
     sched = _schedule(opt, steps_per_epoch * cfg.epochs, cfg.warmup)
@@ -174,18 +180,26 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         losses = []
         for s in range(0, n, cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
-            logits, boxes = model(train["visual"][idx], train["text"][idx], train["mask"][idx],
-                                  train["det"][idx] if train["det"] is not None else None)
+            batch = order[s:s + cfg.batch_size]
+            idx = batch[rank::world]
+            if len(idx) == 0:                # fewer samples than ranks in the last batch: this rank adds nothing
+                idx = batch[:1]
+                share = 0.0
+            else:
+                share = len(idx) / len(batch) * world
+            logits, boxes = net(train["visual"][idx], train["text"][idx], train["mask"][idx],
+                                train["det"][idx] if train["det"] is not None else None)
             loss, parts = model.loss(logits, boxes, train["labels"][idx], train["boxes"][idx])
             opt.zero_grad()
-            loss.backward()
+            (loss * share).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
             sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(_global_mean(loss.detach() * share / world, distributed)))
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **evaluate(model, val, groups)}
         history.append(record)
+        if rank != 0:
+            continue
         log(f"  epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.4f}, val mAP {record['map_macro']:.2f}, "
             f"AUROC {record['auroc_macro']:.2f}, mIOU {record['miou']:.2f}")
         with atomic_path(ckpt) as tmp:
@@ -193,9 +207,18 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
                         "epoch": epoch, "history": history, "torch_rng": torch.get_rng_state(),
                         "identity": identity}, tmp)
     del generator
-    write_json_atomic(out_dir / "metrics.json", history)
-    plot_history(history, out_dir / "metrics.png")
+    if rank == 0:
+        write_json_atomic(out_dir / "metrics.json", history)
+        plot_history(history, out_dir / "metrics.png")
     return history
+
+
+def _global_mean(value: torch.Tensor, distributed: bool) -> torch.Tensor:
+    """The batch's mean loss: each rank's scaled share, summed over ranks."""
+    if distributed:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+    return value
 
 
 def plot_history(history: list[dict], path: Path) -> None:
@@ -287,3 +310,63 @@ def tiny_train_config(**kw) -> TrainConfig:
 
 
 __all__ = ["TrainConfig", "featurize", "fit", "evaluate", "validate_dataset", "json"]
+
+
+# --- runs (refava train / refava evaluate) -----------------------------------------------------------------------
+
+def make_encoders(spec: dict):
+    """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None}."""
+    from .encoders import load_encoders, tiny_encoders
+
+    if "tiny" in spec:
+        return tiny_encoders(**spec["tiny"])
+    return load_encoders(spec["blip2"], spec.get("detr"))
+
+
+def _load(dataset_dir: str, split: str):
+    import datasets
+
+    ds = datasets.load_dataset(str(dataset_dir))
+    if split not in ds:
+        raise TrainError(f"{dataset_dir} has no split {split!r}; it has {', '.join(ds)}")
+    return ds[split]
+
+
+def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dict, cfg: TrainConfig,
+              model_overrides: dict | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Train on ``train``, validate on ``validation`` each epoch; run_dir holds run.json, checkpoint.pt, metrics.
+    Under ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on CPU, nccl on GPUs) first."""
+    run = Path(run_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    encoders = make_encoders(encoder_spec)
+    log("encoding the train and validation splits ...")
+    train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames)
+    val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames)
+    mcfg = replace(ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
+                               text_dim=encoders.text_dim, location=encoders.detr is not None),
+                   **(model_overrides or {}))
+    run.mkdir(parents=True, exist_ok=True)
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        write_json_atomic(run / "run.json", {"dataset": str(dataset_dir), "encoders": encoder_spec,
+                                             "model": asdict(mcfg), "train": asdict(cfg)})
+    seed_everything(cfg.seed)
+    return fit(RefAtomNet(mcfg), train, val, cfg, run, log=log)
+
+
+def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None) -> dict:
+    """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json."""
+    run = Path(run_dir)
+    try:
+        spec = json.loads((run / "run.json").read_text())
+        state = torch.load(run / "checkpoint.pt", weights_only=False)
+    except FileNotFoundError as exc:
+        raise TrainError(f"{run}: no trained run here ({exc.filename} missing); run `refava train` first") from exc
+    model = RefAtomNet(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["model"].items()}))
+    model.load_state_dict(state["model"])
+    encoders = make_encoders(spec["encoders"])
+    feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"])
+    result = {"split": split, "epoch": state["epoch"] + 1, **evaluate(model, feats)}
+    write_json_atomic(run / f"eval_{split}.json", result)
+    return result

@@ -91,11 +91,12 @@ class RefAtomNet(nn.Module):
         c = self.config = config
         self.text_in = nn.Identity() if c.text_dim == c.dim else nn.Linear(c.text_dim, c.dim)
         self.text_expand = nn.Linear(1, c.tokens)                  # masked mean -> 32 tokens (over the token axis)
-        self.det_proj = nn.Linear(4 + c.text_dim, c.dim)
-        self.det_tokens = nn.Linear(c.detections, c.tokens)        # 100 detections -> 32 tokens
+        if c.location:                                             # no unused parameters without it (DDP)
+            self.det_proj = nn.Linear(4 + c.text_dim, c.dim)
+            self.det_tokens = nn.Linear(c.detections, c.tokens)    # 100 detections -> 32 tokens
+            self.loc = AgentBlock(c.dim, c.agents)
         self.visual = AgentBlock(c.dim, c.agents)
         self.text = AgentBlock(c.dim, c.agents)
-        self.loc = AgentBlock(c.dim, c.agents)
         self.cls_head = nn.Sequential(nn.Linear(c.dim, 512), nn.Dropout(c.dropout), nn.ReLU(), nn.Linear(512, 256),
                                       nn.ReLU(), nn.Linear(256, c.num_classes))
         self.box_head = nn.Sequential(nn.Linear(c.dim, 512), nn.ReLU(), nn.Linear(512, 128), nn.ReLU(),

@@ -1,0 +1,87 @@
+"""RefAtomNet training throughput on the CPU (or a GPU when one is there), tiny and small configurations.
+
+For each configuration: frozen encoders (random BLIP-2 / DETR of the real classes) encode a batch of 8-frame clips,
+expressions and keyframes, and the new layers take an AdamW step.  Printed: training samples per second, and the
+encoder-only (inference) samples per second measured in the same run, with their ratio (the share of the time the
+trainable part costs).  ``--full`` adds the paper's widths (224 px, 768-wide towers, 32 query tokens) with random
+weights and one layer per tower: the new layers at full size, the frozen towers shallow; meant for a GPU.
+
+    python benchmarks/train.py [--steps 5] [--full]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from refava.train.encoders import tiny_encoders
+from refava.train.loop import _optimizer, tiny_train_config
+from refava.train.model import ModelConfig, RefAtomNet
+
+CONFIGS = {  # name: (image size, width, query tokens, batch)
+    "tiny": dict(image_size=64, dim=32, tokens=8, batch=8),
+    "small": dict(image_size=128, dim=128, tokens=16, batch=8),
+}
+
+
+def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps: int, device: str) -> None:
+    enc = tiny_encoders(0, image_size=image_size, dim=dim, tokens=tokens)
+    for module in (enc.blip2, enc.detr):
+        module.to(device)
+    model = RefAtomNet(ModelConfig(dim=enc.dim, tokens=enc.tokens, detections=enc.queries,
+                                   text_dim=enc.text_dim)).to(device)
+    opt = _optimizer(model, tiny_train_config())
+    frames = torch.rand(batch, 8, 3, image_size, image_size, device=device)
+    keyframes = torch.rand(batch, 3, image_size, image_size, device=device)
+    texts = ["the man in a grey vest on the left"] * batch
+    labels = (torch.rand(batch, 80, device=device) < 0.05).float()
+    boxes = torch.rand(batch, 4, device=device)
+
+    def encode():
+        v = enc.frames(frames)
+        t, m = enc.text(texts)
+        return v, t.to(device), m.to(device), enc.detections(keyframes)
+
+    def step():
+        v, t, m, d = encode()
+        logits, pred = model(v, t, m, d)
+        loss, _ = model.loss(logits, pred, labels, boxes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for fn in (encode, step):
+        fn()
+    timings = {}
+    for label, fn in (("encoders only", encode), ("training step", step)):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        timings[label] = steps * batch / (time.perf_counter() - start)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{name:<6} {image_size}px, width {dim}, {tokens} tokens, batch {batch}, {params / 1e6:.2f} M trainable: "
+          f"{timings['training step']:.1f} samples/s training, {timings['encoders only']:.1f} samples/s encoding "
+          f"only (ratio {timings['training step'] / timings['encoders only']:.2f})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--full", action="store_true")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    configs = dict(CONFIGS)
+    if args.full:
+        configs["full"] = dict(image_size=224, dim=768, tokens=32, batch=16)
+    for name, c in configs.items():
+        measure(name, steps=args.steps, device=device, **c)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean labelstudio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,13 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (RefAtomNet vs controls, plots per model)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
-test: install
+# Label Studio pins packages that clash with refava's: its own virtual environment, for the real-server tests
+.lsvenv/bin/label-studio:
+	PYTHON=$(PYTHON) tools/labelstudio.sh install
+
+labelstudio: .lsvenv/bin/label-studio
+
+test: install labelstudio
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install

@@ -1,4 +1,4 @@
-"""``refava annotate import | check | status``."""
+"""``refava annotate import | push | pull | check | status``."""
 from __future__ import annotations
 
 import json
@@ -103,3 +103,33 @@ def status_cmd(ctx, as_json):
     report = annotation_status(instances, rows, check_instances(instances, rows))
     write_json_atomic(ws.reports_dir / "annotate-status.json", report)
     click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+
+
+@annotate.command("push")
+@click.option("--stage", type=click.Choice(["describe", "verify"]), required=True,
+              help="describe: one task per clip with every AVA box pre-drawn; verify: one task per described "
+                   "person with numbered boxes and the expression.")
+@click.option("--url", help="Label Studio URL (default: [labelstudio] url in refava.toml).")
+@click.pass_context
+def push_cmd(ctx, stage, url):
+    """Create or update the stage's Label Studio project and import the tasks not yet there (pushing again never
+    duplicates tasks). The token comes from LABEL_STUDIO_API_KEY; keyframes are served from
+    <workspace>/labelstudio/ through the server's local-files storage."""
+    from ..annotate.labelstudio import Client, push
+
+    ws = load_workspace(ctx)
+    result = push(ws, stage, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)
+    for reason, n in result.skipped.items():
+        click.echo(f"  skipped {n}: {reason}")
+
+
+@annotate.command("pull")
+@click.option("--url", help="Label Studio URL (default: [labelstudio] url in refava.toml).")
+@click.pass_context
+def pull_cmd(ctx, url):
+    """Export both projects as full JSON (kept under labelstudio/exports/) and add the new answers to
+    tables/annotations.parquet as a new version; pulling again adds only what is new."""
+    from ..annotate.labelstudio import Client, pull
+
+    ws = load_workspace(ctx)
+    pull(ws, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)

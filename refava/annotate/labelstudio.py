@@ -1,0 +1,270 @@
+"""The Label Studio edge: push keyframes and tasks (describe, verify), pull full JSON exports.
+
+Everything that talks to the server is here; the conversion of exports to annotation rows is ``convert.py`` (pure).
+The token comes from ``LABEL_STUDIO_API_KEY`` and is never printed: errors name the URL and the HTTP status only.
+Keyframes are served by the server's local-files storage: they are written under ``<workspace>/labelstudio/`` and the
+server must run with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and a document root that contains that folder
+(``tools/labelstudio.sh`` starts one so).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import RefavaError
+
+TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+TITLES = {"describe": "RefAVA describe", "verify": "RefAVA verify"}
+
+
+class LabelStudioError(RefavaError, RuntimeError):
+    """The server cannot be reached, refuses the token, or answers something unexpected."""
+
+
+def config_path(stage: str) -> Path:
+    """annotation/<stage>.xml: in the source tree, or installed beside the package."""
+    for base in (Path(__file__).resolve().parents[2] / "annotation", Path(__file__).resolve().parent / "configs"):
+        path = base / f"{stage}.xml"
+        if path.exists():
+            return path
+    raise LabelStudioError(f"labeling config {stage}.xml not found (expected in annotation/ of the refava tree)")
+
+
+class Client:
+    """A few REST calls with the token in the header; errors without the token."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+        import httpx
+
+        self.url = url.rstrip("/")
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        if not token:
+            raise LabelStudioError(f"no Label Studio token: set {TOKEN_ENV} (Account & Settings > Access Token); "
+                                   f"it is read from the environment only, never from refava.toml")
+        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {token}"}, timeout=timeout)
+
+    def call(self, method: str, path: str, **kw):
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} ({type(exc).__name__}); is the server "
+                                   f"running? (tools/labelstudio.sh start)") from None
+        if response.status_code in (401, 403):
+            raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {response.status_code}): "
+                                   f"check {TOKEN_ENV}")
+        if response.status_code == 404:
+            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} not found (HTTP 404)")
+        if response.status_code >= 400:
+            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} failed with HTTP "
+                                   f"{response.status_code}: {response.text[:300]}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} answered non-JSON "
+                                   f"({len(response.content)} bytes); a truncated or proxied response?") from None
+
+    def project(self, stage: str, project_id: int) -> int:
+        """The stage's project: ``project_id`` if it exists on the server, else a new one; returns its id."""
+        if project_id:
+            try:
+                self.call("GET", f"/api/projects/{project_id}")
+                return project_id
+            except LabelStudioError as exc:
+                if "404" not in str(exc):
+                    raise
+        created = self.call("POST", "/api/projects", json={"title": TITLES[stage],
+                                                            "label_config": config_path(stage).read_text()})
+        return int(created["id"])
+
+    def local_storage(self, project_id: int, folder: Path) -> None:
+        existing = self.call("GET", "/api/storages/localfiles", params={"project": project_id}) or []
+        if any(Path(s.get("path", "")) == folder for s in existing):
+            return
+        self.call("POST", "/api/storages/localfiles", json={"project": project_id, "path": str(folder),
+                                                            "use_blob_urls": False, "title": "refava keyframes"})
+
+    def tasks(self, project_id: int) -> list[dict]:
+        out, page = [], 1
+        while True:
+            body = self.call("GET", "/api/tasks", params={"project": project_id, "page": page, "page_size": 500})
+            items = body.get("tasks", body) if isinstance(body, dict) else body
+            out.extend(items)
+            if not isinstance(body, dict) or len(items) < 500:
+                return out
+            page += 1
+
+    def import_tasks(self, project_id: int, tasks: list[dict]) -> int:
+        if not tasks:
+            return 0
+        body = self.call("POST", f"/api/projects/{project_id}/import", json=tasks)
+        return int((body or {}).get("task_count", len(tasks)))
+
+    def export(self, project_id: int) -> list[dict]:
+        """Full JSON export of every task (not JSON_MIN: it loses which region an answer belongs to)."""
+        body = self.call("GET", f"/api/projects/{project_id}/export",
+                         params={"exportType": "JSON", "download_all_tasks": "true"})
+        if not isinstance(body, list):
+            raise LabelStudioError(f"Label Studio at {self.url}: the export of project {project_id} is not a list of "
+                                   f"tasks")
+        return body
+
+
+@dataclass
+class PushResult:
+    stage: str
+    project_id: int
+    added: int = 0
+    existing: int = 0
+    skipped: dict = field(default_factory=dict)
+
+
+def _rect(box) -> dict:
+    x1, y1, x2, y2 = box
+    return {"x": x1 * 100, "y": y1 * 100, "width": (x2 - x1) * 100, "height": (y2 - y1) * 100, "rotation": 0}
+
+
+def _write_keyframes(ws, clips: dict[str, list], folder: Path, numbered: bool) -> None:
+    """Keyframe JPEGs (with numbered boxes for the verify stage) under the workspace's labelstudio folder."""
+    import cv2
+    import numpy as np
+
+    from ..fsutil import write_bytes_atomic
+    from ..tables import read_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    by_movie: dict[str, list[str]] = {}
+    for clip_id in clips:
+        by_movie.setdefault(clip_id.rsplit("___", 1)[0], []).append(clip_id)
+    for video_id, clip_ids in by_movie.items():
+        frames = ws.root / "frames" / "clean" / f"{video_id}.parquet"
+        if not frames.exists():
+            continue
+        wanted = set(clip_ids)
+        for row in read_table("frames", frames).to_pylist():
+            if row["role"] != "keyframe" or row["clip_id"] not in wanted:
+                continue
+            target = folder / f"{row['clip_id']}.jpg"
+            if target.exists():
+                continue
+            data = row["jpeg"]
+            if numbered:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                h, w = image.shape[:2]
+                for n, inst in enumerate(sorted(clips[row["clip_id"]], key=lambda i: i.person_id), start=1):
+                    x1, y1, x2, y2 = inst.box_xyxy
+                    p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
+                    cv2.rectangle(image, p1, p2, (0, 255, 255), 2)
+                    cv2.putText(image, str(n), (p1[0] + 3, p1[1] + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2)
+                data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            write_bytes_atomic(target, data)
+
+
+def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print) -> PushResult:
+    """Create or update the stage's project, serve keyframes, import the tasks not yet there (by key)."""
+    from ..records import Instances
+    from .io import read_annotations
+
+    root = Path(os.environ.get(ROOT_ENV) or ws.root).resolve()
+    folder = (ws.root / "labelstudio" / ("keyframes" if stage == "describe" else "keyframes_numbered")).resolve()
+    try:
+        relative = folder.relative_to(root)
+    except ValueError:
+        raise LabelStudioError(f"{folder} is outside the server's local-files document root {root}: start Label "
+                               f"Studio with {ROOT_ENV} set to the workspace (or a folder above it)") from None
+    instances = list(Instances.from_parquet(ws.table("instances")))
+    clips: dict[str, list] = {}
+    for inst in instances:
+        clips.setdefault(inst.clip_id, []).append(inst)
+    key = f"{stage}_project"
+    project_id = client.project(stage, int(ws.config["labelstudio"].get(key) or 0))
+    if project_id != ws.config["labelstudio"].get(key):
+        ws.config["labelstudio"][key] = project_id
+        ws.save()
+    folder.mkdir(parents=True, exist_ok=True)
+    client.local_storage(project_id, folder)
+    result = PushResult(stage, project_id)
+    present = {(t.get("data") or {}).get("clip_id" if stage == "describe" else "instance_id")
+               for t in client.tasks(project_id)}
+    tasks = []
+    if stage == "describe":
+        _write_keyframes(ws, clips, folder, numbered=False)
+        for clip_id in sorted(clips):
+            if clip_id in present:
+                result.existing += 1
+                continue
+            if not (folder / f"{clip_id}.jpg").exists():
+                result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
+                continue
+            people = sorted(clips[clip_id], key=lambda i: i.person_id)
+            tasks.append({"data": {"image": f"/data/local-files/?d={(relative / f'{clip_id}.jpg').as_posix()}",
+                                   "clip_id": clip_id, "video_id": people[0].video_id,
+                                   "timestamp": people[0].timestamp},
+                          "predictions": [{"model_version": "ava-ground-truth", "score": 1.0, "result": [
+                              {"id": f"person_{p.person_id}", "from_name": "box", "to_name": "image",
+                               "type": "rectangle", "value": _rect(p.box_xyxy)} for p in people]}]})
+    else:
+        rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
+        latest: dict[str, dict] = {}
+        for r in rows:
+            if r["stage"] == "describe" and r["text"] and r["version"] >= latest.get(r["instance_id"], {}).get("version", -1):
+                latest[r["instance_id"]] = r
+        _write_keyframes(ws, {c: clips[c] for c in {r["clip_id"] for r in latest.values()} if c in clips}, folder,
+                         numbered=True)
+        for iid, r in sorted(latest.items()):
+            if iid in present:
+                result.existing += 1
+                continue
+            people = sorted(clips.get(r["clip_id"], []), key=lambda i: i.person_id)
+            if not people or not (folder / f"{r['clip_id']}.jpg").exists():
+                result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
+                continue
+            numbers = {str(n): p.person_id for n, p in enumerate(people, start=1)}
+            tasks.append({"data": {"image": f"/data/local-files/?d={(relative / (r['clip_id'] + '.jpg')).as_posix()}",
+                                   "expression": r["text"], "instance_id": iid, "clip_id": r["clip_id"],
+                                   "box_numbers": numbers,
+                                   "options": [{"value": n} for n in numbers] + [{"value": "none"}]}})
+    result.added = client.import_tasks(project_id, tasks)
+    log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there")
+    return result
+
+
+def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
+    """Export both projects (full JSON), keep the export files, and add new answers to the annotations table."""
+    from ..fsutil import write_text_atomic
+    from ..records import Instances
+    from .io import merge_annotations
+    from .convert import ls_task_to_annotations
+
+    known = {i.instance_id for i in Instances.from_parquet(ws.table("instances"))}
+    results = {}
+    for stage in ("describe", "verify"):
+        project_id = int(ws.config["labelstudio"].get(f"{stage}_project") or 0)
+        if not project_id:
+            continue
+        tasks = client.export(project_id)
+        path = ws.root / "labelstudio" / "exports" / f"{stage}_project{project_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(tasks))
+        rows, problems = [], []
+        for task in tasks:
+            converted = ls_task_to_annotations(task, stage, source=f"{client.url} project {project_id}",
+                                               known_instances=known)
+            rows.extend(converted.rows)
+            problems.extend(converted.problems)
+        merged = merge_annotations(ws.table("annotations"), rows, provenance={
+            "stage": "annotate pull", "server": client.url, "project": project_id})
+        merged.problems.extend(problems)
+        results[stage] = merged
+        log(f"{stage}: {len(tasks)} tasks exported to {path}; {merged.added} new answers, {merged.updated} updated, "
+            f"{merged.unchanged} unchanged; {len(problems)} problem(s)")
+        for p in problems[:10]:
+            log(f"  {p}")
+    return results

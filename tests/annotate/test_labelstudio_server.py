@@ -1,0 +1,133 @@
+"""`refava annotate push / pull` against a real Label Studio server (1.23.x, its own virtual environment).
+
+The server is started by tools/labelstudio.sh on 127.0.0.1 with SQLite; `make test` installs it first
+(`tools/labelstudio.sh install`).  Two users answer through the REST API: the admin (describe) and a second annotator
+(describe of one clip, and every verify task), recorded by Label Studio as each annotation's `completed_by`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "labelstudio.sh"
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    venv = Path(os.environ.get("LS_VENV", ROOT / ".lsvenv"))
+    if not (venv / "bin" / "label-studio").exists():
+        pytest.skip("Label Studio is not installed: run `tools/labelstudio.sh install` (make test does)")
+    base = tmp_path_factory.mktemp("ls")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LS_PORT": str(port), "LS_VENV": str(venv), "LABEL_STUDIO_USERNAME": "admin@refava.local",
+           "LABEL_STUDIO_PASSWORD": "refava-admin-pass", "LABEL_STUDIO_USER_TOKEN": TOKEN}
+    proc = subprocess.run([str(SCRIPT), "start", str(base / "data"), str(base)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield f"http://127.0.0.1:{port}", base
+    subprocess.run([str(SCRIPT), "stop", str(base / "data")], env=env, capture_output=True, timeout=60)
+
+
+def refava(*args, cwd, token=TOKEN, root=None):
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": token}
+    if root:
+        env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = str(root)
+    return subprocess.run([sys.executable, "-m", "refava", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_push_answer_as_two_users_pull_and_check(server, sample_workspace_template):
+    from refava.annotate.labelstudio import Client, LabelStudioError
+
+    url, base = server
+    ws = base / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    first = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws, root=base)
+    assert first.returncode == 0, first.stderr
+    again = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws, root=base)
+    assert again.returncode == 0 and " 0 tasks added" in again.stdout                  # never duplicates
+    api = Client(url, TOKEN)
+    second = api.call("POST", "/api/users/", json={"email": "ann2@refava.local", "username": "ann2",
+                                                    "password": "ann2-secret-pass"})["id"]
+    describe_project = int(first.stdout.split("project ")[1].split(",")[0])
+    from refava.records import Instances
+
+    people: dict[str, list] = {}
+    for inst in Instances.from_parquet(ws / "tables" / "instances.parquet"):
+        people.setdefault(inst.clip_id, []).append(inst)
+    tasks = api.tasks(describe_project)
+    chosen = [t for t in tasks if len(people[t["data"]["clip_id"]]) >= 2][:4]
+    colours = ["red", "blue", "green", "yellow", "black", "white"]
+    plan = {}
+    for n, task in enumerate(chosen):
+        result = []
+        for k, inst in enumerate(sorted(people[task["data"]["clip_id"]], key=lambda i: i.person_id)):
+            pid = inst.person_id
+            x1, y1, x2, y2 = inst.box_xyxy
+            region = {"id": f"person_{pid}", "value": {"x": 100 * x1, "y": 100 * y1, "width": 100 * (x2 - x1),
+                                                       "height": 100 * (y2 - y1), "rotation": 0}}
+            text = f"the person in a {colours[k]} coat seen as number {k + 1}"
+            if n == 0 and k == 0:
+                text = "the person in a red coat who is walking"                     # an action word
+            if n == 1 and k == 1:
+                text = f"the person in a {colours[0]} coat seen as number 1"         # a duplicate in its clip
+            plan[f"{task['data']['clip_id']}___{pid}"] = text
+            result.append({"id": region["id"], "from_name": "expression", "to_name": "image", "type": "textarea",
+                           "value": {**region["value"], "text": [text]}})
+        api.call("POST", f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": 30,
+                                                                         "completed_by": 1})
+    pull = refava("annotate", "pull", "--url", url, cwd=ws)
+    assert pull.returncode == 0, pull.stderr
+    push_verify = refava("annotate", "push", "--stage", "verify", "--url", url, cwd=ws, root=base)
+    assert push_verify.returncode == 0, push_verify.stderr
+    verify_project = int(push_verify.stdout.split("project ")[1].split(",")[0])
+    verify_tasks = api.export(verify_project)
+    assert {t["data"]["instance_id"] for t in verify_tasks} == set(plan)
+    failed = sorted(iid for iid in plan if iid.startswith(chosen[2]["data"]["clip_id"]))[0]
+    for task in verify_tasks:
+        numbers = task["data"]["box_numbers"]
+        iid = task["data"]["instance_id"]
+        right = next(n for n, p in numbers.items() if str(p) == iid.rsplit("___", 1)[1])
+        pick = next(n for n in numbers if n != right) if iid == failed else right
+        api.call("POST", f"/api/tasks/{task['id']}/annotations/", json={
+            "result": [{"id": "pick", "from_name": "pick", "to_name": "image", "type": "choices",
+                        "value": {"choices": [pick]}}], "lead_time": 8, "completed_by": second})
+    assert refava("annotate", "pull", "--url", url, cwd=ws).returncode == 0
+    rows = pq.read_table(ws / "tables" / "annotations.parquet").to_pylist()
+    assert {r["annotator"] for r in rows} == {"ls-user-1", f"ls-user-{second}"}       # two different users
+    check = refava("annotate", "check", cwd=ws)
+    assert check.returncode == 0, check.stderr
+    status = {r["instance_id"]: r for r in pq.read_table(ws / "tables" / "annotation_status.parquet").to_pylist()}
+    action = next(i for i, t in plan.items() if "walking" in t)
+    dup = [i for i, t in plan.items() if t.endswith("number 1") and i.startswith(chosen[1]["data"]["clip_id"])]
+    assert status[action]["status"] == "needs_revision" and any("action_word" in r for r in status[action]["reasons"])
+    assert all(any("duplicate_in_clip" in r for r in status[i]["reasons"]) for i in dup) and len(dup) == 2
+    assert "failed_verification" in status[failed]["reasons"]
+    accepted = {i for i in plan if status[i]["status"] == "accepted"}
+    assert accepted == set(plan) - {action, failed} - set(dup) and accepted
+    # pulling again adds nothing; a task deleted in Label Studio loses no stored answer
+    before = len(rows)
+    again = refava("annotate", "pull", "--url", url, cwd=ws)
+    assert again.returncode == 0 and "0 new answers" in again.stdout
+    api.call("DELETE", f"/api/tasks/{chosen[0]['id']}/")
+    assert refava("annotate", "pull", "--url", url, cwd=ws).returncode == 0
+    assert len(pq.read_table(ws / "tables" / "annotations.parquet").to_pylist()) == before
+    # a wrong token and a server that is down give clear errors, and the token is never printed
+    wrong = refava("annotate", "pull", "--url", url, cwd=ws, token="wrong-token-0000000000000")
+    assert wrong.returncode != 0 and "refused the token" in wrong.stderr and "wrong-token" not in wrong.stderr
+    down = refava("annotate", "pull", "--url", "http://127.0.0.1:9", cwd=ws)
+    assert down.returncode != 0 and "cannot reach Label Studio" in down.stderr
+    with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY"):
+        Client(url, "")

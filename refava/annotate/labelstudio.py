@@ -38,38 +38,46 @@ class Client:
     """A few REST calls with the token in the header; errors without the token."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
-        import httpx
-
         self.url = url.rstrip("/")
         token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         if not token:
             raise LabelStudioError(f"no Label Studio token: set {TOKEN_ENV} (Account & Settings > Access Token); "
                                    f"it is read from the environment only, never from refava.toml")
-        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Token {token}"}, timeout=timeout)
+        self._headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.timeout = timeout
 
-    def call(self, method: str, path: str, **kw):
-        import httpx
+    def call(self, method: str, path: str, *, json: object = None, params: dict | None = None):
+        """One REST call (standard library only); the token is sent in a header and never shown."""
+        import json as jsonlib
+        import urllib.error
+        import urllib.parse
+        import urllib.request
 
+        full = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        data = jsonlib.dumps(json).encode() if json is not None else None
+        request = urllib.request.Request(full, data=data, method=method, headers=self._headers)
         try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url} ({type(exc).__name__}); is the server "
                                    f"running? (tools/labelstudio.sh start)") from None
-        if response.status_code in (401, 403):
-            raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {response.status_code}): "
-                                   f"check {TOKEN_ENV}")
-        if response.status_code == 404:
+        if status in (401, 403):
+            raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {status}): check {TOKEN_ENV}")
+        if status == 404:
             raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} not found (HTTP 404)")
-        if response.status_code >= 400:
-            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} failed with HTTP "
-                                   f"{response.status_code}: {response.text[:300]}")
-        if not response.content:
+        if status >= 400:
+            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} failed with HTTP {status}: "
+                                   f"{body[:300].decode(errors='replace')}")
+        if not body:
             return None
         try:
-            return response.json()
+            return jsonlib.loads(body)
         except ValueError:
-            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} answered non-JSON "
-                                   f"({len(response.content)} bytes); a truncated or proxied response?") from None
+            raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} answered non-JSON ({len(body)} "
+                                   f"bytes); a truncated or proxied response?") from None
 
     def project(self, stage: str, project_id: int) -> int:
         """The stage's project: ``project_id`` if it exists on the server, else a new one; returns its id."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,29 +15,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "labelstudio.sh"
-TOKEN = "0123456789abcdef0123456789abcdef01234567"
+from .conftest import TOKEN
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    venv = Path(os.environ.get("LS_VENV", ROOT / ".lsvenv"))
-    if not (venv / "bin" / "label-studio").exists():
-        pytest.skip("Label Studio is not installed: run `tools/labelstudio.sh install` (make test does)")
-    base = tmp_path_factory.mktemp("ls")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LS_PORT": str(port), "LS_VENV": str(venv), "LABEL_STUDIO_USERNAME": "admin@refava.local",
-           "LABEL_STUDIO_PASSWORD": "refava-admin-pass", "LABEL_STUDIO_USER_TOKEN": TOKEN}
-    proc = subprocess.run([str(SCRIPT), "start", str(base / "data"), str(base)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    yield f"http://127.0.0.1:{port}", base
-    subprocess.run([str(SCRIPT), "stop", str(base / "data")], env=env, capture_output=True, timeout=60)
 
 
 def refava(*args, cwd, token=TOKEN, root=None):

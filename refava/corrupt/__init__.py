@@ -205,9 +205,9 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
     spec = resolve(type, severity, preset=preset, style=style)
     if not isinstance(rng, np.random.Generator):
         raise CorruptionError(f"rng: expected a numpy.random.Generator (e.g. np.random.default_rng(seed) or "
-                              f"refava.corrupt.clip_rng(...)), found {type_name(rng)}")
+                              f"refava.corrupt.clip_rng(...)), found {_type_name(rng)}")
     if not isinstance(frames, np.ndarray):
-        raise CorruptionError(f"frames: expected a numpy array (T, H, W, 3) uint8, found {type_name(frames)}")
+        raise CorruptionError(f"frames: expected a numpy array (T, H, W, 3) uint8, found {_type_name(frames)}")
     if frames.ndim != 4:
         raise CorruptionError(f"frames: expected rank 4 (T, H, W, 3), found rank {frames.ndim} with shape "
                               f"{frames.shape}; add a time axis with frames[None] for a single image")
@@ -217,8 +217,9 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
     return np.stack(corrupt_frames(list(frames), spec, rng, threads=threads))
 
 
-def type_name(obj) -> str:
-    return type(obj).__name__ if not isinstance(obj, type) else obj.__name__
+def _type_name(obj) -> str:
+    """``type(obj).__name__`` where the builtin ``type`` is shadowed by a parameter."""
+    return type(obj).__name__
 
 
 __all__ = ["CORRUPTIONS", "PRESETS", "RAIN_STYLES", "CorruptionError", "CorruptionSpec", "clip_rng",

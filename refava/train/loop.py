@@ -174,7 +174,6 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
         history, start_epoch = state["history"], state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
         log(f"  resumed from {ckpt} after epoch {state['epoch'] + 1}")
-    generator = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -206,7 +205,6 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "epoch": epoch, "history": history, "torch_rng": torch.get_rng_state(),
                         "identity": identity}, tmp)
-    del generator
     if rank == 0:
         write_json_atomic(out_dir / "metrics.json", history)
         plot_history(history, out_dir / "metrics.png")
@@ -309,7 +307,7 @@ def tiny_train_config(**kw) -> TrainConfig:
     return replace(TrainConfig(epochs=30, batch_size=32, lr=1e-3, warmup=0.1), **kw)
 
 
-__all__ = ["TrainConfig", "featurize", "fit", "evaluate", "validate_dataset", "json"]
+__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "train_run", "validate_dataset"]
 
 
 # --- runs (refava train / refava evaluate) -----------------------------------------------------------------------

@@ -517,65 +517,71 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    skipped: dict[str, int] = {}
-    configs: list[ConfigInfo] = []
-    full = features(inputs.label_names, pixels=True)
-    bare = features(inputs.label_names, pixels=False)
-    clean = ws.root / "frames" / "clean"
-    splits = [s for s in HF_SPLIT if s in inputs.instances]
-    plan = [("default", True, False, None, None, splits,
-             "train / validation / test with the keyframe and the sampled frames of every clip"),
-            ("annotations_only", False, False, None, None, splits,
-             "no pixels: ids, boxes, actions, expressions and frame times; rebuild frames with refava from the movies")]
-    rephrase_splits = [s for s in ("val", "test") if any(i.instance_id in inputs.rephrasings
-                                                              for i in inputs.instances.get(s, []))]
-    if inputs.rephrasings and rephrase_splits:
-        plan.append(("rephrased", True, True, None, None, rephrase_splits,
-                     "validation and test with the LLM rephrasings of every expression"))
-    for setting, entry in sorted(inputs.corruptions.items()):
-        for split, clip_ids in sorted(entry["splits"].items()):
-            if split in HF_SPLIT:
-                name = f"{split}_{setting}"
-                plan.append((name, True, False, ws.root / "frames" / "corrupted" / setting, clip_ids, [split],
-                             f"{HF_SPLIT[split]} under {setting}: " + entry["row"]["params"]))
-    total = sum(len(inputs.instances[s]) for *_, spl, _ in plan for s in spl)
-    from .ingest import _progress
+    try:
+        skipped: dict[str, int] = {}
+        configs: list[ConfigInfo] = []
+        full = features(inputs.label_names, pixels=True)
+        bare = features(inputs.label_names, pixels=False)
+        clean = ws.root / "frames" / "clean"
+        splits = [s for s in HF_SPLIT if s in inputs.instances]
+        plan = [("default", True, False, None, None, splits,
+                 "train / validation / test with the keyframe and the sampled frames of every clip"),
+                ("annotations_only", False, False, None, None, splits,
+                 "no pixels: ids, boxes, actions, expressions and frame times; rebuild frames with refava from the "
+                 "movies")]
+        rephrase_splits = [s for s in ("val", "test") if any(i.instance_id in inputs.rephrasings
+                                                                  for i in inputs.instances.get(s, []))]
+        if inputs.rephrasings and rephrase_splits:
+            plan.append(("rephrased", True, True, None, None, rephrase_splits,
+                         "validation and test with the LLM rephrasings of every expression"))
+        for setting, entry in sorted(inputs.corruptions.items()):
+            for split, clip_ids in sorted(entry["splits"].items()):
+                if split in HF_SPLIT:
+                    name = f"{split}_{setting}"
+                    plan.append((name, True, False, ws.root / "frames" / "corrupted" / setting, clip_ids, [split],
+                                 f"{HF_SPLIT[split]} under {setting}: " + entry["row"]["params"]))
+        total = sum(len(inputs.instances[s]) for *_, spl, _ in plan for s in spl)
+        from .ingest import _progress
 
-    bar = _progress(total=total, enabled=progress, desc="package", unit="row")
-    from concurrent.futures import ThreadPoolExecutor
+        bar = _progress(total=total, enabled=progress, desc="package", unit="row")
+        from concurrent.futures import ThreadPoolExecutor
 
-    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refava-sha")   # hashlib releases the GIL
-    for name, pixels, rephrased, frames_dir, clip_ids, config_splits, description in plan:
-        info = ConfigInfo(name, pixels, description=description)
-        seen: set = set()
-        for split in config_splits:
-            counted: dict[str, int] = {}
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refava-sha")   # hashlib releases the GIL
+        for name, pixels, rephrased, frames_dir, clip_ids, config_splits, description in plan:
+            info = ConfigInfo(name, pixels, description=description)
+            seen: set = set()
+            for split in config_splits:
+                counted: dict[str, int] = {}
 
-            def batches():
-                for batch in iter_batches(ws, inputs, split, frames_dir=frames_dir or clean, pixels=pixels,
-                                          rephrased=rephrased, clips=clip_ids, skipped=counted, seen=seen):
-                    bar.update(len(batch.rows))
-                    yield batch
-            shards, unique = write_split(tmp, name, split, batches(), full if pixels else bare, pixels,
-                                         shard_bytes=shard_bytes, hasher=hasher)
-            info.splits[split] = shards
-            info.unique_jpeg_bytes += unique
-            for reason, n in counted.items():
-                key = f"{name}/{HF_SPLIT[split]}: {reason}"
-                skipped[key] = skipped.get(key, 0) + n
-        configs.append(info)
-    bar.close()
-    hasher.shutdown(wait=True)
-    manifest = {
-        "format": "refava-dataset", "refava_version": __version__, "inputs": inputs.hashes,
-        "configs": {c.name: {"pixels": c.pixels, "description": c.description, "unique_jpeg_bytes": c.unique_jpeg_bytes,
-                             "splits": {HF_SPLIT[s]: [vars(x) for x in shards] for s, shards in c.splits.items()}}
-                    for c in configs},
-        "skipped": skipped,
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare))
-    _replace_folder(tmp, out)
+                def batches():
+                    for batch in iter_batches(ws, inputs, split, frames_dir=frames_dir or clean, pixels=pixels,
+                                              rephrased=rephrased, clips=clip_ids, skipped=counted, seen=seen):
+                        bar.update(len(batch.rows))
+                        yield batch
+                shards, unique = write_split(tmp, name, split, batches(), full if pixels else bare, pixels,
+                                             shard_bytes=shard_bytes, hasher=hasher)
+                info.splits[split] = shards
+                info.unique_jpeg_bytes += unique
+                for reason, n in counted.items():
+                    key = f"{name}/{HF_SPLIT[split]}: {reason}"
+                    skipped[key] = skipped.get(key, 0) + n
+            configs.append(info)
+        bar.close()
+        hasher.shutdown(wait=True)
+        manifest = {
+            "format": "refava-dataset", "refava_version": __version__, "inputs": inputs.hashes,
+            "configs": {c.name: {"pixels": c.pixels, "description": c.description,
+                                 "unique_jpeg_bytes": c.unique_jpeg_bytes,
+                                 "splits": {HF_SPLIT[s]: [vars(x) for x in shards] for s, shards in c.splits.items()}}
+                        for c in configs},
+            "skipped": skipped,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare))
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)     # a failed build leaves the old dataset and no half folder
+        raise
     packaged = sum(x.bytes for c in configs for shards in c.splits.values() for x in shards)
     return PackageSummary(out, configs, sum(len(v) for v in inputs.instances.values()), skipped,
                           time.perf_counter() - start, packaged)

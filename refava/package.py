@@ -16,7 +16,6 @@ the files are barely larger than the unique JPEG bytes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RefavaError, StageError
+from .fsutil import sha256_file
 
 MANIFEST = "refava-manifest.json"
 GROUPS = ("person_movement", "object_manipulation", "person_interaction")
@@ -95,7 +95,6 @@ class Inputs:
 
 def read_inputs(ws) -> Inputs:
     from .ava import default_label_map
-    from .fsutil import sha256_file
     from .splits import accepted_instances
     from .tables import read_table
 
@@ -374,14 +373,6 @@ class ConfigInfo:
         return sum(s.rows for s in self.splits.get(split, []))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _writer_schema(features, pixels: bool) -> pa.Schema:
     """The Arrow schema the writer sees: image bytes as dictionary arrays (written as Parquet dictionaries).
 
@@ -399,7 +390,7 @@ def _writer_schema(features, pixels: bool) -> pa.Schema:
 
 
 def _fill_sha256(shard: ShardInfo, path: Path) -> None:
-    shard.sha256 = _sha256(path)
+    shard.sha256 = sha256_file(path)
 
 
 def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch], features, pixels: bool,
@@ -459,7 +450,7 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
         if hasher is not None:               # checksums in the background while the next split is built
             hasher.submit(_fill_sha256, shard, final)
         else:
-            shard.sha256 = _sha256(final)
+            shard.sha256 = sha256_file(final)
         shards.append(shard)
     return shards, unique
 
@@ -630,7 +621,7 @@ def verify_dataset(folder: str | os.PathLike, *, rows: bool = True) -> VerifyRep
                 if not path.exists():
                     problems.append(f"{shard['path']}: missing (manifest lists it with {shard['rows']} rows)")
                     continue
-                digest = _sha256(path)
+                digest = sha256_file(path)
                 if digest != shard["sha256"]:
                     problems.append(f"{shard['path']}: sha256 {digest[:12]}... but the manifest says "
                                     f"{shard['sha256'][:12]}...; the file changed after packaging")

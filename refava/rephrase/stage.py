@@ -91,7 +91,8 @@ def jobs_for(ws, splits: Sequence[str], n: int) -> list[Job]:
     return [Job(iid, k, text[iid]) for iid in chosen for k in range(n)]
 
 
-def rephrase_workspace(ws, splits: Sequence[str], *, n: int = 2, backend: Backend, template: Template | None = None,
+def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backend: Backend,
+                       template: Template | None = None,
                        params: Params | None = None, dry_run: bool = False, progress: bool = True,
                        log: Callable[[str], None] = print) -> RephraseSummary | dict:
     """Rephrase the accepted expressions of ``splits``; write tables/rephrasings.parquet and reports/rephrase.json.
@@ -102,7 +103,11 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int = 2, backend: Backen
     from ..ingest import _progress
     from ..tables import read_table, write_table
 
-    params = params or Params(n=n, seed=int(ws.config["seeds"]["rephrase"]))
+    if params is None:
+        params = Params(n=2 if n is None else n, seed=int(ws.config["seeds"]["rephrase"]))
+    elif n is not None and n != params.n:
+        raise ValueError(f"rephrase_workspace: n={n} disagrees with params.n={params.n}; pass one of them")
+    n = params.n
     template = template or load_template(default_template(backend))
     jobs = jobs_for(ws, splits, n)
     cache = Cache(ws.root / "cache" / "rephrase")

@@ -111,7 +111,8 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
     sources = {c: clip_hash(sorted(rows, key=_clip_order)) for c, rows in sorted(by_clip.items())}
     record = {"stage": "corrupt", "configuration": spec.name, "type": spec.type, "severity": spec.severity,
               "preset": spec.preset, "style": spec.style, "params": spec.params, "seed": seed,
-              "jpeg_quality": quality, "sources": sources}
+              "jpeg_quality": quality, "sources": sources,
+              "frames": {c: len(by_clip[c]) for c in sources}, "splits": {c: clips[c] for c in sources}}
     stored = read_provenance(out_path)
     if not force and stored is not None and all(stored.get(k) == v for k, v in record.items()) and "outputs" in stored:
         return _manifest_rows(stored, out_path), skipped | {"__reused__": 1}
@@ -126,8 +127,6 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
         outputs[clip_id] = clip_hash(new_rows)
         out_rows.extend(new_rows)
     record["outputs"] = outputs
-    record["frames"] = {c: len(by_clip[c]) for c in sources}
-    record["splits"] = {c: clips[c] for c in sources}
     write_table("frames", out_rows, out_path, provenance=record, validate=False)
     return _manifest_rows(record, out_path), skipped
 

@@ -260,7 +260,8 @@ class Runner:
                         entry = await self._ask(client, job, attempt)
                     except _TransportFailure as exc:
                         return self._record(job, None, [f"transport: {exc}"], attempts, None)
-                await asyncio.to_thread(self.cache.put, key, entry)     # fsync off the event loop
+                    # written before the slot is freed: at most `concurrency` answers are unsaved at any moment
+                    await asyncio.to_thread(self.cache.put, key, entry)     # fsync off the event loop
                 self.stats.prompt_tokens += entry["prompt_tokens"]
                 self.stats.completion_tokens += entry["completion_tokens"]
             text = clean_output(entry["raw"])

@@ -3,20 +3,22 @@
 For each configuration: frozen encoders (random BLIP-2 / DETR of the real classes) encode a batch of 8-frame clips,
 expressions and keyframes, and the new layers take an AdamW step.  Printed: training samples per second, and the
 encoder-only (inference) samples per second measured in the same run, with their ratio (the share of the time the
-trainable part costs).  ``--full`` adds the paper's widths (224 px, 768-wide towers, 32 query tokens) with random
-weights and one layer per tower: the new layers at full size, the frozen towers shallow; meant for a GPU.
+trainable part costs).  ``--full`` adds the paper's full-size configuration with random weights (BLIP-2 ViT-g/14 and
+a 12-layer Q-Former with 32 query tokens, DETR ResNet-50; ``encoders.full_encoders``), in float32 and, on a GPU, also
+under bfloat16 autocast; meant for a GPU (on a CPU one full step takes minutes).
 
-    python benchmarks/train.py [--steps 5] [--full]
+    python benchmarks/train.py [--steps 5] [--full] [--only full]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 import torch
 
-from refava.train.encoders import tiny_encoders
+from refava.train.encoders import full_encoders, tiny_encoders
 from refava.train.loop import _optimizer, tiny_train_config
 from refava.train.model import ModelConfig, RefAtomNet
 
@@ -26,10 +28,11 @@ CONFIGS = {  # name: (image size, width, query tokens, batch)
 }
 
 
-def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps: int, device: str) -> None:
-    enc = tiny_encoders(0, image_size=image_size, dim=dim, tokens=tokens)
-    for module in (enc.blip2, enc.detr):
-        module.to(device)
+def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps: int, device: str,
+            amp: bool = False) -> None:
+    enc = full_encoders(0) if name == "full" else tiny_encoders(0, image_size=image_size, dim=dim, tokens=tokens)
+    enc.to(device)
+    image_size, dim, tokens = enc.image_size, enc.dim, enc.tokens
     model = RefAtomNet(ModelConfig(dim=enc.dim, tokens=enc.tokens, detections=enc.queries,
                                    text_dim=enc.text_dim)).to(device)
     opt = _optimizer(model, tiny_train_config())
@@ -40,9 +43,11 @@ def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps
     boxes = torch.rand(batch, 4, device=device)
 
     def encode():
-        v = enc.frames(frames)
-        t, m = enc.text(texts)
-        return v, t.to(device), m.to(device), enc.detections(keyframes)
+        with (torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()):
+            v = enc.frames(frames)
+            t, m = enc.text(texts)
+            d = enc.detections(keyframes)
+        return v.float(), t.float(), m, d.float()
 
     def step():
         v, t, m, d = encode()
@@ -54,6 +59,8 @@ def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps
 
     for fn in (encode, step):
         fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
     timings = {}
     for label, fn in (("encoders only", encode), ("training step", step)):
         start = time.perf_counter()
@@ -63,7 +70,10 @@ def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps
             torch.cuda.synchronize()
         timings[label] = steps * batch / (time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters())
-    print(f"{name:<6} {image_size}px, width {dim}, {tokens} tokens, batch {batch}, {params / 1e6:.2f} M trainable: "
+    frozen = sum(p.numel() for m in (enc.blip2, enc.detr) for p in m.parameters())
+    label = f"{name} (bf16)" if amp else name
+    print(f"{label:<11} {image_size}px, width {dim}, {tokens} tokens, batch {batch}, {frozen / 1e6:.1f} M frozen, "
+          f"{params / 1e6:.2f} M trainable: "
           f"{timings['training step']:.1f} samples/s training, {timings['encoders only']:.1f} samples/s encoding "
           f"only (ratio {timings['training step'] / timings['encoders only']:.2f})")
 
@@ -71,15 +81,21 @@ def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--full", action="store_true", help="add the full-size configuration (random weights)")
+    ap.add_argument("--only", choices=[*CONFIGS, "full"], help="measure this configuration alone")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device: {device} ({where}), torch {torch.__version__}")
     configs = dict(CONFIGS)
-    if args.full:
+    if args.full or args.only == "full":
         configs["full"] = dict(image_size=224, dim=768, tokens=32, batch=16)
     for name, c in configs.items():
+        if args.only and name != args.only:
+            continue
         measure(name, steps=args.steps, device=device, **c)
+        if name == "full" and device == "cuda":
+            measure(name, steps=args.steps, device=device, amp=True, **c)
     return 0
 
 

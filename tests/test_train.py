@@ -54,11 +54,23 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert "Verdict" in (tmp_path / "val" / "report.md").read_text()
     assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
     # the commands: train (then a rerun resumes and does nothing more), evaluate
-    for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test"]):
+    for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test", "--device", "cpu"]):
         proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
     assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
+
+
+def test_a_device_that_is_not_there_is_a_clear_error():
+    from refava.train.loop import TrainError, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
+    with pytest.raises(TrainError, match="not a device; use cpu, cuda"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainError, match="sees no CUDA GPU; use --device cpu"):
+            resolve_device("cuda")
 
 
 def test_minilm_text_encoder_feeds_the_model():

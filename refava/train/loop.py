@@ -22,6 +22,8 @@ import torch
 from .. import metrics as M
 from ..errors import RefavaError
 from ..fsutil import atomic_path, write_json_atomic
+from .detections import DetectionTable, load_detection_table
+from .encoders import COCO_NAMES
 from .model import ModelConfig, RefAtomNet
 
 
@@ -74,17 +76,22 @@ def _pixels(images, size: int) -> torch.Tensor:
 
 
 def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable[[str], None] = lambda *_: None,
-              bf16: bool = True):
+              bf16: bool = True, detections: DetectionTable | None = None):
     """Encode a ``datasets.Dataset`` split once: tensors for the model, labels, boxes and clip ids (on the CPU).
+    Location tokens come from ``detections`` (a proposals or detections table) when given, else from the detector.
     On a GPU the frozen towers run under bfloat16 autocast unless ``bf16=False`` (on an H100 with the full-size
     towers: 7x the float32 encoder throughput; 2.4x end to end on the sample, where JPEG decoding then dominates)."""
     out = {k: [] for k in ("visual", "text", "mask", "det", "labels", "boxes")}
     clips, n = [], len(rows)
     on_gpu = encoders.device.type == "cuda"
+    missing_before = len(detections.missing) if detections is not None else 0
     with torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu and bf16 else contextlib.nullcontext():
         for start in range(0, n, batch):
-            _encode_batch(rows[start:start + batch], encoders, frames, out, clips)
+            _encode_batch(rows[start:start + batch], encoders, frames, out, clips, detections)
             log(f"  encoded {min(n, start + batch)}/{n}")
+    if detections is not None and len(detections.missing) > missing_before:
+        log(f"  {len(detections.missing) - missing_before} keyframe(s) have no detections in {detections.source}: "
+            f"their location tokens are zeros")
     width = max(t.shape[1] for t in out["text"])
     out["text"] = torch.cat([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t in out["text"]])
     out["mask"] = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in out["mask"]])
@@ -94,7 +101,7 @@ def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable
     return out
 
 
-def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list) -> None:
+def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list, detections=None) -> None:
     size = encoders.image_size
     pix = []
     for sampled in chunk["frames"]:
@@ -104,7 +111,10 @@ def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list) ->
     text, mask = encoders.text(chunk["expression"])
     out["text"].append(text.float().cpu())
     out["mask"].append(mask.cpu())
-    if encoders.detr is not None:
+    if detections is not None:
+        person = encoders.class_names()[COCO_NAMES.index("person")].float().cpu()
+        out["det"].append(detections.tokens(chunk["video_id"], chunk["keyframe_s"], person))
+    elif encoders.detr is not None:
         out["det"].append(encoders.detections(_pixels(chunk["keyframe"], size)).float().cpu())
     labels = torch.zeros(len(chunk["actions"]), 80)
     for i, acts in enumerate(chunk["actions"]):
@@ -177,9 +187,11 @@ def evaluate(model: RefAtomNet, feats: dict, groups=None) -> dict:
 
 
 def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Path, *, groups=None,
-        log: Callable[[str], None] = print, device: str | torch.device | None = "auto") -> list[dict]:
+        log: Callable[[str], None] = print, device: str | torch.device | None = "auto",
+        restart_other: bool = False) -> list[dict]:
     """Train with checkpoints in ``out_dir``; returns per-epoch metrics (also metrics.json and metrics.png).
-    The model and the (small, pre-encoded) features live on ``device`` while training."""
+    The model and the (small, pre-encoded) features live on ``device`` while training.  A checkpoint of the same
+    run resumes; one of another configuration is an error, or with ``restart_other`` is replaced."""
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -201,8 +213,11 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     start_epoch = 0
     ckpt = out_dir / "checkpoint.pt"
     identity = {"model": asdict(model.config), "train": asdict(cfg), "rows": n}
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+    if state is not None and state.get("identity") != identity and restart_other:
+        log(f"  {ckpt} is from another model, training configuration or data: starting this model over")
+        state = None
+    if state is not None:
         if state.get("identity") != identity:
             raise TrainError(f"{ckpt} was written by a run with another model, training configuration or data "
                              f"({state.get('identity')}); delete {out_dir} to start over, or use another output folder")
@@ -286,9 +301,10 @@ def class_prior(train: dict, test: dict, groups=None) -> dict:
 
 def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
                      model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print,
-                     device: str | None = "auto") -> dict:
+                     device: str | None = "auto", detections: DetectionTable | None = None) -> dict:
     """Train the reference model and two trained controls (shuffled text, no text) on the train split, evaluate
-    them and the class-prior control on the evaluation split (test, else validation); write report.json/.md."""
+    them and the class-prior control on the evaluation split (test, else validation); write report.json/.md.
+    ``detections``: a proposals/detections table for the location stream instead of the detector."""
     import datasets
 
     out = Path(out_dir)
@@ -310,10 +326,9 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     encoders.to(device)
     log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders "
         f"on {device} ...")
-    train = featurize(ds["train"], encoders, frames=cfg.frames)
-    test = featurize(ds[eval_split], encoders, frames=cfg.frames)
-    base = model_cfg or ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
-                                    text_dim=encoders.text_dim, location=encoders.detr is not None)
+    train = featurize(ds["train"], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
+    test = featurize(ds[eval_split], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
+    base = model_cfg or _model_config(encoders, detections)
     results = {}
     for name, tr, te in (("refatomnet", train, test),
                          ("shuffled_text", shuffle_text_within_clips(train, cfg.seed), shuffle_text_within_clips(test, cfg.seed + 1)),
@@ -321,13 +336,16 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         log(f"training {name} ...")
         seed_everything(cfg.seed)
         model = RefAtomNet(base)
-        fit(model, tr, te, cfg, out / name, groups=groups, log=log, device=device)
+        fit(model, tr, te, cfg, out / name, groups=groups, log=log, device=device, restart_other=True)
         results[name] = evaluate(model, te, groups)
     results["class_prior"] = class_prior(train, test, groups)
     ref = results["refatomnet"]["map_macro"]
     beats = {k: ref > v["map_macro"] for k, v in results.items() if k != "refatomnet"}
     report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
-              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "model": asdict(base), "results": results,
+              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "model": asdict(base),
+              "location_stream": _location_source(encoders, detections),
+              "keyframes_without_detections": len(detections.missing) if detections is not None else None,
+              "results": results,
               "refatomnet_beats": beats,
               "verdict": ("the expressions carry the referent: RefAtomNet beats every control on mAP"
                           if all(beats.values()) else
@@ -335,7 +353,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
                           ", ".join(k for k, b in beats.items() if not b))}
     write_json_atomic(out / "report.json", report)
     lines = ["# Dataset validation", "", f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
-             f"{report['train_rows']} rows for {cfg.epochs} epochs.", "",
+             f"{report['train_rows']} rows for {cfg.epochs} epochs; location stream: {report['location_stream']}.", "",
              "| model | mAP (macro) | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
     for k, v in results.items():
         lines.append(f"| {k} | {v['map_macro']:.2f} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
@@ -343,6 +361,25 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     lines += ["", f"**Verdict:** {report['verdict']}.", ""]
     (out / "report.md").write_text("\n".join(lines))
     return report
+
+
+def _quiet(log: Callable[[str], None]) -> Callable[[str], None]:
+    """Only the lines that are not per-batch progress."""
+    return lambda line: None if line.lstrip().startswith("encoded ") else log(line)
+
+
+def _model_config(encoders, detections: DetectionTable | None) -> ModelConfig:
+    if detections is not None:
+        return ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=detections.k,
+                           text_dim=encoders.text_dim, location=True)
+    return ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
+                       text_dim=encoders.text_dim, location=encoders.detr is not None)
+
+
+def _location_source(encoders, detections: DetectionTable | None) -> str:
+    if detections is not None:
+        return f"detections table {detections.source} (up to {detections.k} per keyframe)"
+    return "the detector on the keyframe" if encoders.detr is not None else "none"
 
 
 def tiny_train_config(**kw) -> TrainConfig:
@@ -356,7 +393,8 @@ __all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize",
 # --- runs (refava train / refava evaluate) -----------------------------------------------------------------------
 
 def make_encoders(spec: dict):
-    """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None}."""
+    """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None} (a "detections" table
+    path in the spec is read by the caller)."""
     from .encoders import load_encoders, tiny_encoders
 
     if "tiny" in spec:
@@ -386,12 +424,11 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     encoders = make_encoders(encoder_spec).to(device)
+    table = load_detection_table(encoder_spec["detections"]) if encoder_spec.get("detections") else None
     log(f"encoding the train and validation splits on {device} ...")
-    train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames)
-    val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames)
-    mcfg = replace(ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
-                               text_dim=encoders.text_dim, location=encoders.detr is not None),
-                   **(model_overrides or {}))
+    train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
+    val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
+    mcfg = replace(_model_config(encoders, table), **(model_overrides or {}))
     run.mkdir(parents=True, exist_ok=True)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         write_json_atomic(run / "run.json", {"dataset": str(dataset_dir), "encoders": encoder_spec,
@@ -414,7 +451,11 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: s
     device = resolve_device(device)
     model.to(device)
     encoders = make_encoders(spec["encoders"]).to(device)
-    feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"])
+    table = load_detection_table(spec["encoders"]["detections"]) if spec["encoders"].get("detections") else None
+    if table is not None:
+        table.k = model.config.detections                  # the slots the model was trained with
+    feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"],
+                      detections=table)
     result = {"split": split, "epoch": state["epoch"] + 1, **evaluate(model, feats)}
     write_json_atomic(run / f"eval_{split}.json", result)
     return result

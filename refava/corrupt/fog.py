@@ -83,10 +83,12 @@ def fog_layer(field: np.ndarray, c0: float, channels: int = 3) -> np.ndarray:
 def fog_frame(frame: np.ndarray, layer: np.ndarray, c0: float) -> np.ndarray:
     """One frame: ``rint(gain * (x + layer))`` with ``gain = M / (M + c0)``, the formula rearranged.
 
-    float32 arithmetic: equal to the float64 formula except within about 1e-4 of a half-way point.
+    float32 arithmetic: equal to the float64 formula except within about 1e-4 of a half-way point.  The frame is
+    converted to float32 first: OpenCV's mixed uint8 + float32 addition is five times slower than the two steps.
     """
     peak = float(frame.max()) / 255.0
     gain = peak / (peak + c0)
-    summed = cv2.add(frame, layer, dtype=cv2.CV_32F)
+    summed = frame.astype(np.float32)
+    cv2.add(summed, layer, dst=summed)
     # values are >= 0, so the absolute value is a no-op; convertScaleAbs rounds half to even and saturates at 255
     return cv2.convertScaleAbs(summed, alpha=gain)

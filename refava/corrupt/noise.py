@@ -15,9 +15,9 @@ distribution up to a probability resolution of 2^-44 per outcome, and costs two 
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 _GAUSS_BITS = 16
@@ -90,6 +90,18 @@ def _shot_tables(c: float):
     return cdf, values, table.ravel()
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, size: int, dtype) -> np.ndarray:
+    """A per-thread work array, kept between calls (fresh large arrays cost page faults on every frame)."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = buffers.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = buffers[name] = np.empty(size, dtype=dtype)
+    return buf[:size]
+
+
 def _uniform_bits(rng: np.random.Generator, count: int) -> np.ndarray:
     """``count`` uint16 values of random bits."""
     raw = rng.bit_generator.random_raw((count + 3) // 4)
@@ -107,14 +119,14 @@ def gaussian_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -
     cdf, lut = _gaussian_tables(float(sigma))
     flat = frames.reshape(-1)
     u = _uniform_bits(rng, flat.size)
-    k = lut.take(u)
+    k = lut.take(u, out=_scratch("k", flat.size, np.int16))       # a reused buffer: no fresh pages to fault in
     impure = np.flatnonzero(k == _IMPURE_K)
     if impure.size:
         v = _refine(rng, u[impure], _GAUSS_BITS)
         k[impure] = np.searchsorted(cdf, v, side="right") - 255
-    # saturating uint8 + int16 -> uint8: clip(x + k, 0, 255) in one pass
-    out = cv2.add(flat.reshape(-1, 1), k.reshape(-1, 1), dtype=cv2.CV_8U)
-    return out.reshape(frames.shape)
+    k += flat                                                     # clip(x + k, 0, 255) in int16, then narrowed
+    np.clip(k, 0, 255, out=k)
+    return k.astype(np.uint8).reshape(frames.shape)
 
 
 def shot_noise(frames: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
@@ -122,10 +134,11 @@ def shot_noise(frames: np.ndarray, c: float, rng: np.random.Generator) -> np.nda
     cdf, values, table = _shot_tables(float(c))
     flat = frames.reshape(-1)
     u = _uniform_bits(rng, flat.size) >> np.uint16(16 - _SHOT_BITS)
-    idx = flat.astype(np.uint32)
+    idx = _scratch("idx", flat.size, np.uint32)
+    np.copyto(idx, flat)
     idx <<= np.uint32(_SHOT_BITS)
     np.bitwise_or(idx, u, out=idx)
-    out = table.take(idx)
+    out = table.take(idx, out=_scratch("out16", flat.size, np.uint16))
     impure = np.flatnonzero(out >= _IMPURE16)
     if impure.size:
         v = _refine(rng, u[impure], _SHOT_BITS)

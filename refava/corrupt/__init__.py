@@ -122,11 +122,13 @@ def _check_frame(frame, where: str) -> None:
 
 
 def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.random.Generator, *,
-                   threads: int | None = None, plasma: np.ndarray | None = None) -> list[np.ndarray]:
+                   threads: int | None = None, plasma: np.ndarray | None = None,
+                   out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """Corrupt the frames of one clip, which may differ in size (a larger keyframe, say).
 
     Frame ``i`` draws from the ``i``-th generator spawned from ``rng``; fog draws one plasma per clip from ``rng``
-    first (or takes ``plasma``) and shows it at every frame size alike.
+    first (or takes ``plasma``) and shows it at every frame size alike.  ``out``: contiguous uint8 arrays of the
+    frames' shapes to write into (fresh arrays otherwise).
     """
     from . import fog, noise, rain
 
@@ -141,26 +143,29 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
             if size not in layers:
                 layers[size] = fog.fog_layer(fog.fog_field(plasma, *size), p["c0"])
     rngs = rng.spawn(len(frames))
+    out = list(out) if out is not None else [np.empty(f.shape, dtype=np.uint8) for f in frames]
 
     def one(i: int) -> np.ndarray:
         frame = np.ascontiguousarray(frames[i])
         if spec.type == "gaussian_noise":
-            return noise.gaussian_noise(frame, p["sigma"], rngs[i])
+            return noise.gaussian_noise(frame, p["sigma"], rngs[i], out[i])
         if spec.type == "shot_noise":
-            return noise.shot_noise(frame, p["c"], rngs[i])
+            return noise.shot_noise(frame, p["c"], rngs[i], out[i])
         if spec.type == "fog":
-            return fog.fog_frame(frame, layers[frame.shape[:2]], p["c0"])
-        return rain.drops_frame(frame, spec.severity, rngs[i])
+            return fog.fog_frame(frame, layers[frame.shape[:2]], p["c0"], out[i])
+        out[i][...] = rain.drops_frame(frame, spec.severity, rngs[i])
+        return out[i]
 
     workers = max(1, min(len(frames), threads or os.cpu_count() or 1))
     if spec.type == "rain" and spec.style == "streaks":
-        return _streak_clip(frames, spec, rngs, workers)
+        return _streak_clip(frames, spec, rngs, workers, out)
     if workers == 1:
         return [one(i) for i in range(len(frames))]
     return list(_pool(workers).map(one, range(len(frames))))
 
 
-def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, workers: int) -> list[np.ndarray]:
+def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, workers: int,
+                 out: list[np.ndarray]) -> list[np.ndarray]:
     """Rain streaks, vectorised over runs of same-size frames, one run per worker (frame i draws from rngs[i])."""
     from . import rain
 
@@ -176,11 +181,10 @@ def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, worke
         masks = rain.streak_masks(height, width, spec.severity, [rngs[i] for i in members])
         return list(rain.streak_clip(np.stack([frames[i] for i in members]), masks, spec.params["contrast"]))
 
-    out: list[np.ndarray | None] = [None] * len(frames)
     results = map(run, jobs) if workers == 1 else _pool(workers).map(run, jobs)
     for members, done in zip(jobs, results):
         for i, image in zip(members, done):
-            out[i] = image
+            out[i][...] = image
     return out
 
 
@@ -214,7 +218,9 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
     if frames.shape[0] < 1:
         raise CorruptionError("frames: expected at least one frame, found 0")
     _check_frame(frames[0], "frames")
-    return np.stack(corrupt_frames(list(frames), spec, rng, threads=threads))
+    result = np.empty(frames.shape, dtype=np.uint8)          # C-contiguous, whatever the input's layout
+    corrupt_frames(list(frames), spec, rng, threads=threads, out=list(result))
+    return result
 
 
 def _type_name(obj) -> str:

@@ -71,7 +71,7 @@ def apply_fog(frames: np.ndarray, field: np.ndarray, c0: float) -> np.ndarray:
     layer = fog_layer(field, c0, frames.shape[-1])
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
-        out[i] = fog_frame(frame, layer, c0)
+        fog_frame(frame, layer, c0, out[i])
     return out
 
 
@@ -80,7 +80,7 @@ def fog_layer(field: np.ndarray, c0: float, channels: int = 3) -> np.ndarray:
     return np.repeat((255.0 * c0 * field).astype(np.float32)[:, :, None], channels, axis=2)
 
 
-def fog_frame(frame: np.ndarray, layer: np.ndarray, c0: float) -> np.ndarray:
+def fog_frame(frame: np.ndarray, layer: np.ndarray, c0: float, out: np.ndarray | None = None) -> np.ndarray:
     """One frame: ``rint(gain * (x + layer))`` with ``gain = M / (M + c0)``, the formula rearranged.
 
     float32 arithmetic: equal to the float64 formula except within about 1e-4 of a half-way point.  The frame is
@@ -91,4 +91,9 @@ def fog_frame(frame: np.ndarray, layer: np.ndarray, c0: float) -> np.ndarray:
     summed = frame.astype(np.float32)
     cv2.add(summed, layer, dst=summed)
     # values are >= 0, so the absolute value is a no-op; convertScaleAbs rounds half to even and saturates at 255
-    return cv2.convertScaleAbs(summed, alpha=gain)
+    if out is None:
+        return cv2.convertScaleAbs(summed, alpha=gain)
+    result = cv2.convertScaleAbs(summed, dst=out, alpha=gain)
+    if not np.shares_memory(result, out):       # OpenCV allocates instead when dst does not fit
+        out[...] = result
+    return out

@@ -114,8 +114,10 @@ def _refine(rng: np.random.Generator, coarse: np.ndarray, bits: int) -> np.ndarr
     return (coarse.astype(np.float64) + (fine.astype(np.float64) + 0.5) / 2.0 ** 32) / float(1 << bits)
 
 
-def gaussian_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """``rint(clip(x/255 + N(0, sigma), 0, 1) * 255)`` for a uint8 array of any shape, exactly in distribution."""
+def gaussian_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator, out: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """``rint(clip(x/255 + N(0, sigma), 0, 1) * 255)`` for a uint8 array of any shape, exactly in distribution
+    (written into ``out``, a contiguous uint8 array of the same shape, when given)."""
     cdf, lut = _gaussian_tables(float(sigma))
     flat = frames.reshape(-1)
     u = _uniform_bits(rng, flat.size)
@@ -126,11 +128,12 @@ def gaussian_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -
         k[impure] = np.searchsorted(cdf, v, side="right") - 255
     k += flat                                                     # clip(x + k, 0, 255) in int16, then narrowed
     np.clip(k, 0, 255, out=k)
-    return k.astype(np.uint8).reshape(frames.shape)
+    return _narrow(k, frames.shape, out)
 
 
-def shot_noise(frames: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
-    """``rint(clip(Poisson(x/255 * c) / c, 0, 1) * 255)`` for a uint8 array of any shape, exactly in distribution."""
+def shot_noise(frames: np.ndarray, c: float, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    """``rint(clip(Poisson(x/255 * c) / c, 0, 1) * 255)`` for a uint8 array of any shape, exactly in distribution
+    (written into ``out`` when given)."""
     cdf, values, table = _shot_tables(float(c))
     flat = frames.reshape(-1)
     u = _uniform_bits(rng, flat.size) >> np.uint16(16 - _SHOT_BITS)
@@ -138,11 +141,19 @@ def shot_noise(frames: np.ndarray, c: float, rng: np.random.Generator) -> np.nda
     np.copyto(idx, flat)
     idx <<= np.uint32(_SHOT_BITS)
     np.bitwise_or(idx, u, out=idx)
-    out = table.take(idx, out=_scratch("out16", flat.size, np.uint16))
-    impure = np.flatnonzero(out >= _IMPURE16)
+    levels = table.take(idx, out=_scratch("out16", flat.size, np.uint16))
+    impure = np.flatnonzero(levels >= _IMPURE16)
     if impure.size:
         v = _refine(rng, u[impure], _SHOT_BITS)
         rows = cdf[flat[impure]]
         counts = (rows <= v[:, None]).sum(axis=1)
-        out[impure] = values[counts]
-    return out.astype(np.uint8).reshape(frames.shape)
+        levels[impure] = values[counts]
+    return _narrow(levels, frames.shape, out)
+
+
+def _narrow(values: np.ndarray, shape: tuple, out: np.ndarray | None) -> np.ndarray:
+    """Values already in 0..255 as uint8 of ``shape``: a new array, or copied into ``out``."""
+    if out is None:
+        return values.astype(np.uint8).reshape(shape)
+    np.copyto(out.reshape(-1), values, casting="unsafe")
+    return out

@@ -90,7 +90,7 @@ def streak_clip(frames: np.ndarray, masks: np.ndarray, contrast: float) -> np.nd
     gain = DROP_COLOUR / 255.0 * (1.0 - sums.sum(axis=1) / (count * 3) / 255.0)   # R = x + gain * (255 - x)
     m = DROP_COLOUR / 255.0
     where = np.flatnonzero(masks)
-    out = np.empty_like(frames)
+    out = np.empty(frames.shape, dtype=np.uint8)               # C-contiguous, whatever the input's layout
     if where.size and height >= 2:
         frame_of = where // count
         # flat indices into the clip padded with one reflected row above and below each frame, channel-major

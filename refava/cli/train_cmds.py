@@ -1,4 +1,4 @@
-"""``refava validate-dataset``."""
+"""``refava train``, ``refava evaluate`` and ``refava validate-dataset``."""
 from __future__ import annotations
 
 from pathlib import Path

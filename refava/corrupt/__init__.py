@@ -128,7 +128,8 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
 
     Frame ``i`` draws from the ``i``-th generator spawned from ``rng``; fog draws one plasma per clip from ``rng``
     first (or takes ``plasma``) and shows it at every frame size alike.  ``out``: contiguous uint8 arrays of the
-    frames' shapes to write into (fresh arrays otherwise).
+    frames' shapes to write into (fresh arrays otherwise); when ``frames`` is a whole clip (T, H, W, 3), ``out`` may
+    be one C-contiguous array of its shape, and runs of frames are then worked on in place.
     """
     from . import fog, noise, rain
 
@@ -143,7 +144,8 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
             if size not in layers:
                 layers[size] = fog.fog_layer(fog.fog_field(plasma, *size), p["c0"])
     rngs = rng.spawn(len(frames))
-    out = list(out) if out is not None else [np.empty(f.shape, dtype=np.uint8) for f in frames]
+    if out is None:
+        out = [np.empty(f.shape, dtype=np.uint8) for f in frames]
 
     def one(i: int) -> np.ndarray:
         frame = np.ascontiguousarray(frames[i])
@@ -163,14 +165,18 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
         return [one(i) for i in range(len(frames))]
     # one task per worker (every workers-th frame): a task per frame cost 5-10 % in dispatching
     list(_pool(workers).map(lambda j: [one(i) for i in range(j, len(frames), workers)], range(workers)))
-    return out
+    return list(out)
 
 
 def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, workers: int,
-                 out: list[np.ndarray]) -> list[np.ndarray]:
-    """Rain streaks, vectorised over runs of same-size frames, one run per worker (frame i draws from rngs[i])."""
+                 out: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rain streaks, vectorised over runs of same-size frames, one run per task (frame i draws from rngs[i]).
+
+    When ``frames`` and ``out`` are whole clips (4-d arrays), runs are slices of them: no copies in or out.
+    """
     from . import rain
 
+    whole = isinstance(frames, np.ndarray) and isinstance(out, np.ndarray)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, frame in enumerate(frames):
         groups.setdefault(frame.shape[:2], []).append(i)
@@ -178,16 +184,19 @@ def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, worke
     for members in groups.values():   # runs of two frames: large enough to vectorise, small enough to stay in cache
         jobs += [members[j:j + 2] for j in range(0, len(members), 2)]
 
-    def run(members: list[int]) -> list[np.ndarray]:
+    def run(members: list[int]) -> None:
         height, width = frames[members[0]].shape[:2]
         masks = rain.streak_masks(height, width, spec.severity, [rngs[i] for i in members])
-        return list(rain.streak_clip(np.stack([frames[i] for i in members]), masks, spec.params["contrast"]))
-
-    results = map(run, jobs) if workers == 1 else _pool(workers).map(run, jobs)
-    for members, done in zip(jobs, results):
+        if whole:   # same size throughout, so each run is a slice
+            lo, hi = members[0], members[-1] + 1
+            rain.streak_clip(np.ascontiguousarray(frames[lo:hi]), masks, spec.params["contrast"], out[lo:hi])
+            return
+        done = rain.streak_clip(np.stack([frames[i] for i in members]), masks, spec.params["contrast"])
         for i, image in zip(members, done):
             out[i][...] = image
-    return out
+
+    list(map(run, jobs) if workers == 1 else _pool(workers).map(run, jobs))
+    return list(out)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -221,7 +230,7 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
         raise CorruptionError("frames: expected at least one frame, found 0")
     _check_frame(frames[0], "frames")
     result = np.empty(frames.shape, dtype=np.uint8)          # C-contiguous, whatever the input's layout
-    corrupt_frames(list(frames), spec, rng, threads=threads, out=list(result))
+    corrupt_frames(frames, spec, rng, threads=threads, out=result)
     return result
 
 

@@ -75,59 +75,86 @@ def streak_frame(frame: np.ndarray, mask: np.ndarray, contrast: float) -> np.nda
     return streak_clip(frame[None], mask[None], contrast)[0]
 
 
-def streak_clip(frames: np.ndarray, masks: np.ndarray, contrast: float) -> np.ndarray:
-    """Rain streaks on uint8 frames (T, H, W, 3) of one size given their drop masks (T, H, W).
+def streak_clip(frames: np.ndarray, masks: np.ndarray, contrast: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Rain streaks on uint8 frames (T, H, W, 3) of one size given their drop masks (T, H, W); into ``out`` (a
+    C-contiguous uint8 array of the frames' shape) when given.
 
     The blur of ``R = x + gain * mask01 * (255 - x)`` is ``(S(x) + gain * S(mask01 * (255 - x))) / 9`` with ``S`` the
-    3x3 box sum: exact integer box filters over the whole clip at once (each frame padded by its own reflected rows,
-    so frames do not bleed into each other), then float64 only at the pixels under drops.
+    3x3 box sum, which is exact in integers; floating point (float64) is used only at the pixels under drops.
+    Off the drops the output is the contrast step alone: a per-channel lookup table.
     """
     count_t, height, width, channels = frames.shape
     if channels != 3:
         raise ValueError(f"rain: expected 3 colour channels, found {channels}")
-    count = height * width
-    sums = np.array([cv2.sumElems(f)[:3] for f in frames])                   # (T, 3)
-    gain = DROP_COLOUR / 255.0 * (1.0 - sums.sum(axis=1) / (count * 3) / 255.0)   # R = x + gain * (255 - x)
-    m = DROP_COLOUR / 255.0
-    where = np.flatnonzero(masks)
-    out = np.empty(frames.shape, dtype=np.uint8)               # C-contiguous, whatever the input's layout
-    if where.size and height >= 2:
-        frame_of = where // count
-        # flat indices into the clip padded with one reflected row above and below each frame, channel-major
-        pixel = where + (2 * frame_of + 1) * width
-        cells = 3 * pixel[None, :] + np.arange(3)[:, None]                    # (3, k)
-        padded = np.empty((count_t, height + 2, width, 3), dtype=np.uint8)
-        padded[:, 1:-1] = frames
-        padded[:, 0], padded[:, -1] = frames[:, 1], frames[:, -2]
-        x8 = padded.reshape(-1).take(cells)
-        inverted = np.zeros_like(padded)
-        inverted.reshape(-1)[cells] = 255 - x8                                 # mask01 * (255 - x)
-        inverted[:, 0], inverted[:, -1] = inverted[:, 2], inverted[:, -3]
-        tall = (count_t * (height + 2), width, 3)
-        box_x = cv2.boxFilter(padded.reshape(tall), cv2.CV_16U, (3, 3), normalize=False,
-                              borderType=cv2.BORDER_REFLECT_101)
-        box_q = cv2.boxFilter(inverted.reshape(tall), cv2.CV_16U, (3, 3), normalize=False,
-                              borderType=cv2.BORDER_REFLECT_101)
-        xp = x8.astype(np.float64)
-        blurred = box_q.reshape(-1).take(cells) * gain.take(frame_of)
-        blurred += box_x.reshape(-1).take(cells)
-        blend = blurred * (m / 9.0)
-        blend += xp * (1.0 - m)
-        shift = np.zeros((count_t, 3))
-        for c in range(3):
-            shift[:, c] = np.bincount(frame_of, weights=blend[c] - xp[c], minlength=count_t)
-        means = (sums + shift) / count
-        values = blend * contrast
-        values += np.take(means.T * (1.0 - contrast), frame_of, axis=1)
-        fixed = np.rint(np.clip(values, 0.0, 255.0, out=values)).astype(np.uint8)
-        plain = (3 * where[None, :] + np.arange(3)[:, None])                 # the same cells, unpadded
-    else:
-        means = sums / count
+    if out is None:
+        out = np.empty(frames.shape, dtype=np.uint8)
+    elif out.shape != frames.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"rain: out must be a C-contiguous uint8 array of shape {frames.shape}, found "
+                         f"{out.dtype} {out.shape}{'' if out.flags.c_contiguous else ' (not contiguous)'}")
     for i in range(count_t):
-        _contrast(frames[i], means[i], contrast, out[i])
-    if where.size and height >= 2:
-        out.reshape(-1)[plain] = fixed
+        _streak_one(np.ascontiguousarray(frames[i]), masks[i], contrast, out[i])
     return out
+
+
+def _streak_one(x: np.ndarray, mask: np.ndarray, contrast: float, out: np.ndarray) -> None:
+    """:func:`streak_clip` for one C-contiguous frame (H, W, 3) and its mask (H, W), into ``out``."""
+    height, width, _ = x.shape
+    count = height * width
+    sums = np.array(cv2.sumElems(x)[:3])
+    gain = DROP_COLOUR / 255.0 * (1.0 - sums.sum() / (count * 3) / 255.0)   # R = x + gain * (255 - x)
+    m = DROP_COLOUR / 255.0
+    where = np.flatnonzero(mask)
+    if not where.size or height < 2:
+        _contrast(x, sums / count, contrast, out)
+        return
+    cells = (3 * where + _CHANNEL[:, None]).reshape(-1)                     # channel-major: (3, k) raveled
+    sx, sq, x8 = _box_sums_at(x, mask, where, cells)
+    xp = x8.astype(np.float64)
+    blend = sq * (gain * m / 9.0)
+    blend += sx * (m / 9.0)
+    blend += xp * (1.0 - m)
+    means = (sums + (blend.sum(axis=1) - xp.sum(axis=1))) / count
+    _contrast(x, means, contrast, out)
+    blend *= contrast
+    blend += (means * (1.0 - contrast))[:, None]
+    out.reshape(-1)[cells] = np.rint(np.clip(blend, 0.0, 255.0, out=blend)).astype(np.uint8).reshape(-1)
+
+
+SPARSE_DROPS = 0.08   # below this fraction of pixels under drops, box sums are gathered around the drops only
+_AROUND = np.array([-1, 0, 1])
+_CHANNEL = np.arange(3)
+
+
+def _box_sums_at(x: np.ndarray, mask: np.ndarray, where: np.ndarray, cells: np.ndarray):
+    """At the pixels ``where`` of frame ``x`` (flat indices, sorted; ``cells`` their channel-major byte indices):
+    the 3x3 box sums ``S(x)`` and ``S(q)``, ``q = mask01 * (255 - x)``, and ``x`` itself, each (3, k).
+
+    Borders reflect as OpenCV's default (101).  Sparse drops: each drop's nine neighbours are gathered (reflected
+    indices, no padded copy); dense drops: two integer box filters over the frame.
+    """
+    height, width, _ = x.shape
+    flat = x.reshape(-1)
+    if where.size > SPARSE_DROPS * mask.size or width < 2:
+        x8 = flat.take(cells)
+        inverted = np.zeros_like(x)
+        inverted.reshape(-1)[cells] = 255 - x8                              # mask01 * (255 - x)
+        sums = [cv2.boxFilter(image, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT_101)
+                .reshape(-1).take(cells).reshape(3, -1) for image in (x, inverted)]
+        return sums[0], sums[1], x8.reshape(3, -1)
+    rows = where // width
+    ys = _reflect101(rows + _AROUND[:, None], height)                       # (3, k)
+    xs = _reflect101(where - rows * width + _AROUND[:, None], width)        # (3, k)
+    neighbours = (ys[:, None, :] * width + xs[None, :, :]).reshape(9, -1)
+    x9 = flat.take(3 * neighbours[:, None, :] + _CHANNEL[:, None])          # (9, 3, k)
+    q9 = 255 - x9
+    q9 *= mask.reshape(-1).take(neighbours)[:, None, :]
+    return x9.sum(axis=0, dtype=np.uint16), q9.sum(axis=0, dtype=np.uint16), x9[4]
+
+
+def _reflect101(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices one step outside [0, size) reflected as OpenCV's BORDER_REFLECT_101 (-1 -> 1, size -> size - 2)."""
+    index = np.abs(index)
+    return np.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
 def _contrast(frame: np.ndarray, means: np.ndarray, contrast: float, out: np.ndarray | None = None) -> np.ndarray:

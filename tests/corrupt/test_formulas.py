@@ -159,13 +159,36 @@ def dense_reference_rain(frame: np.ndarray, mask: np.ndarray, contrast: float) -
 
 @pytest.mark.parametrize("severity", [1, 2, 5])
 @pytest.mark.parametrize("shape", [(224, 224), (199, 301), (256, 340)])
-def test_rain_streaks_equal_the_formula(severity, shape):
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+def test_rain_streaks_equal_the_formula(severity, shape, path, monkeypatch):
+    """Both ways of taking the box sums (gathered around sparse drops, filtered for dense ones) give the formula."""
+    from refava.corrupt import rain
+
+    monkeypatch.setattr(rain, "SPARSE_DROPS", 1.0 if path == "sparse" else 0.0)
     rng = np.random.default_rng(severity)
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     mask = streak_mask(*shape, severity, rng)
     contrast = streak_params(*shape, severity)["contrast"]
     out = streak_frame(frame, mask, contrast)
     exact = dense_reference_rain(frame, mask, contrast)
+    differ = out != np.rint(exact)
+    near_half = np.abs(exact - np.floor(exact) - 0.5) < 1e-6
+    assert not (differ & ~near_half).any()
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (2, 7), (5, 3), (9, 11), (31, 17)])
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+def test_rain_streaks_at_the_borders_of_small_frames(shape, path, monkeypatch):
+    """Drops on every border and corner (a random mask at 40 %): reflected borders as OpenCV's default."""
+    from refava.corrupt import rain
+
+    monkeypatch.setattr(rain, "SPARSE_DROPS", 1.0 if path == "sparse" else 0.0)
+    rng = np.random.default_rng(sum(shape))
+    frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    mask = rng.random(shape) < 0.4
+    mask[0, 0] = mask[-1, -1] = mask[0, -1] = mask[-1, 0] = True
+    out = streak_frame(frame, mask, 0.7)
+    exact = dense_reference_rain(frame, mask, 0.7)
     differ = out != np.rint(exact)
     near_half = np.abs(exact - np.floor(exact) - 0.5) < 1e-6
     assert not (differ & ~near_half).any()

@@ -164,7 +164,7 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     if workers == 1:
         return [one(i) for i in range(len(frames))]
     # one task per worker (every workers-th frame): a task per frame cost 5-10 % in dispatching
-    list(_pool(workers).map(lambda j: [one(i) for i in range(j, len(frames), workers)], range(workers)))
+    _share(lambda j: [one(i) for i in range(j, len(frames), workers)], range(workers))
     return list(out)
 
 
@@ -181,8 +181,9 @@ def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, worke
     for i, frame in enumerate(frames):
         groups.setdefault(frame.shape[:2], []).append(i)
     jobs = []
-    for members in groups.values():   # runs of two frames: large enough to vectorise, small enough to stay in cache
-        jobs += [members[j:j + 2] for j in range(0, len(members), 2)]
+    for members in groups.values():   # one run per worker: each task costs dispatching and the GIL
+        run_length = -(-len(members) // workers)
+        jobs += [members[j:j + run_length] for j in range(0, len(members), run_length)]
 
     def run(members: list[int]) -> None:
         height, width = frames[members[0]].shape[:2]
@@ -195,11 +196,31 @@ def _streak_clip(frames: Sequence[np.ndarray], spec: CorruptionSpec, rngs, worke
         for i, image in zip(members, done):
             out[i][...] = image
 
-    list(map(run, jobs) if workers == 1 else _pool(workers).map(run, jobs))
+    _share(run, jobs)
     return list(out)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _share(fn, tasks) -> None:
+    """Run ``fn`` over ``tasks``: all but the first on the thread pool, the first on the calling thread.
+
+    The caller works instead of waiting, so a clip wakes one thread fewer; on a virtual machine a core that has
+    been idle (between clips, or while something single-threaded ran) can take a long while to wake, and with
+    every task on the pool the whole clip waited for it.
+    """
+    tasks = list(tasks)
+    if len(tasks) <= 1:
+        for task in tasks:
+            fn(task)
+        return
+    futures = [_pool(len(tasks) - 1).submit(fn, task) for task in tasks[1:]]
+    try:
+        fn(tasks[0])
+    finally:
+        for future in futures:
+            future.result()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

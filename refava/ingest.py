@@ -115,40 +115,19 @@ def _fingerprint(movie_path: Path, timestamps: Sequence[int], settings: ClipSett
                         "timestamps": list(timestamps), "settings": asdict(settings), "format": 1})
 
 
-JPEG_THREAD_NICENESS = 19
-
-
-def _yield_to_decoder() -> None:
-    """Lower the scheduling priority of the calling thread (Linux: niceness is per thread).
-
-    Decoding is the critical path of a movie; with equal priorities the JPEG threads took cores from the
-    decoder's slice threads and the whole movie ran 15% slower on 2 cores.  At the lowest priority they fill
-    the gaps the decoder leaves (measured: 4.2 s -> 3.7 s for a 3-minute 720p movie).  Elsewhere, and where
-    the call is refused, nothing changes.
-    """
-    import threading
-
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JPEG_THREAD_NICENESS)
-        except OSError:
-            pass
-
-
 class _Encoder:
     """Converts chosen frames into JPEG bytes on a small thread pool, overlapping with decoding.
 
-    OpenCV and PyAV release the GIL while they convert and encode, so this runs beside the decoder, at a lower
-    priority (:func:`_yield_to_decoder`).  One frame that serves several targets (overlapping windows) is
-    encoded once per role.  At most ``max_pending`` jobs wait at a time, which bounds memory.
+    OpenCV and PyAV release the GIL while they convert and encode, so this runs beside the decoder.  One frame
+    that serves several targets (overlapping windows) is encoded once per role.  At most ``max_pending`` jobs
+    wait at a time, which bounds memory.
     """
 
     def __init__(self, settings: ClipSettings, workers: int = 2, max_pending: int = 64):
         from concurrent.futures import ThreadPoolExecutor
 
         self.settings = settings
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refava-jpeg",
-                                        initializer=_yield_to_decoder)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refava-jpeg")
         self._cache_time: Fraction | None = None
         self._cache: dict[str, object] = {}
         self._pending: list = []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -319,22 +318,3 @@ def test_skipping_unneeded_frames_changes_no_output_byte(tmp_path, name, fps, pt
     decoded = sum(1 for _ in decode_from(container, stream, None, path=path, targets=targets))
     container.close()
     assert decoded < n
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux behaviour")
-def test_jpeg_threads_yield_to_the_decoder():
-    """The JPEG pool runs at a lower priority than the decoding thread (the decoder is the critical path)."""
-    import os
-    import threading
-
-    from refava.ingest import JPEG_THREAD_NICENESS, _Encoder
-
-    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    encoder = _Encoder(ClipSettings(frames=8), workers=2)
-    try:
-        seen = {encoder._pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
-                for _ in range(8)}
-    finally:
-        encoder.close()
-    assert seen == {max(mine, JPEG_THREAD_NICENESS)}
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

@@ -215,12 +215,15 @@ def _share(fn, tasks) -> None:
         for task in tasks:
             fn(task)
         return
+    from concurrent.futures import wait
+
     futures = [_pool(len(tasks) - 1).submit(fn, task) for task in tasks[1:]]
     try:
         fn(tasks[0])
     finally:
-        for future in futures:
-            future.result()
+        wait(futures)                 # never leave a task writing into the output after returning or raising
+    for future in futures:
+        future.result()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

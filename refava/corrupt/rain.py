@@ -10,7 +10,7 @@ Streaks, per frame (``x`` uint8, arithmetic in float64 on the pixels under drops
 3. A contrast step per channel, ``(blend - mean_c) * k + mean_c``, clipped and rounded.
 
 Off the drops ``blend == x``, so step 3 there is a per-channel lookup table; only the pixels under drops are computed
-in floating point (the blur through two integer box filters).  That is exact, and is why this is fast.
+in floating point (the blur from exact integer box sums).  That is exact, and is why this is fast.
 """
 from __future__ import annotations
 

@@ -419,12 +419,17 @@ __all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize",
 
 def make_encoders(spec: dict):
     """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None} (a "detections" table
-    path in the spec is read by the caller)."""
+    path in the spec is read by :func:`_detections_of`)."""
     from .encoders import load_encoders, tiny_encoders
 
     if "tiny" in spec:
         return tiny_encoders(**spec["tiny"])
     return load_encoders(spec["blip2"], spec.get("detr"))
+
+
+def _detections_of(spec: dict) -> DetectionTable | None:
+    """The detections table a run's encoder spec names, or None (the detector then feeds the location stream)."""
+    return load_detection_table(spec["detections"]) if spec.get("detections") else None
 
 
 def _load(dataset_dir: str, split: str):
@@ -449,7 +454,7 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     encoders = make_encoders(encoder_spec).to(device)
-    table = load_detection_table(encoder_spec["detections"]) if encoder_spec.get("detections") else None
+    table = _detections_of(encoder_spec)
     log(f"encoding the train and validation splits on {device} ...")
     train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
     val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
@@ -476,7 +481,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: s
     device = resolve_device(device)
     model.to(device)
     encoders = make_encoders(spec["encoders"]).to(device)
-    table = load_detection_table(spec["encoders"]["detections"]) if spec["encoders"].get("detections") else None
+    table = _detections_of(spec["encoders"])
     if table is not None:
         table.k = model.config.detections                  # the slots the model was trained with
     feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"],

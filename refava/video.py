@@ -7,6 +7,7 @@ never swallowed.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -153,35 +154,70 @@ def _plane(plane) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-def encode_frame_jpeg(frame, short_side: int | None = None, quality: int = 90, *, lock=None) -> tuple[bytes, int, int]:
-    """JPEG bytes of an ``av.VideoFrame`` shrunk to ``short_side``; returns (bytes, width, height).
+def planes_420(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """The Y, U, V planes of a 4:2:0 ``av.VideoFrame`` (views, no copy) and whether they are full range; None for
+    other pixel formats."""
+    name = frame.format.name
+    if name not in ("yuv420p", "yuvj420p"):
+        return None
+    y, u, v = (_plane(p) for p in frame.planes[:3])
+    full_range = name == "yuvj420p" or int(getattr(frame, "color_range", 0) or 0) == 2
+    return y, u, v, full_range
 
-    For 4:2:0 frames the Y, U and V planes are shrunk and handed to libjpeg-turbo as they are (JPEG is YCbCr
-    4:2:0 too), with video-range levels stretched to JPEG's full range: no RGB round trip.  Other pixel formats
-    go through BGR, under ``lock`` when given (PyAV's conversion of one frame is not thread-safe); the 4:2:0 path
-    only reads the planes, so several threads may encode one frame at once.
+
+def encode_planes_jpeg(y: np.ndarray, u: np.ndarray, v: np.ndarray, full_range: bool, short_side: int | None = None,
+                       quality: int = 90) -> tuple[bytes, int, int]:
+    """JPEG bytes of 4:2:0 planes shrunk to ``short_side``; returns (bytes, width, height).
+
+    The planes go to libjpeg-turbo as they are (JPEG is YCbCr 4:2:0 too), with video-range levels stretched to
+    JPEG's full range: no RGB round trip.  Only reads the planes, so several threads may encode one frame at once.
     """
     import simplejpeg
 
-    width, height = scaled_size(frame.width, frame.height, short_side)
-    name = frame.format.name
-    if name in ("yuv420p", "yuvj420p"):
-        y, u, v = (_plane(p) for p in frame.planes[:3])
-        cw, ch = (width + 1) // 2, (height + 1) // 2
-        y, u, v = shrink(y, width, height), shrink(u, cw, ch), shrink(v, cw, ch)
-        full_range = name == "yuvj420p" or int(getattr(frame, "color_range", 0) or 0) == 2
-        if not full_range:
-            import cv2
+    width, height = scaled_size(y.shape[1], y.shape[0], short_side)
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    y, u, v = shrink(y, width, height), shrink(u, cw, ch), shrink(v, cw, ch)
+    if not full_range:
+        import cv2
 
-            y, u, v = cv2.LUT(y, _LIMITED_TO_FULL_Y), cv2.LUT(u, _LIMITED_TO_FULL_C), cv2.LUT(v, _LIMITED_TO_FULL_C)
-        data = simplejpeg.encode_jpeg_yuv_planes(np.ascontiguousarray(y), np.ascontiguousarray(u),
-                                                 np.ascontiguousarray(v), quality=int(quality))
-        return data, width, height
+        y, u, v = cv2.LUT(y, _LIMITED_TO_FULL_Y), cv2.LUT(u, _LIMITED_TO_FULL_C), cv2.LUT(v, _LIMITED_TO_FULL_C)
+    data = simplejpeg.encode_jpeg_yuv_planes(_even_luma(np.ascontiguousarray(y)), np.ascontiguousarray(u),
+                                             np.ascontiguousarray(v), quality=int(quality))
+    return data, width, height
+
+
+def _even_luma(y: np.ndarray) -> np.ndarray:
+    """``y`` as a view into a plane of even width and height (the edge repeated).
+
+    libjpeg-turbo reads a 4:2:0 luma plane padded to the chroma grid (an even number of columns and rows); given
+    an odd-sized array it reads a byte or a row past its end, and the JPEG's corner pixels then depend on
+    whatever memory follows (measured: different bytes from run to run).  simplejpeg passes the row stride on,
+    so a view of the true size into a padded plane encodes exactly the image, every time.
+    """
+    height, width = y.shape
+    if not (height % 2 or width % 2):
+        return y
+    padded = np.empty((height + height % 2, width + width % 2), np.uint8)
+    padded[:height, :width] = y
+    padded[:height, width:] = y[:, -1:]
+    padded[height:] = padded[height - 1]
+    return padded[:height, :width]
+
+
+def encode_frame_jpeg(frame, short_side: int | None = None, quality: int = 90, *, lock=None) -> tuple[bytes, int, int]:
+    """JPEG bytes of an ``av.VideoFrame`` shrunk to ``short_side``; returns (bytes, width, height).
+
+    4:2:0 frames go through :func:`encode_planes_jpeg`.  Other pixel formats go through BGR, under ``lock`` when
+    given (PyAV's conversion of one frame is not thread-safe).
+    """
+    planes = planes_420(frame)
+    if planes is not None:
+        return encode_planes_jpeg(*planes, short_side, quality)
     from contextlib import nullcontext
 
     with lock if lock is not None else nullcontext():
         image = frame_to_array(frame, short_side, "bgr24")
-    return encode_jpeg(image, quality), width, height
+    return encode_jpeg(image, quality), image.shape[1], image.shape[0]
 
 
 def frame_to_array(frame, short_side: int | None = None, fmt: str = "bgr24") -> np.ndarray:
@@ -289,12 +325,19 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
     step = Fraction(1, 1) / Fraction(rate) if rate else Fraction(1, 30)
     backoffs = [Fraction(margin_s), Fraction(10), Fraction(60)]
     ctx = stream.codec_context
+    # frame time = pts * tb - origin = (pts * time_num - origin_num) / time_den: one Fraction per frame
+    time_den = tb.denominator * origin.denominator
+    time_num, origin_num = tb.numerator * origin.denominator, origin.numerator * tb.denominator
     if targets is not None:
+        # For integer p and n, a target time t (in ticks) lies in (p, n) exactly when ceil(t) > p and
+        # floor(t) < n: integer comparisons, no Fraction arithmetic per packet.
         ticks = [(t + origin) / tb for t in targets]
+        ceils = [math.ceil(t) for t in ticks]
+        floors = [math.floor(t) for t in ticks]
 
         def needed(prev_ticks: int, next_ticks: int) -> bool:
-            i = bisect.bisect_right(ticks, prev_ticks)
-            return i < len(ticks) and ticks[i] < next_ticks
+            i = bisect.bisect_right(ceils, prev_ticks)
+            return i < len(floors) and floors[i] < next_ticks
     attempt = 0
     while True:
         seek_to = None
@@ -324,7 +367,7 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
                     if frame.pts is None:
                         time = (last_time + step) if last_time is not None else Fraction(0)
                     else:
-                        time = Fraction(frame.pts) * tb - origin
+                        time = Fraction(frame.pts * time_num - origin_num, time_den)
                     if first and seek_to is not None and start is not None and time > start:
                         attempt += 1
                         restarted = True

@@ -66,3 +66,29 @@ def test_scaled_size_never_enlarges():
     assert scaled_size(720, 1280, 256) == (256, 455)
     assert scaled_size(160, 120, 256) == (160, 120)
     assert scaled_size(160, 120, 0) == (160, 120)
+
+
+@pytest.mark.parametrize("width, height", [(171, 96), (96, 171), (301, 199), (160, 120)])
+def test_yuv_planes_jpeg_of_any_size_depends_only_on_the_planes(width, height):
+    """libjpeg-turbo reads 4:2:0 luma padded to even width and height; an odd-sized plane must not let it read
+    the memory after the array (the JPEG changed from run to run before this was handled)."""
+    from refava.video import encode_planes_jpeg
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(16, 236, (height, width), dtype=np.uint8)
+    u = rng.integers(16, 241, ((height + 1) // 2, (width + 1) // 2), dtype=np.uint8)
+    v = rng.integers(16, 241, u.shape, dtype=np.uint8)
+    outputs = set()
+    for trial in range(8):
+        # each plane sits at the start of a buffer whose tail is different noise every time
+        planes = []
+        for plane in (y, u, v):
+            buffer = rng.integers(0, 256, plane.size + 4 * plane.shape[1] + 64, dtype=np.uint8)
+            buffer[:plane.size] = plane.ravel()
+            planes.append(buffer[:plane.size].reshape(plane.shape))
+        data, w, h = encode_planes_jpeg(*planes, True, None, 95)
+        assert (w, h) == (width, height)
+        outputs.add(data)
+    assert len(outputs) == 1
+    back = decode_jpeg(outputs.pop(), rgb=False)
+    assert back.shape == (height, width, 3)

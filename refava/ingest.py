@@ -158,15 +158,71 @@ class _Encoder:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _BackgroundWriter:
+    """A ParquetWriter whose row groups are written on a thread of their own (in order, one at a time), so
+    decoding goes on while the bytes go to disk.  An error in a write is raised by the next call."""
+
+    def __init__(self, writer: pq.ParquetWriter):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._writer = writer
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refava-parquet")
+        self._pending = None
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def write_table(self, table: pa.Table) -> None:
+        self._wait()     # at most one row group in flight: bounded memory
+        self._pending = self._pool.submit(self._writer.write_table, table)
+
+    def add_key_value_metadata(self, metadata: dict) -> None:
+        self._wait()
+        self._writer.add_key_value_metadata(metadata)
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._writer.close()
+
+
+def _cv2_threads(n: int) -> int:
+    """Set OpenCV's thread count; returns the previous one."""
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    return previous
+
+
+def _make_encoder(settings: ClipSettings, info, jpeg_process: bool | None, threads: int):
+    """The JPEG encoder for one movie: the idle-priority helper process (:mod:`refava.jpeg_worker`) when this
+    movie's decoder has the machine to itself (``threads`` 0) and the platform allows it, else a thread pool.
+    With several movies at once the decoders keep every core busy and the helper would only add copying
+    (measured: 2 movies on 2 cores about 3 % slower with it).  ``jpeg_process`` True or False forces the choice."""
+    from . import jpeg_worker
+
+    if jpeg_process is None:
+        jpeg_process = threads == 0 and jpeg_worker.available()
+    if jpeg_process and info.width > 0 and info.height > 0:
+        return jpeg_worker.ProcessEncoder(settings, info.width, info.height)
+    return _Encoder(settings)
+
+
 def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[tuple[int, int]],
                  settings: ClipSettings, workspace: str | os.PathLike, *, threads: int = 0,
-                 skip_frames: bool = True) -> MovieResult:
+                 skip_frames: bool = True, jpeg_process: bool | None = None) -> MovieResult:
     """Cut the clips of one movie; ``clips`` is [(keyframe second, people in the clip)], any order.
 
     Writes ``frames/clean/<video_id>.parquet`` under ``workspace`` atomically (complete clips only) and returns
     the movie row, the clip rows and the problems.  Reuses the existing file when nothing changed.
     ``skip_frames`` lets the decoder drop non-reference frames that cannot be nearest to any target time (the
-    output is the same; only decoding work is saved).
+    output is the same; only decoding work is saved).  ``jpeg_process`` forces (True) or forbids (False) the
+    idle-priority JPEG helper process; by default it is used when ``threads`` is 0 (see ``_make_encoder``).
     """
     from .video import decode_from, open_for_decoding, probe
 
@@ -213,6 +269,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
             targets.append(_Target(grid_time(timestamp, k), index, "sampled", k))
     targets.sort()
     target_times = sorted({t.time for t in targets})
+    target_s = [float(t.time) for t in targets]
     need = {i: 1 + settings.frames for i in usable}
     rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
     completed: list[tuple[int, list[dict]]] = []   # finished clips whose JPEGs may still be encoding
@@ -234,9 +291,11 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         if not completed or (not final and len(completed) < ROW_GROUP_CLIPS):
             return
         table_rows = []
-        for index, rows in completed:
-            for row in rows:
+        # newest first: the JPEG helper process works through its queue oldest first (see jpeg_worker)
+        for index, rows in reversed(completed):
+            for row in reversed(rows):
                 row["jpeg"], row["width"], row["height"] = row.pop("future").result()
+        for index, rows in completed:
             table_rows.extend(rows)
             timestamp, people = clips[index]
             key, first = rows[0], rows[1]
@@ -250,17 +309,19 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         writer.write_table(pa.Table.from_pylist(table_rows, schema=schema))
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    encoder = _Encoder(settings)
+    encoder = _make_encoder(settings, info, jpeg_process, threads)
     # The decoding thread needs the GIL back after every frame; a short switch interval keeps the JPEG threads
     # from holding it for the default 5 ms each time (measured: decoding alone stalls badly otherwise).
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, 0.0005))
+    # OpenCV's own worker threads (resizing frames encoded here) only compete with the decoder's threads
+    cv2_threads = _cv2_threads(1)
     position = 0
     last = None
     decode_error: str | None = None
     try:
         with atomic_path(out_path) as tmp:
-            writer = pq.ParquetWriter(tmp, schema, compression="none", write_statistics=["clip_id"])
+            writer = _BackgroundWriter(pq.ParquetWriter(tmp, schema, compression="none", write_statistics=["clip_id"]))
             try:
                 container, stream = open_for_decoding(movie_path, threads=threads)
                 try:
@@ -282,7 +343,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                             flush(writer)
                             if position >= len(targets):
                                 break
-                            if targets[position].time - current.time > GAP_S:
+                            if target_s[position] - float(current.time) > GAP_S:   # float: only decides seeking
                                 reseek = True
                                 break
                             prev = current
@@ -317,6 +378,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     finally:
         encoder.close()
         sys.setswitchinterval(switch_interval)
+        _cv2_threads(cv2_threads)
     result.frames_file = rel
     result.seconds = _time.perf_counter() - started
     return result

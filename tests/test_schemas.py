@@ -100,3 +100,56 @@ def test_collections_are_keyed_and_immutable():
         movies["v"].fps = 25.0  # frozen
     clips = Clips([])
     assert len(clips) == 0
+
+
+def _tricky_values(prop: dict, rng) -> list:
+    """Values around what a property allows: right and wrong types, bounds, patterns, enums, nested shapes."""
+    values = [None, True, False, 0, 1, -1, 1.0, 1.5, -0.5, float("nan"), 10 ** 12, "", "x", "abc___0001",
+              "-a_b___12345", "-a_b___0012___3", "a___0001___", "../x", "a" * 64, "0f" * 32, "fog_s3",
+              "rain_s2_drops", "fog_s6", "Fog", [], [1], [1, 2, 3], ["a"], [0.1, 0.1, 0.5, 0.9], [0.5, 2.0],
+              {}, {"jpeg_bytes": 50}, {"jpeg_bytes": 500}, {"k": 1}, b"bytes"]
+    for key in ("minimum", "maximum", "exclusiveMinimum"):
+        if key in prop:
+            b = prop[key]
+            values += [b, b - 1, b + 1, b - 0.5, b + 0.5, float(b)]
+    values += list(prop.get("enum", []))
+    if prop.get("type") == "array" or "items" in prop:
+        inner = _tricky_values(prop.get("items", {}), rng)
+        values += [[inner[int(i)] for i in rng.integers(0, len(inner), int(n))] for n in rng.integers(0, 4, 12)]
+    return values
+
+
+@pytest.mark.parametrize("name", known_tables())
+def test_quick_check_agrees_with_jsonschema(name):
+    """validate_rows' quick check must never accept what jsonschema refuses; on these rows it agrees exactly."""
+    import numpy as np
+
+    from refava.schemas import _quick_check, _validator
+
+    quick, validator = _quick_check(name), _validator(name)
+    assert quick is not None, f"{name}: schema uses a keyword the quick check does not know"
+    schema = json_schema(name)
+    rng = np.random.default_rng(0)
+    pools = {key: _tricky_values(prop, rng) for key, prop in schema["properties"].items()}
+    # a valid row to mutate: the first of its pool's values that the property's own schema accepts
+    import jsonschema
+
+    base = {}
+    for key, prop in schema["properties"].items():
+        ok = [v for v in pools[key] if not list(jsonschema.Draft202012Validator(prop).iter_errors(v))]
+        if ok:
+            base[key] = ok[0]
+    agreed = accepted = 0
+    for trial in range(1500):
+        row = dict(base)
+        for key in rng.choice(list(pools), size=int(rng.integers(0, 3)), replace=False):
+            row[key] = pools[key][int(rng.integers(len(pools[key])))]
+        if rng.random() < 0.05 and row:
+            del row[list(row)[int(rng.integers(len(row)))]]
+        if rng.random() < 0.05:
+            row["unexpected"] = 1
+        valid = not list(validator.iter_errors(row))
+        assert quick(row) == valid, f"{name}: quick {quick(row)} vs jsonschema {valid} on {row!r}"
+        agreed += 1
+        accepted += valid
+    assert agreed == 1500 and 100 < accepted < 1400      # both kinds of rows were tried

@@ -16,6 +16,7 @@ the files are barely larger than the unique JPEG bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -389,8 +390,29 @@ def _writer_schema(features, pixels: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _fill_sha256(shard: ShardInfo, path: Path) -> None:
-    shard.sha256 = sha256_file(path)
+class _GrowingHash:
+    """SHA-256 of a file that a Parquet writer is still appending to, taken in steps as it grows.
+
+    Arrow's file sink only appends, so the bytes already in the file are final: each ``update`` hashes what was
+    added since the last one (from the page cache), and the shard's checksum is ready soon after it is closed
+    instead of costing a second pass over the finished file at the end."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.offset = 0
+
+    def update(self) -> None:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            while block := fh.read(1 << 20):
+                self.digest.update(block)
+                self.offset += len(block)
+
+    def finish(self, shard: ShardInfo, path: Path) -> None:
+        self.path = path                    # the closed shard, renamed: same bytes, a new name
+        self.update()
+        shard.sha256 = self.digest.hexdigest()
 
 
 def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch], features, pixels: bool,
@@ -405,12 +427,14 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
     if pixels:
         compression.update({column: "none" for column in IMAGE_COLUMNS})     # JPEG does not compress
     paths: list[Path] = []
+    hashes: list[_GrowingHash] = []
     writer = None
     written = unique = 0
 
     def open_writer():
         path = folder / f"{hf_split}-{len(paths):05d}.partial.parquet"
         paths.append(path)
+        hashes.append(_GrowingHash(path))
         return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=True,
                                 dictionary_pagesize_limit=1 << 30, store_schema=False,
                                 write_statistics=[n for n in schema.names if n not in ("keyframe", "frames")])
@@ -432,7 +456,7 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
                 if writer is not None:
                     close(writer)
                 writer, written = open_writer(), 0
-            pending = pool.submit(writer.write_table, table, row_group_size=len(batch.rows))
+            pending = pool.submit(_write_then_hash, writer, table, hashes[-1], hasher)
             written += table.nbytes
             unique += batch.new_bytes
         if pending is not None:
@@ -447,12 +471,19 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
         path.rename(final)
         shard = ShardInfo(final.relative_to(out_dir).as_posix(), pq.ParquetFile(final).metadata.num_rows,
                           final.stat().st_size, "")
-        if hasher is not None:               # checksums in the background while the next split is built
-            hasher.submit(_fill_sha256, shard, final)
+        if hasher is not None:               # the rest of the checksum in the background while the next split is built
+            hasher.submit(hashes[i].finish, shard, final)
         else:
-            shard.sha256 = sha256_file(final)
+            hashes[i].finish(shard, final)
         shards.append(shard)
     return shards, unique
+
+
+def _write_then_hash(writer, table: pa.Table, growing: _GrowingHash, hasher) -> None:
+    """Write one batch as a row group, then hash what reached the file (in the hasher's thread when there is one)."""
+    writer.write_table(table, row_group_size=table.num_rows)
+    if hasher is not None:
+        hasher.submit(growing.update)
 
 
 def _is_refava_dataset(path: Path) -> bool:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from refava.corrupt import SHOT_C, corrupt_clip, resolve
+from refava.corrupt import SHOT_C, _rain_jit, corrupt_clip, resolve
 from refava.corrupt.fog import VIEW_CELLS, apply_fog, fog_field, plasma_fractal
 from refava.corrupt.noise import gaussian_noise, shot_noise
 from refava.corrupt.rain import streak_frame, streak_mask, streak_params
@@ -146,6 +146,18 @@ def test_fog_through_corrupt_clip_uses_one_plasma_per_clip():
 
 # --- rain ------------------------------------------------------------------------------------------------------
 
+RAIN_PATHS = ["sparse", "dense", pytest.param("jit", marks=pytest.mark.skipif(
+    not _rain_jit.available(), reason="numba is not installed (refava[fast]); the NumPy paths are tested"))]
+
+
+def use_rain_path(path: str, monkeypatch) -> None:
+    """Make rain take one of its three ways: NumPy with gathered (sparse) or filtered (dense) box sums, or the kernel."""
+    from refava.corrupt import rain
+
+    monkeypatch.setattr(rain, "BACKEND", "jit" if path == "jit" else "numpy")
+    monkeypatch.setattr(rain, "SPARSE_DROPS", 1.0 if path == "sparse" else 0.0)
+
+
 def dense_reference_rain(frame: np.ndarray, mask: np.ndarray, contrast: float) -> np.ndarray:
     """The streak formula over the whole frame in float64 (OpenCV's default borders for the blur)."""
     x = frame.astype(np.float64)
@@ -167,12 +179,11 @@ def assert_streaks_equal_the_formula(frame: np.ndarray, mask: np.ndarray, contra
 
 @pytest.mark.parametrize("severity", [1, 2, 5])
 @pytest.mark.parametrize("shape", [(224, 224), (199, 301), (256, 340)])
-@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("path", RAIN_PATHS)
 def test_rain_streaks_equal_the_formula(severity, shape, path, monkeypatch):
-    """Both ways of taking the box sums (gathered around sparse drops, filtered for dense ones) give the formula."""
-    from refava.corrupt import rain
-
-    monkeypatch.setattr(rain, "SPARSE_DROPS", 1.0 if path == "sparse" else 0.0)
+    """Every way of taking the box sums (NumPy: gathered around sparse drops, filtered for dense ones; the compiled
+    kernel) gives the formula."""
+    use_rain_path(path, monkeypatch)
     rng = np.random.default_rng(severity)
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     mask = streak_mask(*shape, severity, rng)
@@ -180,17 +191,44 @@ def test_rain_streaks_equal_the_formula(severity, shape, path, monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(2, 2), (2, 7), (5, 3), (9, 11), (31, 17)])
-@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("path", RAIN_PATHS)
 def test_rain_streaks_at_the_borders_of_small_frames(shape, path, monkeypatch):
     """Drops on every border and corner (a random mask at 40 %): reflected borders as OpenCV's default."""
-    from refava.corrupt import rain
-
-    monkeypatch.setattr(rain, "SPARSE_DROPS", 1.0 if path == "sparse" else 0.0)
+    use_rain_path(path, monkeypatch)
     rng = np.random.default_rng(sum(shape))
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     mask = rng.random(shape) < 0.4
     mask[0, 0] = mask[-1, -1] = mask[0, -1] = mask[-1, 0] = True
     assert_streaks_equal_the_formula(frame, mask, 0.7)
+
+
+@pytest.mark.skipif(not _rain_jit.available(), reason="numba is not installed (refava[fast])")
+def test_rain_kernel_gives_the_numpy_bytes(monkeypatch):
+    """The compiled kernel and both NumPy ways agree byte for byte (not only up to the formula's rounding ties)
+    on frames of many sizes, drop densities, contrasts and dark/bright levels, and through corrupt_clip."""
+    from refava.corrupt import rain
+
+    rng = np.random.default_rng(11)
+    shapes = [(256, 340), (224, 224), (199, 301), (2, 2), (5, 3), (31, 17), (1, 5), (6, 1), (2, 9), (97, 41)]
+    for trial in range(120):
+        shape, severity = shapes[trial % len(shapes)], 1 + trial % 5
+        frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        if trial % 3 == 0:                                  # a narrow range of levels: many ties in the contrast step
+            frame = (frame // 4 + 100).astype(np.uint8)
+        mask = (streak_mask(*shape, severity, rng) if min(shape) > 10 else rng.random(shape) < 0.4)
+        contrast = streak_params(*shape, severity)["contrast"] if trial % 7 else 1.0
+        outs = []
+        for path in ("sparse", "dense", "jit"):
+            use_rain_path(path, monkeypatch)
+            outs.append(streak_frame(frame, mask, contrast))
+        assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[2]), (shape, severity, trial)
+    clip = rng.integers(0, 256, (4, 120, 90, 3), dtype=np.uint8)
+    done = []
+    for path in ("dense", "jit"):
+        use_rain_path(path, monkeypatch)
+        done.append(corrupt_clip(clip, "rain", 5, np.random.default_rng(3)))
+    assert np.array_equal(*done)
+    assert rain.BACKEND == "jit"                            # the last one really ran the kernel
 
 
 def test_rain_changes_only_pixels_under_drops_plus_the_contrast_step():

@@ -555,7 +555,8 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                                                                   for i in inputs.instances.get(s, []))]
         if inputs.rephrasings and rephrase_splits:
             plan.append(("rephrased", True, True, None, None, rephrase_splits,
-                         "validation and test with the LLM rephrasings of every expression"))
+                         " and ".join(HF_SPLIT[s] for s in rephrase_splits)
+                         + " with the LLM rephrasings of every expression"))
         for setting, entry in sorted(inputs.corruptions.items()):
             for split, clip_ids in sorted(entry["splits"].items()):
                 if split in HF_SPLIT:

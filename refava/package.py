@@ -398,20 +398,16 @@ class _GrowingHash:
     instead of costing a second pass over the finished file at the end."""
 
     def __init__(self, path: Path):
-        self.path = path
+        self.file = open(path, "rb")        # opened once: the shard is renamed when closed, the handle stays valid
         self.digest = hashlib.sha256()
-        self.offset = 0
 
     def update(self) -> None:
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            while block := fh.read(1 << 20):
-                self.digest.update(block)
-                self.offset += len(block)
+        while block := self.file.read(1 << 20):
+            self.digest.update(block)
 
-    def finish(self, shard: ShardInfo, path: Path) -> None:
-        self.path = path                    # the closed shard, renamed: same bytes, a new name
-        self.update()
+    def finish(self, shard: ShardInfo) -> None:
+        with self.file:
+            self.update()
         shard.sha256 = self.digest.hexdigest()
 
 
@@ -434,10 +430,11 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
     def open_writer():
         path = folder / f"{hf_split}-{len(paths):05d}.partial.parquet"
         paths.append(path)
-        hashes.append(_GrowingHash(path))
-        return pq.ParquetWriter(path, schema, compression=compression, use_dictionary=True,
+        sink = pq.ParquetWriter(path, schema, compression=compression, use_dictionary=True,
                                 dictionary_pagesize_limit=1 << 30, store_schema=False,
                                 write_statistics=[n for n in schema.names if n not in ("keyframe", "frames")])
+        hashes.append(_GrowingHash(path))
+        return sink
 
     def close(w):
         w.add_key_value_metadata(metadata)
@@ -472,11 +469,30 @@ def write_split(out_dir: Path, config: str, split: str, batches: Iterable[Batch]
         shard = ShardInfo(final.relative_to(out_dir).as_posix(), pq.ParquetFile(final).metadata.num_rows,
                           final.stat().st_size, "")
         if hasher is not None:               # the rest of the checksum in the background while the next split is built
-            hasher.submit(hashes[i].finish, shard, final)
+            hasher.submit(hashes[i].finish, shard)
         else:
-            hashes[i].finish(shard, final)
+            hashes[i].finish(shard)
         shards.append(shard)
     return shards, unique
+
+
+class _Hasher:
+    """One background thread for the shards' checksums (hashlib releases the GIL); ``close`` waits for it and
+    raises the first error, so a failed checksum stops the build instead of leaving an empty one in the manifest."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refava-sha")
+        self.futures = []
+
+    def submit(self, fn, *args) -> None:
+        self.futures.append(self.pool.submit(fn, *args))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        for future in self.futures:
+            future.result()
 
 
 def _write_then_hash(writer, table: pa.Table, growing: _GrowingHash, hasher) -> None:
@@ -567,9 +583,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
         from .ingest import _progress
 
         bar = _progress(total=total, enabled=progress, desc="package", unit="row")
-        from concurrent.futures import ThreadPoolExecutor
-
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refava-sha")   # hashlib releases the GIL
+        hasher = _Hasher()
         for name, pixels, rephrased, frames_dir, clip_ids, config_splits, description in plan:
             info = ConfigInfo(name, pixels, description=description)
             seen: set = set()
@@ -590,7 +604,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                     skipped[key] = skipped.get(key, 0) + n
             configs.append(info)
         bar.close()
-        hasher.shutdown(wait=True)
+        hasher.close()
         manifest = {
             "format": "refava-dataset", "refava_version": __version__, "inputs": inputs.hashes,
             "configs": {c.name: {"pixels": c.pixels, "description": c.description,

@@ -125,6 +125,32 @@ def test_rebuild_is_atomic_and_identical(packaged):
     assert not [p for p in ws.iterdir() if p.name.startswith(".refava.")]       # no temporary or old folders left
 
 
+def test_manifest_checksums_are_the_files_and_a_failed_checksum_stops_the_build(packaged, tmp_path, monkeypatch):
+    """Checksums are taken while shards grow (small shards here: many files, several row groups each); a checksum
+    that fails raises and leaves the old dataset as it was."""
+    import hashlib
+
+    import refava.package as package
+
+    ws, _ = packaged
+    out = tmp_path / "small-shards"
+    package_workspace(Workspace.load(ws), out, shard_bytes=200_000, progress=False, log=lambda *_: None)
+    manifest = json.loads((out / "refava-manifest.json").read_text())
+    shards = [s for c in manifest["configs"].values() for v in c["splits"].values() for s in v]
+    assert len(shards) > 10
+    for shard in shards:
+        assert shard["sha256"] == hashlib.sha256((out / shard["path"]).read_bytes()).hexdigest(), shard["path"]
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(self):
+        raise OSError("disk read error")
+    monkeypatch.setattr(package._GrowingHash, "update", broken)
+    with pytest.raises(OSError, match="disk read error"):
+        package_workspace(Workspace.load(ws), out, shard_bytes=200_000, progress=False, log=lambda *_: None)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".small-shards.")]
+
+
 def test_refuses_folders_that_are_not_refava_datasets(packaged, tmp_path):
     ws, _ = packaged
     source_tree_package = Path(__file__).resolve().parent.parent / "refava"

@@ -62,37 +62,24 @@ if numba is not None:
                 if mf[i] == 0:
                     continue
                 s0 = s1 = s2 = q0 = q1 = q2 = 0
-                if inner_y and 0 < xx < w - 1:
-                    for dy in range(-1, 2):
-                        for dx in range(-1, 2):
+                inner = inner_y and 0 < xx < w - 1
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        if inner:
                             j = i + dy * w + dx
-                            p = 3 * j
-                            v0 = np.int32(xf[p])
-                            v1 = np.int32(xf[p + 1])
-                            v2 = np.int32(xf[p + 2])
-                            s0 += v0
-                            s1 += v1
-                            s2 += v2
-                            on = np.int32(mf[j])
-                            q0 += on * (255 - v0)
-                            q1 += on * (255 - v1)
-                            q2 += on * (255 - v2)
-                else:
-                    for dy in range(-1, 2):
-                        row = _reflect(y + dy, h) * w
-                        for dx in range(-1, 2):
-                            j = row + _reflect(xx + dx, w)
-                            p = 3 * j
-                            v0 = np.int32(xf[p])
-                            v1 = np.int32(xf[p + 1])
-                            v2 = np.int32(xf[p + 2])
-                            s0 += v0
-                            s1 += v1
-                            s2 += v2
-                            on = np.int32(mf[j])
-                            q0 += on * (255 - v0)
-                            q1 += on * (255 - v1)
-                            q2 += on * (255 - v2)
+                        else:                        # on the border: reflected neighbours
+                            j = _reflect(y + dy, h) * w + _reflect(xx + dx, w)
+                        p = 3 * j
+                        v0 = np.int32(xf[p])
+                        v1 = np.int32(xf[p + 1])
+                        v2 = np.int32(xf[p + 2])
+                        s0 += v0
+                        s1 += v1
+                        s2 += v2
+                        on = np.int32(mf[j])
+                        q0 += on * (255 - v0)
+                        q1 += on * (255 - v1)
+                        q2 += on * (255 - v2)
                 where[k] = i
                 box[k, 0] = s0
                 box[k, 1] = s1

@@ -107,10 +107,10 @@ def main(argv=None) -> int:
     rng = clip_rng(1, "benchmark___0902", "bench")          # the generator the stage uses
     rs = np.random.RandomState(1)
     print(f"{FRAMES}-frame {WIDTH}x{HEIGHT} clips, {args.clips} clips x {args.repeats} repeats, median frames/s")
-    from refava.corrupt import rain
+    from refava.corrupt import noise, rain
 
-    print(f"rain streaks computed by: {rain.BACKEND}"
-          + ("" if rain.BACKEND == "jit" else " (install numba, refava[fast], for the compiled kernel)"))
+    print(f"rain streaks computed by: {rain.BACKEND}; Gaussian noise by: {noise.BACKEND}"
+          + ("" if rain.BACKEND == "jit" else " (install numba, refava[fast], for the compiled kernels)"))
     print(f"{'corruption':<16}{'sev':>4}{'refava':>10}{'peer':>9}{'ratio':>8}   peer")
     worst = float("inf")
     for kind in ("gaussian_noise", "shot_noise", "fog", "rain"):

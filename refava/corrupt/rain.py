@@ -19,7 +19,7 @@ import math
 import cv2
 import numpy as np
 
-from . import _rain_jit
+from . import _jit
 
 DROP_COLOUR = 220.0
 STREAK_DIVISOR = (770, 770, 770, 500, 400)
@@ -28,7 +28,7 @@ STREAK_CONTRAST = (0.8, 0.8, 0.7, 0.6, 0.5)
 SLANT_224 = 10
 
 # "jit": one compiled pass per frame (needs numba: refava[fast]); "numpy": the same bytes from NumPy and OpenCV
-BACKEND = "jit" if _rain_jit.available() else "numpy"
+BACKEND = "jit" if _jit.available() else "numpy"
 
 # ellipse drops (appendix G.1; its numbers were not published, these are refava's)
 DROP_DIVISOR = (2000, 1400, 1000, 700, 500)
@@ -105,7 +105,7 @@ def _streak_one(x: np.ndarray, mask: np.ndarray, contrast: float, out: np.ndarra
     """:func:`streak_clip` for one C-contiguous frame (H, W, 3) and its mask (H, W), into ``out``."""
     sums = np.array(cv2.sumElems(x)[:3])
     if BACKEND == "jit":
-        _rain_jit.streak_kernel(x, np.ascontiguousarray(mask, dtype=bool).view(np.uint8), float(contrast),
+        _jit.streak_kernel(x, np.ascontiguousarray(mask, dtype=bool).view(np.uint8), float(contrast),
                                 DROP_COLOUR, sums, out)
         return
     height, width, _ = x.shape

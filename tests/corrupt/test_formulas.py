@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from refava.corrupt import SHOT_C, _rain_jit, corrupt_clip, resolve
+from refava.corrupt import SHOT_C, _jit, corrupt_clip, resolve
 from refava.corrupt.fog import VIEW_CELLS, apply_fog, fog_field, plasma_fractal
 from refava.corrupt.noise import gaussian_noise, shot_noise
 from refava.corrupt.rain import streak_frame, streak_mask, streak_params
@@ -147,7 +147,7 @@ def test_fog_through_corrupt_clip_uses_one_plasma_per_clip():
 # --- rain ------------------------------------------------------------------------------------------------------
 
 RAIN_PATHS = ["sparse", "dense", pytest.param("jit", marks=pytest.mark.skipif(
-    not _rain_jit.available(), reason="numba is not installed (refava[fast]); the NumPy paths are tested"))]
+    not _jit.available(), reason="numba is not installed (refava[fast]); the NumPy paths are tested"))]
 
 
 def use_rain_path(path: str, monkeypatch) -> None:
@@ -202,7 +202,7 @@ def test_rain_streaks_at_the_borders_of_small_frames(shape, path, monkeypatch):
     assert_streaks_equal_the_formula(frame, mask, 0.7)
 
 
-@pytest.mark.skipif(not _rain_jit.available(), reason="numba is not installed (refava[fast])")
+@pytest.mark.skipif(not _jit.available(), reason="numba is not installed (refava[fast])")
 def test_rain_kernel_gives_the_numpy_bytes(monkeypatch):
     """The compiled kernel and both NumPy ways agree byte for byte (not only up to the formula's rounding ties)
     on frames of many sizes, drop densities, contrasts and dark/bright levels, and through corrupt_clip."""
@@ -294,9 +294,15 @@ def _straddling_bin(cdf: np.ndarray, bits: int) -> tuple[int, np.ndarray]:
     raise AssertionError("no straddling bin")
 
 
-def test_gaussian_bins_that_straddle_a_level_are_resolved_exactly(monkeypatch):
+NOISE_BACKENDS = ["numpy", pytest.param("jit", marks=pytest.mark.skipif(
+    not _jit.available(), reason="numba is not installed (refava[fast]); the NumPy path is tested"))]
+
+
+@pytest.mark.parametrize("backend", NOISE_BACKENDS)
+def test_gaussian_bins_that_straddle_a_level_are_resolved_exactly(backend, monkeypatch):
     from refava.corrupt import noise
 
+    monkeypatch.setattr(noise, "BACKEND", backend)
     sigma = 0.12
     cdf = noise.gaussian_level_cdf(sigma)
     u, expected = _straddling_bin(cdf, 16)
@@ -310,6 +316,25 @@ def test_gaussian_bins_that_straddle_a_level_are_resolved_exactly(monkeypatch):
     starts = pure / 65536.0
     assert np.array_equal(lut[pure] + 255, np.searchsorted(cdf, starts, side="right"))
     assert np.array_equal(lut[pure] + 255, np.searchsorted(cdf, (pure + 1) / 65536.0, side="left"))
+
+
+@pytest.mark.skipif(not _jit.available(), reason="numba is not installed (refava[fast])")
+def test_gaussian_kernel_gives_the_numpy_bytes(monkeypatch):
+    """One compiled pass and the NumPy passes give the same bytes from the same generator, impure bins included,
+    for every severity's sigma and extreme ones, into a given array or a new one."""
+    from refava.corrupt import noise
+
+    rng = np.random.default_rng(5)
+    for trial, sigma in enumerate([0.08, 0.12, 0.18, 0.26, 0.38, 0.2, 0.004, 1.5]):
+        frames = rng.integers(0, 256, [(4, 64, 90, 3), (3, 3, 3), (199, 31, 3)][trial % 3], dtype=np.uint8)
+        outs = []
+        for backend in ("numpy", "jit"):
+            monkeypatch.setattr(noise, "BACKEND", backend)
+            outs.append(gaussian_noise(frames, sigma, np.random.Generator(np.random.SFC64(trial))))
+            into = np.empty_like(frames)
+            assert gaussian_noise(frames, sigma, np.random.Generator(np.random.SFC64(trial)), into) is into
+            outs.append(into)
+        assert all(np.array_equal(outs[0], o) for o in outs[1:]), sigma
 
 
 def test_shot_bins_that_straddle_a_count_are_resolved_exactly(monkeypatch):

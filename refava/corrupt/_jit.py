@@ -1,11 +1,14 @@
-"""Rain streaks in one compiled pass per frame (Numba), byte-identical to the NumPy path of :mod:`.rain`.
+"""Compiled kernels (Numba) for the corruptions whose NumPy form makes many passes over memory; each gives the same
+bytes as its NumPy path (tests compare them), and is used only where Numba is installed (``pip install
+refava[fast]``, which ``make`` does).
 
-The NumPy path takes its box sums from a full-frame OpenCV filter, then gathers, scatters and does float64
-arithmetic on the pixels under drops and a table lookup over the frame: about ten passes over memory.  Here one
-loop visits the drops (their 3x3 sums in integers, borders reflected as OpenCV's default), a second applies the
-contrast table and writes the drops' values, with the same float64 operations in the same order, so the bytes are the
-same (tests compare the two on random frames of many sizes).  Numba is optional (``pip install refava[fast]``);
-without it :mod:`.rain` uses the NumPy path.
+* Rain streaks (:mod:`.rain`): the NumPy path takes its box sums from a full-frame OpenCV filter, then gathers,
+  scatters and does float64 arithmetic on the pixels under drops and a table lookup over the frame: about ten passes.
+  Here one loop visits the drops (their 3x3 sums in integers, borders reflected as OpenCV's default), a second applies
+  the contrast table and writes the drops' values, with the same float64 operations in the same order.
+* Gaussian noise (:mod:`.noise`): table lookup, impure-bin scan, add, clip and narrowing in one pass instead of five;
+  the impure bins' positions come out in ascending order, as ``np.flatnonzero`` gives them, so they are resolved with
+  the same random draws.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ except ImportError:                                  # pragma: no cover - exerci
 
 
 def available() -> bool:
-    """Whether the compiled kernel can be used (Numba is installed)."""
+    """Whether the compiled kernels can be used (Numba is installed)."""
     return numba is not None
 
 
@@ -131,3 +134,35 @@ if numba is not None:
                 value += xf[p] * cc
                 value += base
                 of[p] = np.uint8(np.rint(min(max(value, 0.0), 255.0)))
+
+    @numba.njit(cache=True, nogil=True)
+    def gaussian_levels(x, u, lut, impure_k, out, impure):  # pragma: no cover - compiled, tested by value
+        """``out[i] = clip(x[i] + lut[u[i]], 0, 255)`` over flat uint8 ``x``; the positions whose bin is impure
+        (``lut == impure_k``; their ``out`` is left for the caller) are written to ``impure`` in ascending order and
+        counted (the return value)."""
+        n = 0
+        for i in range(x.size):
+            k = np.int32(lut[u[i]])
+            if k == impure_k:                          # under 1 % of values: a well-predicted branch
+                impure[n] = i
+                n += 1
+            v = np.int32(x[i]) + k
+            out[i] = np.uint8(min(max(v, 0), 255))
+        return n
+
+    @numba.njit(cache=True, nogil=True)
+    def gaussian_resolve(x, u, impure, fine, cdf, starts, bits, out):  # pragma: no cover - compiled, tested by value
+        """The impure positions ``impure`` (ascending): a float64 point ``v`` inside each one's bin from 32 further
+        random bits (``fine``, raw 64-bit draws, top half used; as ``noise._refine``), its noise level as
+        ``searchsorted(cdf, v, side="right") - 255`` (found by stepping up from the bin's first level ``starts[u]``:
+        one or two steps, where a binary search takes nine), then ``clip(x + k, 0, 255)``."""
+        scale = float(1 << bits)
+        top = cdf.size
+        for j in range(impure.size):
+            i = impure[j]
+            b = u[i]
+            v = (float(b) + (float(fine[j] >> np.uint64(32)) + 0.5) / 2.0 ** 32) / scale
+            level = np.int64(starts[b])
+            while level < top and cdf[level] <= v:
+                level += 1
+            out[i] = np.uint8(min(max(np.int64(x[i]) + level - 255, 0), 255))

@@ -131,8 +131,8 @@ def gaussian_noise(frames: np.ndarray, sigma: float, rng: np.random.Generator, o
         if out is None:
             out = np.empty(frames.shape, dtype=np.uint8)
         target = out.reshape(-1)
-        spots = _scratch("impure", flat.size + 1, np.int64)
-        n = _jit.gaussian_levels(np.ascontiguousarray(flat), u, lut, _IMPURE_K, target, spots)
+        spots = _scratch("impure", flat.size, np.int64)
+        n = _jit.gaussian_levels(flat, u, lut, _IMPURE_K, target, spots)
         if n:
             _jit.gaussian_resolve(flat, u, spots[:n], rng.bit_generator.random_raw(n), cdf, starts, _GAUSS_BITS,
                                   target)

@@ -106,7 +106,7 @@ def _streak_one(x: np.ndarray, mask: np.ndarray, contrast: float, out: np.ndarra
     sums = np.array(cv2.sumElems(x)[:3])
     if BACKEND == "jit":
         _jit.streak_kernel(x, np.ascontiguousarray(mask, dtype=bool).view(np.uint8), float(contrast),
-                                DROP_COLOUR, sums, out)
+                           DROP_COLOUR, sums, out)
         return
     height, width, _ = x.shape
     count = height * width

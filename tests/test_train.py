@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from refava.train.encoders import tiny_encoders  # noqa: E402
-from refava.train.loop import fit, shuffle_text_within_clips, tiny_train_config, validate_dataset  # noqa: E402
+from refava.train.loop import (fit, near_chance, shuffle_text_within_clips, tiny_train_config,  # noqa: E402
+                               validate_dataset)
 from refava.train.model import ModelConfig, RefAtomNet  # noqa: E402
 
 
@@ -82,6 +83,18 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert ref["map_macro_sd"] >= 0 and set(report["margins"]) == {"shuffled_text", "no_text", "class_prior"}
     assert (tmp_path / "val" / "refatomnet" / "seed-2" / "metrics.json").exists()
     assert "+-" in (tmp_path / "val" / "report.md").read_text()
+    # models that rank at chance are named, in the report and on the terminal
+    assert sorted(report["near_chance"]) == sorted(near_chance({k: report["results"][k] for k in report["runs"]}))
+    if report["near_chance"]:
+        assert "no better than chance" in (tmp_path / "val" / "report.md").read_text()
+        assert "rank at chance" in proc.stdout
+
+
+def test_near_chance_names_the_trained_models_whose_auroc_is_near_50():
+    results = {"refatomnet": {"auroc_macro": 49.0}, "shuffled_text": {"auroc_macro": 61.0},
+               "no_text": {"auroc_macro": 52.9}, "other": {"auroc_macro": 46.5}}
+    assert near_chance(results) == ["refatomnet", "no_text"]
+    assert near_chance({"refatomnet": {"auroc_macro": 53.0}}) == []
 
 
 def _write(path: Path, text: str) -> Path:

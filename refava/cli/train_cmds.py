@@ -68,7 +68,10 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
         click.echo(f"  {name:<14} mAP {r['map_macro']:6.2f}{sd} (weighted {r['map_weighted']:6.2f})  "
                    f"AUROC {r['auroc_macro']:6.2f}  mIOU {r.get('miou', float('nan')):6.2f}")
     click.echo(f"location stream: {report['location_stream']}")
-    click.echo(f"verdict: {report['verdict']}\nreport: {out}/report.md")
+    click.echo(f"verdict: {report['verdict']}")
+    if report["near_chance"]:
+        click.echo(f"note: {', '.join(report['near_chance'])} rank at chance (macro AUROC near 50): see the report")
+    click.echo(f"report: {out}/report.md")
 
 
 def _detections_path(ws, detections: str | None, detr: str | None) -> str | None:

@@ -360,11 +360,13 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
                "RefAtomNet does not beat every control: " + ", ".join(losing))
     if within:
         verdict += f" (within the seeds' spread against {', '.join(within)})"
+    chance = near_chance({name: results[name] for name in runs})
     report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
               "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "seeds": seeds, "model": asdict(base),
               "location_stream": _location_source(encoders, detections),
               "keyframes_without_detections": len(detections.missing) if detections is not None else None,
-              "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict}
+              "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict,
+              "near_chance": chance}
     write_json_atomic(out / "report.json", report)
     spread = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else ""
     lines = ["# Dataset validation", "", f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
@@ -375,8 +377,22 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         lines.append(f"| {k} | {v['map_macro']:.2f}{sd} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
                      f"{v.get('miou', float('nan')):.2f} |")
     lines += ["", f"**Verdict:** {report['verdict']}.", ""]
+    if chance:
+        lines += [f"**Note:** {', '.join(chance)} rank the people of each class no better than chance (macro AUROC "
+                  f"within {CHANCE_AUROC:g} of 50, a constant score's): they learned the class frequencies, not who "
+                  f"does what, so the comparison above says little about the expressions. More training rows, or "
+                  f"real encoders, are needed before it does.", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     return report
+
+
+CHANCE_AUROC = 3.0       # macro AUROC points around 50 within which a trained model is said to rank at chance
+
+
+def near_chance(results: dict[str, dict]) -> list[str]:
+    """The trained models whose macro AUROC is within ``CHANCE_AUROC`` of 50: whatever their mAP, they do not order
+    the people of a class by whether they do it, so comparing them says little about the expressions."""
+    return [name for name, r in results.items() if abs(r["auroc_macro"] - 50.0) < CHANCE_AUROC]
 
 
 def _mean_of_runs(runs: list[dict]) -> dict:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +91,26 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
         assert "no better than chance" in (tmp_path / "val" / "report.md").read_text()
         assert "rank at chance" in proc.stdout
 
+
+
+def test_referent_probe_finds_the_referent_from_the_expressions(sample_workspace_template, sample_corpus, tmp_path):
+    """tools/referent_probe.py on the packaged sample with its annotations: with the true expressions it picks the
+    referent's proposal on the held-out movies far more often than at random, and than with shuffled ones."""
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    ann = sample_corpus / "annotations"
+    for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["build-splits"], ["package", "--no-progress"]):
+        proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    probe = Path(__file__).resolve().parents[1] / "tools" / "referent_probe.py"
+    proc = subprocess.run([sys.executable, str(probe), str(ws / "refava"), str(ann / "ava_dense_proposals_sample.pkl"),
+                           "--seeds", "1"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    chance = float(re.search(r"finds the referent ([\d.]+) %", proc.stdout).group(1))
+    picked = dict(re.findall(r"^(true text|shuffled text) .*referent picked +([\d.]+) %$", proc.stdout, re.M))
+    assert float(picked["true text"]) > max(chance, float(picked["shuffled text"])) + 20, proc.stdout
 
 def test_near_chance_names_the_trained_models_whose_auroc_is_near_50():
     results = {"refatomnet": {"auroc_macro": 49.0}, "shuffled_text": {"auroc_macro": 61.0},

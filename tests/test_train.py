@@ -92,7 +92,6 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
         assert "rank at chance" in proc.stdout
 
 
-
 def test_referent_probe_finds_the_referent_from_the_expressions(sample_workspace_template, sample_corpus, tmp_path):
     """tools/referent_probe.py on the packaged sample with its annotations: with the true expressions it picks the
     referent's proposal on the held-out movies far more often than at random, and than with shuffled ones."""
@@ -111,6 +110,7 @@ def test_referent_probe_finds_the_referent_from_the_expressions(sample_workspace
     chance = float(re.search(r"finds the referent ([\d.]+) %", proc.stdout).group(1))
     picked = dict(re.findall(r"^(true text|shuffled text) .*referent picked +([\d.]+) %$", proc.stdout, re.M))
     assert float(picked["true text"]) > max(chance, float(picked["shuffled text"])) + 20, proc.stdout
+
 
 def test_near_chance_names_the_trained_models_whose_auroc_is_near_50():
     results = {"refatomnet": {"auroc_macro": 49.0}, "shuffled_text": {"auroc_macro": 61.0},

@@ -20,7 +20,7 @@ import torch
 from refava import metrics as M
 from refava.train.detections import load_detection_table
 from refava.train.encoders import tiny_encoders
-from refava.train.loop import featurize, shuffle_text_within_clips
+from refava.train.loop import featurize, load_train_and_held_out, shuffle_text_within_clips
 
 
 class BoxPicker(torch.nn.Module):
@@ -39,8 +39,10 @@ class BoxPicker(torch.nn.Module):
         return (self.query(text).unsqueeze(1) * keys).sum(-1).masked_fill(~present, -1e4)
 
     def forward(self, text, boxes, present):
-        picked = (self.scores(text, boxes, present).softmax(-1).unsqueeze(-1) * boxes).sum(1)
-        return self.head(picked), picked
+        """Action logits, the picked (softmax-weighted) box, and the proposals' scores."""
+        scores = self.scores(text, boxes, present)
+        picked = (scores.softmax(-1).unsqueeze(-1) * boxes).sum(1)
+        return self.head(picked), picked, scores
 
 
 def _inputs(feats: dict):
@@ -60,19 +62,20 @@ def _referent_slot(boxes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 def probe(train: dict, test: dict, seed: int, epochs: int) -> dict:
     (text, boxes, present), (t_text, t_boxes, t_present) = _inputs(train), _inputs(test)
     mu, sd = text.mean(0), text.std(0) + 1e-6                 # the training split's statistics for both
+    text, t_text = (text - mu) / sd, (t_text - mu) / sd
     torch.manual_seed(seed)
     model = BoxPicker(text.shape[1])
     opt = torch.optim.AdamW(model.parameters(), 3e-3, weight_decay=1e-2)
     for _ in range(epochs):                                   # full batch: the sample is small
-        logits, picked = model((text - mu) / sd, boxes, present)
+        logits, picked, _ = model(text, boxes, present)
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, train["labels"])
                 + 10 * torch.nn.functional.mse_loss(picked, train["boxes"]))
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        logits, picked = model((t_text - mu) / sd, t_boxes, t_present)
-        chosen = model.scores((t_text - mu) / sd, t_boxes, t_present).argmax(1)
+        logits, picked, scores = model(t_text, t_boxes, t_present)
+        chosen = scores.argmax(1)
     result = M.evaluate(test["labels"].numpy(), torch.sigmoid(logits).numpy(), picked.numpy(), test["boxes"].numpy())
     result["referent_picked"] = 100 * float((chosen == _referent_slot(t_boxes, test["boxes"])).float().mean())
     return result
@@ -85,10 +88,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=600)
     args = parser.parse_args(argv)
-    import datasets
-
-    ds = datasets.load_dataset(args.dataset)
-    held_out = datasets.concatenate_datasets([ds[s] for s in ("validation", "test") if s in ds and len(ds[s])])
+    ds, eval_split = load_train_and_held_out(args.dataset)
+    held_out = ds[eval_split]
     table = load_detection_table(args.proposals)
     encoders = tiny_encoders(0)                               # the validation report's default tiny towers
     train, test = featurize(ds["train"], encoders, detections=table), featurize(held_out, encoders, detections=table)

@@ -299,6 +299,21 @@ def class_prior(train: dict, test: dict, groups=None) -> dict:
     return M.evaluate(test["labels"].numpy(), prior, box, test["boxes"].numpy(), groups=groups)
 
 
+def load_train_and_held_out(dataset_dir: str | os.PathLike):
+    """The packaged dataset through ``datasets.load_dataset``, with every held-out movie joined into one evaluation
+    split (the sample's test split alone is one movie); returns the DatasetDict and that split's name
+    (``validation+test``, or whichever of the two has rows)."""
+    import datasets
+
+    ds = datasets.load_dataset(str(dataset_dir))
+    held_out = [s for s in ("validation", "test") if s in ds and len(ds[s])]
+    if "train" not in ds or not len(ds["train"]) or not held_out:
+        raise TrainError(f"{dataset_dir}: needs a train split and a validation or test split with rows")
+    eval_split = "+".join(held_out)
+    ds[eval_split] = datasets.concatenate_datasets([ds[s] for s in held_out])
+    return ds, eval_split
+
+
 def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
                      model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print,
                      device: str | None = "auto", detections: DetectionTable | None = None, seeds: int = 1) -> dict:
@@ -306,16 +321,9 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     them and the class-prior control on the evaluation split (test, else validation); write report.json/.md.
     ``detections``: a proposals/detections table for the location stream instead of the detector; ``seeds``: each
     trained model is trained that many times (seeds cfg.seed, cfg.seed + 1, ...), and reported as mean and sd."""
-    import datasets
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ds = datasets.load_dataset(str(dataset_dir))
-    held_out = [s for s in ("validation", "test") if s in ds and len(ds[s])]
-    if "train" not in ds or not len(ds["train"]) or not held_out:
-        raise TrainError(f"{dataset_dir}: needs a train split and a validation or test split with rows")
-    eval_split = "+".join(held_out)               # every held-out movie: the sample's test split alone is one movie
-    ds[eval_split] = datasets.concatenate_datasets([ds[s] for s in held_out])
+    ds, eval_split = load_train_and_held_out(dataset_dir)
     names = ds["train"].features["actions"].feature.names
     from ..ava import default_label_map
 
@@ -428,8 +436,8 @@ def tiny_train_config(**kw) -> TrainConfig:
     return replace(TrainConfig(epochs=30, batch_size=32, lr=1e-3, warmup=0.1), **kw)
 
 
-__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "resolve_device", "train_run",
-           "validate_dataset"]
+__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "load_train_and_held_out",
+           "resolve_device", "train_run", "validate_dataset"]
 
 
 # --- runs (refava train / refava evaluate) -----------------------------------------------------------------------

@@ -18,14 +18,11 @@ import time
 
 import torch
 
-from refava.train.encoders import full_encoders, tiny_encoders
+from refava.train.encoders import SIZES, full_encoders, tiny_encoders
 from refava.train.loop import _optimizer, tiny_train_config
 from refava.train.model import ModelConfig, RefAtomNet
 
-CONFIGS = {  # name: (image size, width, query tokens, batch)
-    "tiny": dict(image_size=64, dim=32, tokens=8, batch=8),
-    "small": dict(image_size=128, dim=128, tokens=16, batch=8),
-}
+CONFIGS = {name: dict(size, batch=8) for name, size in SIZES.items()}  # image size, width, query tokens, batch
 
 
 def measure(name: str, image_size: int, dim: int, tokens: int, batch: int, steps: int, device: str,

@@ -70,6 +70,7 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
     spec = json.loads((ws / "runs" / "refatomnet" / "run.json").read_text())
     assert spec["encoders"]["detections"].endswith("ava_dense_proposals_sample.pkl")
+    assert spec["encoders"]["tiny"]["dim"] == 32
     assert spec["model"]["detections"] == 4 and spec["model"]["location"]
     # validate-dataset reuses nothing of another configuration's checkpoints (here: the detector's 10 slots)
     proc = subprocess.run([sys.executable, "-m", "refava", "validate-dataset", "--epochs", "1", "--out",
@@ -90,6 +91,14 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     if report["near_chance"]:
         assert "no better than chance" in (tmp_path / "val" / "report.md").read_text()
         assert "rank at chance" in proc.stdout
+    # the small random configuration, by name: its width reaches the model and the report says which encoders ran
+    proc = subprocess.run([sys.executable, "-m", "refava", "validate-dataset", "--epochs", "1", "--seeds", "1",
+                           "--encoder-size", "small", "--out", str(tmp_path / "val_small")],
+                          cwd=ws, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "val_small" / "report.json").read_text())
+    assert report["model"]["dim"] == 128 and report["model"]["tokens"] == 16
+    assert "128 px frames, 16 query tokens 128 wide" in (tmp_path / "val_small" / "report.md").read_text()
 
 
 def test_referent_probe_finds_the_referent_from_the_expressions(sample_workspace_template, sample_corpus, tmp_path):
@@ -161,6 +170,17 @@ def test_a_device_that_is_not_there_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(TrainError, match="sees no CUDA GPU; use --device cpu"):
             resolve_device("cuda")
+
+
+def test_a_run_spec_rebuilds_the_named_encoder_size():
+    from refava.cli.train_cmds import _encoder_spec
+    from refava.train.loop import make_encoders
+
+    for size, (pixels, width, tokens) in {"tiny": (64, 32, 8), "small": (128, 128, 16)}.items():
+        spec = json.loads(json.dumps(_encoder_spec(None, None, 0, "qformer", size=size)))   # as run.json keeps it
+        enc = make_encoders(spec)
+        assert (enc.image_size, enc.dim, enc.tokens) == (pixels, width, tokens)
+        assert enc.frames(torch.rand(1, 2, 3, pixels, pixels)).shape == (1, tokens, width)
 
 
 def test_minilm_text_encoder_feeds_the_model():

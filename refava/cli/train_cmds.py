@@ -14,6 +14,10 @@ DETECTIONS = click.option(
                          "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the keyframe.  "
                          "Default: the detector with --detr; else the workspace's AVA proposals ([ava] proposals) "
                          "when set; else the (random) tiny detector.")
+ENCODER_SIZE = click.option(
+    "--encoder-size", type=click.Choice(["tiny", "small"]), default="tiny", show_default=True,
+    help="Without --blip2: the random BLIP-2/DETR configuration, tiny (64 px, 32 wide, 8 query tokens) or small "
+         "(128 px, 128 wide, 16 query tokens; about twice the time).")
 
 
 @cli.command("validate-dataset")
@@ -32,11 +36,12 @@ DETECTIONS = click.option(
 @click.option("--seeds", type=click.IntRange(1, 100), help="Train each model this many times (seeds --seed, "
                                                             "--seed + 1, ...) and report mean and sd (default: 3 "
                                                             "with the tiny encoders, 1 with real ones).")
+@ENCODER_SIZE
 @DEVICE
 @DETECTIONS
 @click.pass_context
-def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, seeds, device,
-                         detections):
+def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, seeds, encoder_size,
+                         device, detections):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
@@ -44,7 +49,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     uses the real encoders (a GPU is advisable). Needs the `train` extra (torch, transformers).
     """
     from ..train.detections import load_detection_table
-    from ..train.encoders import load_encoders, tiny_encoders
+    from ..train.encoders import SIZES, load_encoders, tiny_encoders
     from ..train.loop import TrainConfig, tiny_train_config, validate_dataset
 
     ws = load_workspace(ctx)
@@ -54,7 +59,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
         encoders = load_encoders(blip2, detr)
         cfg = TrainConfig(seed=seed)
     else:
-        encoders = tiny_encoders(seed, text=text_encoder)
+        encoders = tiny_encoders(seed, text=text_encoder, **SIZES[encoder_size])
         cfg = tiny_train_config(seed=seed)
     from dataclasses import replace
 
@@ -86,8 +91,10 @@ def _detections_path(ws, detections: str | None, detr: str | None) -> str | None
     return str(proposals.resolve()) if proposals is not None and proposals.is_file() else None
 
 
-def _encoder_spec(blip2, detr, seed, text_encoder, detections=None):
-    spec = {"blip2": blip2, "detr": detr} if blip2 else {"tiny": {"seed": seed, "text": text_encoder}}
+def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny"):
+    from ..train.encoders import SIZES
+
+    spec = {"blip2": blip2, "detr": detr} if blip2 else {"tiny": {"seed": seed, "text": text_encoder, **SIZES[size]}}
     if detections:
         spec["detections"] = str(Path(detections).resolve())
     return spec
@@ -106,11 +113,12 @@ def _encoder_spec(blip2, detr, seed, text_encoder, detections=None):
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
 @click.option("--seed", type=int)
+@ENCODER_SIZE
 @DEVICE
 @DETECTIONS
 @click.pass_context
-def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed, device,
-              detections):
+def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed,
+              encoder_size, device, detections):
     """Train RefAtomNet on a packaged dataset (checkpoint every epoch; a rerun resumes). Several processes or
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
     import json
@@ -127,7 +135,8 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)
     history = train_run(dataset or str(ws.root / "refava"), run_dir or str(ws.root / "runs" / "refatomnet"),
                         encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder,
-                                                     _detections_path(ws, detections, detr)), cfg=cfg,
+                                                     _detections_path(ws, detections, detr), encoder_size),
+                        cfg=cfg,
                         model_overrides=model_overrides, log=click.echo, device=device)
     last = history[-1]
     click.echo(f"trained {len(history)} epochs: val mAP {last['map_macro']:.2f} (weighted {last['map_weighted']:.2f}), "

@@ -150,6 +150,10 @@ def minilm() -> tuple:
             AutoTokenizer.from_pretrained(path, local_files_only=True))
 
 
+# Random CPU configurations by name (`--encoder-size`): input size in pixels, token width, query tokens
+SIZES = {"tiny": dict(image_size=64, dim=32, tokens=8), "small": dict(image_size=128, dim=128, tokens=16)}
+
+
 def tiny_encoders(seed: int = 0, *, detector: bool = True, image_size: int = 64, dim: int = 32,
                   tokens: int = 8, text: str = "qformer") -> Encoders:
     """Random tiny BLIP-2 and DETR of the real classes (for CPU and tests)."""

@@ -371,14 +371,15 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     chance = near_chance({name: results[name] for name in runs})
     report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
               "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "seeds": seeds, "model": asdict(base),
-              "location_stream": _location_source(encoders, detections),
+              "encoders": _encoder_shape(encoders), "location_stream": _location_source(encoders, detections),
               "keyframes_without_detections": len(detections.missing) if detections is not None else None,
               "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict,
               "near_chance": chance}
     write_json_atomic(out / "report.json", report)
     spread = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else ""
     lines = ["# Dataset validation", "", f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
-             f"{report['train_rows']} rows for {cfg.epochs} epochs; location stream: {report['location_stream']}.", "",
+             f"{report['train_rows']} rows for {cfg.epochs} epochs; encoders: {report['encoders']}; location stream: "
+             f"{report['location_stream']}.", "",
              f"| model | mAP (macro){spread} | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
     for k, v in results.items():
         sd = f" +- {v['map_macro_sd']:.2f}" if "map_macro_sd" in v else ""
@@ -424,6 +425,12 @@ def _model_config(encoders, detections: DetectionTable | None) -> ModelConfig:
                            text_dim=encoders.text_dim, location=True)
     return ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
                        text_dim=encoders.text_dim, location=encoders.detr is not None)
+
+
+def _encoder_shape(encoders) -> str:
+    text = "MiniLM sentence encoder" if encoders.sentence else "Q-Former text path"
+    return (f"{encoders.image_size} px frames, {encoders.tokens} query tokens {encoders.dim} wide, {text} "
+            f"({encoders.text_dim} wide)")
 
 
 def _location_source(encoders, detections: DetectionTable | None) -> str:

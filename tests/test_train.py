@@ -71,6 +71,11 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     spec = json.loads((ws / "runs" / "refatomnet" / "run.json").read_text())
     assert spec["encoders"]["detections"].endswith("ava_dense_proposals_sample.pkl")
     assert spec["encoders"]["tiny"]["dim"] == 32
+    # resuming with other encoders is refused before anything is overwritten
+    proc = subprocess.run([sys.executable, "-m", "refava", "train", "--epochs", "1", "--encoder-size", "small"], cwd=ws,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "trained with other encoders" in proc.stderr, proc.stderr[-2000:]
+    assert json.loads((ws / "runs" / "refatomnet" / "run.json").read_text()) == spec
     assert spec["model"]["detections"] == 4 and spec["model"]["location"]
     # validate-dataset reuses nothing of another configuration's checkpoints (here: the detector's 10 slots)
     proc = subprocess.run([sys.executable, "-m", "refava", "validate-dataset", "--epochs", "1", "--out",
@@ -158,6 +163,13 @@ def test_detection_tables_from_proposals_and_csv(tmp_path):
             load_detection_table(_write(tmp_path / "bad.csv", text))
     with pytest.raises(DetectionTableError, match="not found"):
         load_detection_table(tmp_path / "absent.pkl")
+
+
+def test_an_encoder_size_with_checkpoints_is_a_usage_error(tmp_path):
+    for command in ("train", "validate-dataset"):
+        proc = subprocess.run([sys.executable, "-m", "refava", command, "--blip2", str(tmp_path), "--encoder-size",
+                               "small"], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 2 and "with --blip2 the checkpoint's sizes are used" in proc.stderr, proc.stderr
 
 
 def test_a_device_that_is_not_there_is_a_clear_error():

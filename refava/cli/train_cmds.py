@@ -15,9 +15,16 @@ DETECTIONS = click.option(
                          "Default: the detector with --detr; else the workspace's AVA proposals ([ava] proposals) "
                          "when set; else the (random) tiny detector.")
 ENCODER_SIZE = click.option(
-    "--encoder-size", type=click.Choice(["tiny", "small"]), default="tiny", show_default=True,
-    help="Without --blip2: the random BLIP-2/DETR configuration, tiny (64 px, 32 wide, 8 query tokens) or small "
-         "(128 px, 128 wide, 16 query tokens; about twice the time).")
+    "--encoder-size", type=click.Choice(["tiny", "small"]),
+    help="Without --blip2: the random BLIP-2/DETR configuration, tiny (64 px, 32 wide, 8 query tokens; the default) "
+         "or small (128 px, 128 wide, 16 query tokens; about twice the time).")
+
+
+def _size(encoder_size: str | None, blip2: str | None) -> str:
+    if encoder_size and blip2:
+        raise click.UsageError("--encoder-size picks a random configuration; with --blip2 the checkpoint's sizes "
+                               "are used: give one or the other")
+    return encoder_size or "tiny"
 
 
 @cli.command("validate-dataset")
@@ -45,13 +52,14 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
-    Without --blip2 it uses tiny random BLIP-2 and DETR configurations (CPU, minutes); with local checkpoints it
-    uses the real encoders (a GPU is advisable). Needs the `train` extra (torch, transformers).
+    Without --blip2 it uses random BLIP-2 and DETR configurations (--encoder-size; CPU, minutes); with local
+    checkpoints it uses the real encoders (a GPU is advisable). Needs the `train` extra (torch, transformers).
     """
     from ..train.detections import load_detection_table
     from ..train.encoders import SIZES, load_encoders, tiny_encoders
     from ..train.loop import TrainConfig, tiny_train_config, validate_dataset
 
+    size = _size(encoder_size, blip2)
     ws = load_workspace(ctx)
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
@@ -59,7 +67,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
         encoders = load_encoders(blip2, detr)
         cfg = TrainConfig(seed=seed)
     else:
-        encoders = tiny_encoders(seed, text=text_encoder, **SIZES[encoder_size])
+        encoders = tiny_encoders(seed, text=text_encoder, **SIZES[size])
         cfg = tiny_train_config(seed=seed)
     from dataclasses import replace
 
@@ -126,6 +134,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
 
     from ..train.loop import TrainConfig, tiny_train_config, train_run
 
+    size = _size(encoder_size, blip2)
     ws = load_workspace(ctx)
     settings = json.loads(open(config_file).read()) if config_file else {}
     model_overrides = settings.pop("model", {})
@@ -135,7 +144,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)
     history = train_run(dataset or str(ws.root / "refava"), run_dir or str(ws.root / "runs" / "refatomnet"),
                         encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder,
-                                                     _detections_path(ws, detections, detr), encoder_size),
+                                                     _detections_path(ws, detections, detr), size),
                         cfg=cfg,
                         model_overrides=model_overrides, log=click.echo, device=device)
     last = history[-1]

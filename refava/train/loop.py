@@ -485,6 +485,11 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
         torch.cuda.set_device(device)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if (run / "checkpoint.pt").exists() and (run / "run.json").exists():
+        before = json.loads((run / "run.json").read_text()).get("encoders")
+        if before != json.loads(json.dumps(encoder_spec)):
+            raise TrainError(f"{run} holds a run trained with other encoders ({before}) than these ({encoder_spec}); "
+                             f"delete {run} to start over, or train into another --run folder")
     encoders = make_encoders(encoder_spec).to(device)
     table = _detections_of(encoder_spec)
     log(f"encoding the train and validation splits on {device} ...")

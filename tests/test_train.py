@@ -126,6 +126,32 @@ def test_referent_probe_finds_the_referent_from_the_expressions(sample_workspace
     assert float(picked["true text"]) > max(chance, float(picked["shuffled text"])) + 20, proc.stdout
 
 
+def test_validation_sweep_builds_each_corpus_once_and_prints_the_report_margins(tmp_path):
+    """tools/validation_sweep.py: a corpus drawn with another seed goes through the pipeline to validate-dataset;
+    its printed margins are the report's; a second run reuses the built corpus; a half-built one is refused."""
+    sweep = Path(__file__).resolve().parents[1] / "tools" / "validation_sweep.py"
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(sweep), str(tmp_path / "sweep"), *args, "--epochs", "1",
+                               "--seeds", "1"], capture_output=True, text=True)
+
+    proc = run("--corpus-seeds", "3")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "sweep" / "corpus-3" / "validation-tiny" / "report.json").read_text())
+    gap = report["margins"]["shuffled_text"]["difference"]
+    assert f"corpus 3: {report['train_rows']} train" in proc.stdout and f"shuffled_text {gap:+5.2f}" in proc.stdout
+    assert "over 1 corpora (tiny encoders)" in proc.stdout and "ahead on" in proc.stdout
+    proc = run("--corpus-seeds", "3", "--encoder-size", "small")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    log = (tmp_path / "sweep" / "corpus-3" / "log.txt").read_text()
+    assert log.count("$ refava sample-corpus") == 1 and log.count("$ refava validate-dataset") == 2
+    assert json.loads((tmp_path / "sweep" / "corpus-3" / "validation-small" / "report.json").read_text())[
+        "model"]["dim"] == 128
+    (tmp_path / "sweep" / "corpus-4" / "sample").mkdir(parents=True)
+    proc = run("--corpus-seeds", "4")
+    assert proc.returncode != 0 and "left from an unfinished build" in proc.stderr
+
+
 def test_near_chance_names_the_trained_models_whose_auroc_is_near_50():
     results = {"refatomnet": {"auroc_macro": 49.0}, "shuffled_text": {"auroc_macro": 61.0},
                "no_text": {"auroc_macro": 52.9}, "other": {"auroc_macro": 46.5}}

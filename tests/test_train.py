@@ -164,6 +164,20 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def test_the_verdict_claims_the_referent_only_for_a_model_that_ranks_above_chance():
+    from refava.train.loop import _verdict
+
+    beats = {"shuffled_text": True, "no_text": True, "class_prior": True}
+    margins = {k: {"beyond_seed_noise": True} for k in beats}
+    assert _verdict(beats, margins, []).startswith("the expressions carry the referent")
+    assert "does not show" in _verdict(beats, margins, ["refatomnet", "no_text"])
+    assert _verdict(beats, margins, ["no_text"]).startswith("the expressions carry the referent")
+    margins["shuffled_text"]["beyond_seed_noise"] = False
+    assert _verdict(beats, margins, []).endswith("(within the seeds' spread against shuffled_text)")
+    beats["shuffled_text"] = False
+    assert _verdict(beats, margins, ["refatomnet"]) == "RefAtomNet does not beat every control: shuffled_text"
+
+
 def test_detection_tables_from_proposals_and_csv(tmp_path):
     from refava.train.detections import DetectionTableError, load_detection_table
 

@@ -55,21 +55,17 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     Without --blip2 it uses random BLIP-2 and DETR configurations (--encoder-size; CPU, minutes); with local
     checkpoints it uses the real encoders (a GPU is advisable). Needs the `train` extra (torch, transformers).
     """
+    from dataclasses import replace
+
     from ..train.detections import load_detection_table
-    from ..train.encoders import SIZES, load_encoders, tiny_encoders
-    from ..train.loop import TrainConfig, tiny_train_config, validate_dataset
+    from ..train.loop import TrainConfig, make_encoders, tiny_train_config, validate_dataset
 
     size = _size(encoder_size, blip2)
     ws = load_workspace(ctx)
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
-    if blip2:
-        encoders = load_encoders(blip2, detr)
-        cfg = TrainConfig(seed=seed)
-    else:
-        encoders = tiny_encoders(seed, text=text_encoder, **SIZES[size])
-        cfg = tiny_train_config(seed=seed)
-    from dataclasses import replace
+    encoders = make_encoders(_encoder_spec(blip2, detr, seed, text_encoder, size=size))   # as `refava train` does
+    cfg = TrainConfig(seed=seed) if blip2 else tiny_train_config(seed=seed)
 
     cfg = replace(cfg, **({"epochs": epochs} if epochs else {}), **({"batch_size": batch_size} if batch_size else {}))
     table_path = _detections_path(ws, detections, detr)

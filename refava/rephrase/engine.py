@@ -120,10 +120,12 @@ class Cache:
         self.root = Path(root)
 
     @staticmethod
-    def key(backend: Backend, template: Template, text: str, index: int, attempt: int, params: Params) -> str:
-        material = {"model": backend.model, "template": template.sha256, "text": text, "index": index,
-                    "attempt": attempt, "temperature": params.temperature, "seed": params.seed,
-                    "max_tokens": template.body.get("max_tokens", 60)}
+    def key(backend: Backend, template: Template, job: Job, attempt: int, params: Params) -> str:
+        # keyed by instance too: two instances with the same expression are two requests (two seeds), never one
+        # shared answer, so a cached rerun gives each instance the answer its own request got
+        material = {"model": backend.model, "template": template.sha256, "text": job.text, "index": job.index,
+                    "instance_id": job.instance_id, "attempt": attempt, "temperature": params.temperature,
+                    "seed": params.seed, "max_tokens": template.body.get("max_tokens", 60), "format": 2}
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -168,6 +170,7 @@ class Stats:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    seconds: float = 0.0               # summed request time (wall clock: the report's, never a table's)
     errors: dict = field(default_factory=dict)
 
     def cost(self, backend: Backend) -> float:
@@ -206,19 +209,21 @@ class Runner:
                     response = await client.chat.completions.create(
                         model=self.backend.model, messages=self.template.messages(job.text),
                         temperature=p.temperature, max_tokens=self.template.body.get("max_tokens", 60), seed=seed)
-                    text = response.choices[0].message.content or ""
+                    text = _first_choice(response).message.content or ""
                 else:
                     response = await client.completions.create(
                         model=self.backend.model, prompt=self.template.prompt(job.text), temperature=p.temperature,
                         max_tokens=self.template.body.get("max_tokens", 48), stop=self.template.body.get("stop"),
                         seed=seed)
-                    text = response.choices[0].text or ""
+                    text = _first_choice(response).text or ""
                 usage = getattr(response, "usage", None)
                 self.stats.requests += 1
-                return {"raw": text, "model": getattr(response, "model", None) or self.backend.model,
+                self.stats.seconds += time.perf_counter() - started
+                # a server that echoes the key must not get it into the cache or the tables
+                return {"raw": redact(text, self.backend.api_key) if self.backend.api_key else text, "model": getattr(response, "model", None) or self.backend.model,
                         "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
                         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-                        "seconds": round(time.perf_counter() - started, 4), "seed": seed, "retries": retry}
+                        "seed": seed, "retries": retry}
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
                     openai.BadRequestError) as exc:
                 self._fatal = RephraseError(
@@ -250,7 +255,7 @@ class Runner:
         attempts = 0
         for attempt in range(self.params.max_attempts):
             attempts = attempt + 1
-            key = Cache.key(self.backend, self.template, job.text, job.index, attempt, self.params)
+            key = Cache.key(self.backend, self.template, job, attempt, self.params)
             entry = self.cache.get(key)
             if entry is not None:
                 self.stats.cached += 1
@@ -280,7 +285,6 @@ class Runner:
             "temperature": self.params.temperature, "seed": (entry or {}).get("seed"),
             "prompt_tokens": (entry or {}).get("prompt_tokens", 0),
             "completion_tokens": (entry or {}).get("completion_tokens", 0),
-            "seconds": (entry or {}).get("seconds", 0.0),
         }
         if self.on_done:
             self.on_done(record)
@@ -309,9 +313,18 @@ class _TransportFailure(Exception):
     pass
 
 
+def _first_choice(response):
+    """The first choice of an answer; a 200 without any (a failed request some servers send) is a ValueError,
+    retried and, in the end, counted as a failed request, never a crash."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise ValueError(f"the server answered without choices ({str(response)[:120]})")
+    return choices[0]
+
+
 def estimate(jobs: Sequence[Job], backend: Backend, template: Template, cache: Cache, params: Params) -> dict:
     """What a run would send (first attempts not in the cache), with token and cost estimates (4 chars/token)."""
-    todo = [j for j in jobs if cache.get(Cache.key(backend, template, j.text, j.index, 0, params)) is None]
+    todo = [j for j in jobs if cache.get(Cache.key(backend, template, j, 0, params)) is None]
     prompt = sum(len(template.text_of(j.text)) for j in todo) // 4 + 8 * len(todo)
     completion = sum(len(j.text) for j in todo) * 3 // 8 + 4 * len(todo)
     cost = (prompt * backend.price_in + completion * backend.price_out) / 1e6

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from ..procs import preexec_die_with_parent
 from .engine import RephraseError
 
 MODEL_ALIAS = "gemma3-270m"
@@ -67,7 +68,9 @@ class LocalServer:
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(self.threads)]
         self.log(f"starting the local llama.cpp server on 127.0.0.1:{port} ({model.name}; log {self.log_path})")
         with open(self.log_path, "ab") as logfile:
-            self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # the server (about 900 MB) dies with this process, even on kill -9 (see refava.procs)
+            self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            preexec_fn=preexec_die_with_parent())
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -156,5 +156,5 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
     write_json_atomic(ws.reports_dir / "rephrase.json", {
         **vars(summary), "splits": list(splits), "backend": backend.name, "model": backend.model,
         "base_url": redact(backend.base_url or "", backend.api_key), "template": template.id,
-        "errors": s.errors})
+        "errors": s.errors, "request_seconds": round(s.seconds, 3)})
     return summary

@@ -3,7 +3,9 @@ deterministic rephrasing, and injects faults on demand.
 
 ``FakeOpenAI.faults[text]`` is a list of behaviours consumed one per request about ``text`` (then ``ok``):
 ``429`` (with Retry-After), ``500``, ``slow`` (answers after the client's timeout), ``badjson`` (a 200 whose body is
-not JSON), ``close`` (the connection closed mid-response), ``flip`` (left becomes right), ``refuse``, ``copy``.
+not JSON), ``close`` (the connection closed mid-response), ``nochoices`` (a 200 without ``choices``), ``flip`` (left
+becomes right), ``refuse``, ``copy``.  ``seeded`` makes the answer depend on the request's seed, as a sampling model
+does; ``echo_key`` puts the caller's API key into every answer.
 """
 from __future__ import annotations
 
@@ -82,7 +84,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
-        answer = {"ok": rephrase(text), "flip": "this is " + re.sub(r"\bleft\b", "right", text),
+        if mode == "nochoices":
+            return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                                               "model": payload["model"], "error": "overloaded"}).encode())
+        ok = rephrase(text)
+        if server.seeded:            # like a sampling model: the answer depends on the request's seed
+            ok = ("this is ", "that is ", "it is ")[int(payload.get("seed") or 0) % 3] + text
+        if server.echo_key:          # a misconfigured proxy that puts the caller's key into its answer
+            ok += " " + auth.removeprefix("Bearer ")
+        answer = {"ok": ok, "flip": "this is " + re.sub(r"\bleft\b", "right", text),
                   "refuse": "I'm sorry, but I can't help with that.", "copy": text}[mode]
         usage = {"prompt_tokens": len(text) // 4 + 20, "completion_tokens": len(answer) // 4,
                  "total_tokens": len(text) // 4 + 20 + len(answer) // 4}
@@ -100,11 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """``with FakeOpenAI() as server: ... server.base_url``"""
 
-    def __init__(self, *, latency_s: float = 0.0, slow_s: float = 2.0, expected_key: str | None = None):
+    def __init__(self, *, latency_s: float = 0.0, slow_s: float = 2.0, expected_key: str | None = None,
+                 seeded: bool = False, echo_key: bool = False):
         self.faults: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.latency_s, self.slow_s, self.expected_key = latency_s, slow_s, expected_key
+        self.seeded = seeded
+        self.echo_key = echo_key
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 128

@@ -175,6 +175,66 @@ def test_a_killed_run_loses_only_requests_in_flight(workspace):
         assert proc.returncode == 0, proc.stderr
         rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
         assert len(rows) == len({(r["instance_id"], r["index"]) for r in rows})
-        # answers are keyed by content (text, index, attempt, ...): the rerun asks only for the keys not cached
-        needed = len({(r["original"], r["index"], a) for r in rows for a in range(r["attempts"])})
+        # answers are keyed by request (instance, index, attempt, ...): the rerun asks only for those not cached
+        needed = len({(r["instance_id"], r["index"], a) for r in rows for a in range(r["attempts"])})
         assert len(server.requests) - first == needed - cached
+
+
+def _table(ws) -> bytes:
+    return (ws / "tables" / "rephrasings.parquet").read_bytes()
+
+
+def test_uninterrupted_killed_and_cached_runs_give_the_same_table_bytes(workspace, tmp_path):
+    """Each request is keyed by instance, index and attempt: instances with the same expression keep their own
+    answers, so a resumed run and a fully cached rerun write exactly the uninterrupted run's table."""
+    import signal
+    import time
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(workspace, resumed)
+    with FakeOpenAI(seeded=True, latency_s=0.02) as server:
+        args = ["rephrase", "--test", "--val", "--base-url", server.base_url, "--model", "fake", "--template",
+                "chat-v1", "--no-progress", "--concurrency", "8"]
+        assert run(*args, cwd=workspace).returncode == 0
+        uninterrupted = _table(workspace)
+        rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+        assert len({r["text"] for r in rows if r["status"] == "ok"}) > len({r["original"] for r in rows})
+        (workspace / "tables" / "rephrasings.parquet").unlink()
+        sent = len(server.requests)
+        assert run(*args, cwd=workspace).returncode == 0
+        assert len(server.requests) == sent                              # fully cached
+        assert _table(workspace) == uninterrupted
+        server.latency_s = 0.15
+        proc = subprocess.Popen([sys.executable, "-m", "refava", *args[:-1], "2"], cwd=resumed,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while len(server.requests) < sent + 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        server.latency_s = 0.0
+        assert run(*args, cwd=resumed).returncode == 0
+    assert _table(resumed) == uninterrupted
+    assert not list((resumed / "cache").rglob("*.tmp"))
+
+
+def test_a_key_echoed_by_the_server_is_stored_nowhere(workspace):
+    with FakeOpenAI(expected_key=SECRET, echo_key=True) as server:
+        proc = run("rephrase", "--test", "--base-url", server.base_url, "--model", "fake", "--template", "chat-v1",
+                   "--no-progress", cwd=workspace, env={"OPENAI_API_KEY": SECRET})
+        assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+    assert any("***" in (r["text"] or r["rejected_text"] or "") for r in rows)
+    for path in workspace.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_an_answer_without_choices_is_a_counted_failure_and_the_run_goes_on(tmp_path):
+    with FakeOpenAI() as server:
+        server.faults[TEXTS[0]] = ["nochoices"] * 10
+        r = runner(server, tmp_path, max_retries=1)
+        records = r.run(jobs(TEXTS[:2], n=1))
+    assert [x["status"] for x in records] == ["failed", "ok"]
+    assert "transport" in records[0]["reasons"][0]
+    assert sum(r.stats.errors.values()) >= 2

@@ -61,6 +61,7 @@ demo: install $(DEMO)/sample/.complete
 labelstudio: .lsvenv/bin/label-studio
 
 test: install labelstudio
+	bash tools/wheel_smoke.sh $(VENV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
@@ -74,4 +75,4 @@ bench: install
 	$(BIN)/python benchmarks/train.py
 
 clean:
-	rm -rf $(DEMO) .pytest_cache build *.egg-info
+	rm -rf $(DEMO) .pytest_cache build *.egg-info .venv-wheel

@@ -52,3 +52,11 @@ class StageError(RefavaError, RuntimeError):
 
 class StrictModeError(RefavaError, RuntimeError):
     """--strict was given and problems were found (the report lists them)."""
+
+
+class LockedError(RefavaError, RuntimeError):
+    """Another live refava process is writing the same stage of this workspace."""
+
+
+class ReadOnlyWorkspaceError(RefavaError, PermissionError):
+    """The workspace (or the folder a stage writes) cannot be written."""

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,65 @@ from typing import Iterator
 
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# who made a temporary file: host and PID, so a later run can tell a dead run's leftovers from a live one's
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+OWNER_RE = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>[0-9]+)\.")
+
+
+def _owner() -> str:
+    return f"{HOST}~{os.getpid()}"
+
+
+class _Owner:
+    def __str__(self) -> str:            # evaluated at use: a forked or spawned child writes under its own PID
+        return _owner()
+
+    def __format__(self, spec) -> str:
+        return _owner()
+
+
+OWNER = _Owner()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale(name: str) -> bool:
+    """Whether a temporary file's name says a dead process on this machine made it (``.x.HOST~PID.abc.tmp``).
+
+    Names without an owner come from refava before 0.x wrote owners and are stale too; files of other machines
+    (a shared filesystem) are never called stale here.
+    """
+    match = OWNER_RE.search(name)
+    if match is None:
+        return True
+    return match["host"] == HOST and not pid_alive(int(match["pid"]))
+
+
+def clean_stale_temporaries(root: str | os.PathLike, folders=("tables", "frames", "cache", "reports")) -> list[Path]:
+    """Delete the temporary files (``.*.tmp``) that dead refava runs left under ``root``'s ``folders``; returns
+    them.  Files of live runs, and of other machines, are kept.  Errors (a read-only workspace) are ignored."""
+    removed = []
+    for folder in folders:
+        base = Path(root) / folder
+        if not base.is_dir():
+            continue
+        for path in base.rglob(".*.tmp"):
+            if path.is_file() and stale(path.name):
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
 
 
 @contextmanager
@@ -23,7 +83,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{OWNER}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

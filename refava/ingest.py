@@ -27,12 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .ava import default_label_map, group_instances, load_ava_csv, load_excluded_timestamps, load_label_map
-from .errors import MissingMediaError, StrictModeError, VideoDecodeError
+from .errors import ConfigError, MissingMediaError, StageError, StrictModeError, VideoDecodeError
+from .framestore import hash_rows
 from .fsutil import atomic_path, sha256_file, sha256_json, write_json_atomic
 from .records import (GRID_FPS, GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Clips, Instance, Instances, Movie, Movies,
                       clip_id_of)
 from .schemas import arrow_schema
-from .tables import PROVENANCE_KEY, read_provenance
+from .tables import PROVENANCE_KEY, commit_together, read_provenance
 from .validate import Problem, ProblemLog
 
 MOVIE_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".avi")
@@ -112,7 +113,7 @@ def find_movie(movies_dir: Path, video_id: str) -> Path | None:
 def _fingerprint(movie_path: Path, timestamps: Sequence[int], settings: ClipSettings) -> str:
     st = movie_path.stat()
     return sha256_json({"file": movie_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                        "timestamps": list(timestamps), "settings": asdict(settings), "format": 1})
+                        "timestamps": list(timestamps), "settings": asdict(settings), "format": 2})
 
 
 class _Encoder:
@@ -215,7 +216,7 @@ def _make_encoder(settings: ClipSettings, info, jpeg_process: bool | None, threa
 
 def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[tuple[int, int]],
                  settings: ClipSettings, workspace: str | os.PathLike, *, threads: int = 0,
-                 skip_frames: bool = True, jpeg_process: bool | None = None) -> MovieResult:
+                 skip_frames: bool = True, jpeg_process: bool | None = None, reuse: bool = True) -> MovieResult:
     """Cut the clips of one movie; ``clips`` is [(keyframe second, people in the clip)], any order.
 
     Writes ``frames/clean/<video_id>.parquet`` under ``workspace`` atomically (complete clips only) and returns
@@ -223,6 +224,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     ``skip_frames`` lets the decoder drop non-reference frames that cannot be nearest to any target time (the
     output is the same; only decoding work is saved).  ``jpeg_process`` forces (True) or forbids (False) the
     idle-priority JPEG helper process; by default it is used when ``threads`` is 0 (see ``_make_encoder``).
+    ``reuse`` False redoes the movie; its old file stays until the new one replaces it.
     """
     from .video import decode_from, open_for_decoding, probe
 
@@ -235,7 +237,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     clips = sorted(clips)
     fingerprint = _fingerprint(movie_path, [t for t, _ in clips], settings)
     previous = read_provenance(out_path)
-    if previous and previous.get("fingerprint") == fingerprint and "result" in previous:
+    if reuse and previous and previous.get("fingerprint") == fingerprint and "result" in previous:
         meta = previous["result"]
         return MovieResult(video_id, meta["movie"], meta["clips"], meta["problems"], rel, reused=True)
 
@@ -274,6 +276,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
     completed: list[tuple[int, list[dict]]] = []   # finished clips whose JPEGs may still be encoding
     clip_rows: dict[int, dict] = {}
+    clip_hashes: dict[str, str] = {}
     schema = arrow_schema("frames")
 
     def emit(target: _Target, chosen) -> None:
@@ -297,6 +300,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                 row["jpeg"], row["width"], row["height"] = row.pop("future").result()
         for index, rows in completed:
             table_rows.extend(rows)
+            clip_hashes[rows[0]["clip_id"]] = hash_rows(rows)     # checked by package and `refava verify`
             timestamp, people = clips[index]
             key, first = rows[0], rows[1]
             clip_rows[index] = Clip(
@@ -318,6 +322,8 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     cv2_threads = _cv2_threads(1)
     position = 0
     last = None
+    left_at = None          # the frame a reseek left from: a seek that lands no later made no progress
+    may_reseek = True
     decode_error: str | None = None
     try:
         with atomic_path(out_path) as tmp:
@@ -331,7 +337,13 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                         segment = decode_from(container, stream, targets[position].time, path=movie_path,
                                               targets=target_times if skip_frames else None)
                         for current in segment:
+                            if prev is None and left_at is not None and current.time <= left_at:
+                                # the seek landed on the same keyframe again (a truncated movie, or keyframes
+                                # further apart than GAP_S): decode on from here instead of seeking in a loop
+                                may_reseek = False
                             last = current
+                            if position < len(targets) and targets[position].time <= current.time:
+                                may_reseek = True
                             while position < len(targets) and targets[position].time <= current.time:
                                 target = targets[position]
                                 # nearest presentation time; a tie goes to the earlier frame
@@ -343,8 +355,8 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                             flush(writer)
                             if position >= len(targets):
                                 break
-                            if target_s[position] - float(current.time) > GAP_S:   # float: only decides seeking
-                                reseek = True
+                            if may_reseek and target_s[position] - float(current.time) > GAP_S:   # float: only decides seeking
+                                reseek, left_at = True, current.time
                                 break
                             prev = current
                         if not reseek:
@@ -372,7 +384,8 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                                 f"last decoded frame at {end_reached:.3f} s")
                 result.clips = [clip_rows[i] for i in sorted(clip_rows)]
                 writer.add_key_value_metadata({PROVENANCE_KEY.decode(): json.dumps(
-                    {"table": "frames", "fingerprint": fingerprint, "result": result.to_meta()}, sort_keys=True)})
+                    {"table": "frames", "fingerprint": fingerprint, "result": result.to_meta(),
+                     "clip_sha256": dict(sorted(clip_hashes.items()))}, sort_keys=True)})
             finally:
                 writer.close()
     finally:
@@ -464,12 +477,13 @@ def ingest_provenance(movies_dir: str | os.PathLike, annotation_files, label_map
 def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotation_files: Sequence[str | os.PathLike],
            *, label_map: str | os.PathLike | None = None, excluded_files: Sequence[str | os.PathLike] = (),
            settings: ClipSettings = ClipSettings(), workers: int = 0, strict: bool = False, force: bool = False,
-           progress: bool = True, log: Callable[[str], None] = print) -> IngestResult:
+           progress: bool = True, log: Callable[[str], None] = print, allow_empty: bool = False) -> IngestResult:
     """Ingest AVA movies and annotations into ``workspace`` (tables/, frames/clean/, reports/ingest.json).
 
     ``workers`` movies are decoded in parallel (0: one per CPU core).  Finished movies are reused unless
     ``force``; bad input is counted and skipped, and ``strict`` turns any problem into :class:`StrictModeError`
-    after the good part has been written.
+    after the good part has been written.  Annotation files that yield no instance at all do not replace
+    non-empty tables unless ``allow_empty`` (a truncated or wrong csv would otherwise wipe the build).
 
     >>> result = ingest("ws", "ws/movies", ["ws/annotations/ava_sample.csv"])   # doctest: +SKIP
     >>> len(result.instances)
@@ -481,6 +495,8 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
     instances, excluded_rows, excluded_keyframes = load_annotations(
         annotation_files, label_map=label_map, excluded_files=excluded_files, problems=problems)
 
+    if not instances and not allow_empty:
+        _refuse_to_empty(workspace, annotation_files, problems)
     by_movie: dict[str, dict[int, int]] = {}
     for inst in instances:
         by_movie.setdefault(inst.video_id, {}).setdefault(inst.timestamp, 0)
@@ -498,10 +514,9 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
             skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
             continue
         jobs.append((video_id, path, sorted(clip_people.items())))
-    if force:
-        for video_id, _, _ in jobs:
-            (workspace / FRAMES_DIR / f"{video_id}.parquet").unlink(missing_ok=True)
-
+    # --force deletes nothing: each movie's new frame file replaces the old one atomically when it is complete
+    if workers < 0:
+        raise ConfigError(f"workers: expected >= 0 (0 = one per CPU core), found {workers}")
     results: dict[str, MovieResult] = {}
     workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
@@ -509,15 +524,20 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
     try:
         if workers == 1 or len(jobs) <= 1:
             for video_id, path, clip_people in jobs:
-                results[video_id] = ingest_movie(video_id, path, clip_people, settings, workspace, threads=threads)
+                results[video_id] = ingest_movie(video_id, path, clip_people, settings, workspace, threads=threads,
+                                                 reuse=not force)
                 bar.update(1)
         else:
             import multiprocessing
 
             # spawn, not fork: the parent may be running threads (progress bar, JPEG pools), and forking a
             # process with threads can deadlock the child
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(ingest_movie, vid, path, cp, settings, workspace, threads=threads): vid
+            from .procs import pool_initializer
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=pool_initializer, initargs=(os.getpid(),)) as pool:
+                futures = {pool.submit(ingest_movie, vid, path, cp, settings, workspace, threads=threads,
+                                       reuse=not force): vid
                            for vid, path, cp in jobs}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
@@ -546,9 +566,10 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
     provenance = ingest_provenance(movies_dir, annotation_files, label_map, excluded_files, settings)
     result = IngestResult(Movies(movies), Instances(kept), Clips(clips), problems, excluded_rows, excluded_keyframes,
                           reused, workspace / "reports" / "ingest.json", tables_dir, 0.0, skipped)
-    result.movies.to_parquet(tables_dir / "movies.parquet", provenance=provenance)
-    result.instances.to_parquet(tables_dir / "instances.parquet", provenance=provenance)
-    result.clips.to_parquet(tables_dir / "clips.parquet", provenance=provenance)
+    with commit_together(tables_dir, ["movies", "instances", "clips"]) as staged:   # the three agree, always
+        result.movies.to_parquet(staged["movies"], provenance=provenance)
+        result.instances.to_parquet(staged["instances"], provenance=provenance)
+        result.clips.to_parquet(staged["clips"], provenance=provenance)
     result.seconds = _time.perf_counter() - started
     write_json_atomic(result.report_path, {
         "stage": "ingest", "settings": asdict(settings), "inputs": provenance["inputs"],
@@ -563,6 +584,18 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         raise StrictModeError(f"--strict: {len(problems)} problem(s) found ({problems.counts()}); the good part was "
                               f"written; see {result.report_path}")
     return result
+
+
+def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) -> None:
+    from .records import Instances
+
+    table = workspace / "tables" / "instances.parquet"
+    if not table.exists() or not len(Instances.from_parquet(table)):
+        return
+    why = f"; rows rejected: {problems.counts()}" if problems else ""
+    raise StageError(f"{', '.join(str(a) for a in annotation_files)}: expected AVA rows, found no usable instance{why}; "
+                     f"{table} holds instances and is kept. Fix the file, or pass --allow-empty to replace the "
+                     f"tables with empty ones")
 
 
 class _NullBar:

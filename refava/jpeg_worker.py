@@ -162,6 +162,7 @@ class ProcessEncoder:
         from multiprocessing.connection import Pipe
 
         from .ingest import _Encoder
+        from .procs import preexec_die_with_parent
 
         self.settings = settings
         self._frame_size = (width, height)
@@ -190,7 +191,7 @@ class ProcessEncoder:
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "refava.jpeg_worker", *map(str, fds), str(size), str(helper_threads)],
-                pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
+                pass_fds=fds, env=env, stdin=subprocess.DEVNULL, preexec_fn=preexec_die_with_parent())
         except OSError:
             self._process = None
         finally:

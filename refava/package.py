@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RefavaError, StageError
-from .fsutil import sha256_file
+from .framestore import DamagedFrameStoreError, clip_hash, require_intact
+from .fsutil import pid_alive, sha256_file
 
 MANIFEST = "refava-manifest.json"
 GROUPS = ("person_movement", "object_manipulation", "person_interaction")
@@ -147,7 +148,12 @@ class _Movie:
 
     def __init__(self, path: Path, pixels: bool):
         columns = ["clip_id", "role", "grid_index", "pts_s"] + (["jpeg"] if pixels else [])
-        table = pq.read_table(path, columns=columns)
+        try:
+            table = pq.read_table(path, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise DamagedFrameStoreError(f"{path} (movie {path.stem}): not readable as Parquet ({str(exc)[:160]}); "
+                                         f"the file is damaged: delete it, rerun the stage that wrote it, then "
+                                         f"package again (`refava verify` lists every damaged file)") from None
         import numpy as np
         import pyarrow.compute as pc
 
@@ -172,6 +178,12 @@ class _Movie:
             buffers = self.jpeg.buffers()
             self.offsets = memoryview(buffers[1]).cast("i")[self.jpeg.offset:]
             self.data = (memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")).cast("B")
+            # the bytes that ship are the bytes that were written: each clip against its recorded sha256
+            computed = {}
+            for rows in np.split(order, bounds) if len(order) else []:
+                ordered = sorted((int(grid[i]), not keyframe[i], int(i)) for i in rows.tolist())
+                computed[names[clip[rows[0]]]] = clip_hash(self.view(i) for *_, i in ordered)
+            require_intact(path, computed)
 
     def view(self, row: int) -> memoryview:
         return self.data[self.offsets[row]:self.offsets[row + 1]]
@@ -547,6 +559,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
     start = time.perf_counter()
     out = Path(out) if out is not None else ws.root / "refava"
     out = out.resolve()
+    recover_interrupted(out, log)
     check_target(out)
     inputs = read_inputs(ws)
     if not any(inputs.instances.values()):
@@ -624,8 +637,40 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                           time.perf_counter() - start, packaged)
 
 
+def _own_files(folder: Path) -> set[str]:
+    """The paths (relative, posix) that the refava dataset in ``folder`` wrote: its manifest lists them."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return set()
+    own = {MANIFEST, "README.md"}
+    for entry in (manifest.get("configs") or {}).values():
+        for shards in (entry.get("splits") or {}).values():
+            own.update(shard["path"] for shard in shards)
+    return own
+
+
+def _foreign_files(folder: Path) -> list[Path]:
+    """Files in a dataset folder that its manifest does not list (the user's: never deleted)."""
+    own = _own_files(folder)
+    return sorted(p for p in folder.rglob("*") if (p.is_file() or p.is_symlink())
+                  and p.relative_to(folder).as_posix() not in own)
+
+
+def _move_foreign(old: Path, out: Path) -> None:
+    """Move the files of ``old`` that its manifest does not list into ``out`` (where nothing is in their way)."""
+    for path in _foreign_files(old):
+        target = out / path.relative_to(old)
+        if target.exists():
+            continue                     # the new dataset wrote a file of that name: the old copy goes
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+
+
 def _replace_folder(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` at ``out`` with renames only; an old dataset there is moved aside first, then deleted."""
+    """Put ``tmp`` at ``out`` with renames only; an old dataset there is moved aside first, then deleted, except
+    for files its manifest does not list, which move into the new folder.  A kill at any point leaves either
+    ``out`` or ``.<out>.old-PID`` for :func:`recover_interrupted` to put back."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -634,7 +679,32 @@ def _replace_folder(tmp: Path, out: Path) -> None:
         out.rename(old)
     tmp.rename(out)
     if old is not None:
+        _move_foreign(old, out)
         shutil.rmtree(old)
+
+
+def recover_interrupted(out: Path, log: Callable[[str], None] = print) -> list[str]:
+    """Undo what a killed ``package`` left beside ``out``: its half-built ``.<out>.tmp-PID`` folders are deleted;
+    an old copy ``.<out>.old-PID`` is put back when ``out`` is missing, else its foreign files are moved in and
+    it is deleted.  Folders of live processes are left alone.  Returns what was done."""
+    done = []
+    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        if kind == "tmp":
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed the half-built {path.name} of a dead run")
+        elif not out.exists():
+            path.rename(out)
+            done.append(f"restored {out} from {path.name} (a run was killed while swapping it)")
+        else:
+            _move_foreign(path, out)
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}, the previous dataset of a killed run")
+    for line in done:
+        log(f"package: {line}")
+    return done
 
 
 # --- verification -----------------------------------------------------------------------------------------------
@@ -646,9 +716,9 @@ class VerifyReport:
     problems: list[str]
 
 
-def verify_dataset(folder: str | os.PathLike, *, rows: bool = True) -> VerifyReport:
+def verify_dataset(folder: str | os.PathLike, *, rows: bool = True, decode: bool = True) -> VerifyReport:
     """Recompute every shard's checksum and row count against the manifest and check every row against
-    ``schemas/dataset.schema.json`` (JPEG bytes are checked for their magic number, not decoded)."""
+    ``schemas/dataset.schema.json``; with ``decode`` every JPEG is decoded (else only its magic number is read)."""
     from .schemas import validate_rows
 
     folder = Path(folder)
@@ -681,7 +751,7 @@ def verify_dataset(folder: str | os.PathLike, *, rows: bool = True) -> VerifyRep
                 n_rows += pf.metadata.num_rows
                 if rows:
                     for i, batch in enumerate(pf.iter_batches(batch_size=256)):
-                        records = [_jsonable(r, shard["path"], problems) for r in batch.to_pylist()]
+                        records = [_jsonable(r, shard["path"], problems, decode) for r in batch.to_pylist()]
                         try:
                             validate_rows("dataset", records, source=f"{shard['path']} batch {i}")
                         except RefavaError as exc:
@@ -691,13 +761,19 @@ def verify_dataset(folder: str | os.PathLike, *, rows: bool = True) -> VerifyRep
     return VerifyReport(n_shards, n_rows, problems)
 
 
-def _jsonable(row: dict, where: str, problems: list[str]) -> dict:
+def _jsonable(row: dict, where: str, problems: list[str], decode: bool = False) -> dict:
+    from .framestore import jpeg_problem
+
     def image(value, what):
         if value is None:
             return None
         data = value.get("bytes") or b""
         if data[:2] != b"\xff\xd8":
             problems.append(f"{where}: {row.get('instance_id')}: {what} is not JPEG data ({len(data)} bytes)")
+        elif decode:
+            bad = jpeg_problem(data)
+            if bad:
+                problems.append(f"{where}: {row.get('instance_id')}: {what} {bad}")
         return {"jpeg_bytes": len(data)}
 
     out = dict(row)

@@ -1,6 +1,12 @@
-"""Stage bookkeeping: which stages are done, stale or missing in a workspace (``refava status``)."""
+"""Stage bookkeeping: which stages are done, stale, partial, failed or missing in a workspace (``refava status``).
+
+Every answer comes from what the stages recorded (input hashes in a table's metadata, a report, a manifest) and
+from what is on disk now; a stage whose outputs are there but whose inputs changed is stale, one that stopped half
+way is partial, and an ingest that produced nothing is failed, with its problems repeated.
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .tables import read_provenance
@@ -10,7 +16,7 @@ from .workspace import Workspace
 @dataclass(frozen=True)
 class StageState:
     stage: str
-    state: str   # done, stale, missing, failed
+    state: str   # done, stale, partial, missing, failed
     detail: str
 
 
@@ -37,28 +43,143 @@ def _compare(stored: dict | None, expected: dict, outputs: list[str]) -> tuple[s
     return "done", f"up to date ({', '.join(outputs)})"
 
 
-def stage_states(ws: Workspace) -> list[StageState]:
-    """The state of every stage this version of refava has, in pipeline order."""
-    states = []
+def ingest_report_problems(ws: Workspace) -> tuple[dict, dict]:
+    """(counts, problem counts) of the last ingest's report ({} when there is none)."""
+    try:
+        report = json.loads((ws.reports_dir / "ingest.json").read_text())
+    except (OSError, ValueError):
+        return {}, {}
+    return report.get("counts") or {}, report.get("problem_counts") or {}
+
+
+def _ingest_state(ws: Workspace) -> StageState:
     outputs = ["movies", "instances", "clips"]
     stored = [read_provenance(ws.table(name)) for name in outputs]
-    if any(s is None for s in stored):
-        states.append(StageState("ingest", "missing", "run `refava ingest`"))
-    else:
-        try:
-            expected = ingest_inputs(ws)
-        except OSError as exc:
-            states.append(StageState("ingest", "stale", f"an input cannot be read: {exc}"))
-        else:
-            relevant = {k: v for k, v in stored[0].items() if k in expected}
-            state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
-            states.append(StageState("ingest", state, detail))
+    stored = [None if s is None else {k: v for k, v in s.items() if k != "table"} for s in stored]
+    if all(s is None for s in stored):
+        return StageState("ingest", "missing", "run `refava ingest`")
+    if any(s is None for s in stored) or any(s != stored[0] for s in stored):
+        return StageState("ingest", "partial", "the movies, instances and clips tables are not from one run: "
+                                               "run `refava ingest --force`")
+    try:
+        expected = ingest_inputs(ws)
+    except OSError as exc:
+        return StageState("ingest", "stale", f"an input cannot be read: {exc}")
+    relevant = {k: v for k, v in stored[0].items() if k in expected}
+    state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
+    if state != "done":
+        return StageState("ingest", state, detail)
+    from .tables import read_table
+
+    files = set(read_table("clips", ws.table("clips"), columns=["frames_file"]).column("frames_file").to_pylist())
+    gone = sorted(f for f in files if not (ws.root / f).exists())
+    if gone:
+        return StageState("ingest", "partial", f"{len(gone)} frame store(s) missing ({', '.join(gone[:3])}"
+                                               f"{', ...' if len(gone) > 3 else ''}): run `refava ingest`")
+    counts, problems = ingest_report_problems(ws)
+    said = ", ".join(f"{k} {v}" for k, v in sorted(problems.items()))
+    if not counts.get("clips"):
+        return StageState("ingest", "failed", f"no clip was cut ({said or 'no report'}; see "
+                                              f"{ws.reports_dir / 'ingest.json'}): fix the inputs and rerun")
+    if problems:
+        detail += f"; {sum(problems.values())} problem(s): {said} (reports/ingest.json)"
+    return StageState("ingest", "done", detail)
+
+
+def _corrupt_state(ws: Workspace) -> StageState | None:
+    folder = ws.root / "frames" / "corrupted"
+    settings = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet"))) if folder.is_dir() else []
+    if not ws.table("corruptions").exists():
+        if settings:
+            return StageState("corrupt", "partial", f"corrupted frames of {', '.join(settings)} without a manifest "
+                                                    f"(a run stopped): run the same `refava corrupt` again to finish")
+        return None
+    state = _derived_stage(ws, "corrupt", "corruptions", ["splits"])
+    if state.state != "done":
+        return state
+    from .tables import read_table
+
+    listed = set(read_table("corruptions", ws.table("corruptions"), columns=["path"]).column("path").to_pylist())
+    gone = sorted(p for p in listed if not (ws.root / p).exists())
+    if gone:
+        return StageState("corrupt", "partial", f"{len(gone)} corrupted frame store(s) in the manifest are missing "
+                                                f"({gone[0]}): run `refava corrupt` again")
+    return state
+
+
+def _stats_state(ws: Workspace) -> StageState | None:
+    from .fsutil import sha256_file
+
+    record = ws.reports_dir / "stats" / "inputs.json"
+    if not (ws.reports_dir / "stats.html").exists():
+        return None
+    try:
+        inputs = json.loads(record.read_text())["inputs"]
+    except (OSError, ValueError, KeyError):
+        return StageState("stats", "stale", "made by an older refava without input hashes: run `refava stats`")
+    now = {n: sha256_file(ws.table(n)) for n in inputs if ws.table(n).exists()}
+    changed = sorted(n for n in inputs if now.get(n) != inputs[n])
+    if changed:
+        return StageState("stats", "stale", f"input table(s) changed since: {', '.join(changed)}: run `refava stats`")
+    return StageState("stats", "done", "up to date (reports/stats.html)")
+
+
+def _package_state(ws: Workspace) -> tuple[StageState | None, str | None]:
+    from .fsutil import sha256_file
+    from .package import MANIFEST
+
+    path = ws.root / "refava" / MANIFEST
+    if not path.exists():
+        return (StageState("package", "missing", "run `refava package`") if ws.table("splits").exists() else None), None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return StageState("package", "failed", f"{path} cannot be read: run `refava package`"), None
+    inputs = manifest.get("inputs") or {}
+    names = set(inputs) | {n for n in ("instances", "annotation_status", "splits", "rephrasings", "corruptions")
+                           if ws.table(n).exists()}
+    changed = sorted(n for n in names if (sha256_file(ws.table(n)) if ws.table(n).exists() else None) != inputs.get(n))
+    digest = sha256_file(path)
+    if changed:
+        return StageState("package", "stale", f"input table(s) changed since: {', '.join(changed)}: run "
+                                              f"`refava package`"), digest
+    return StageState("package", "done", "up to date (refava/; `refava package --verify refava` checks it)"), digest
+
+
+def _validation_state(ws: Workspace, manifest_digest: str | None) -> StageState | None:
+    path = ws.reports_dir / "validation" / "report.json"
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return StageState("validate-dataset", "failed", f"{path} cannot be read: run `refava validate-dataset`")
+    if report.get("dataset_manifest_sha256") is None:
+        return StageState("validate-dataset", "stale", "made by an older refava: run `refava validate-dataset`")
+    if report["dataset_manifest_sha256"] != manifest_digest:
+        return StageState("validate-dataset", "stale", "the packaged dataset changed since: run "
+                                                       "`refava validate-dataset`")
+    return StageState("validate-dataset", "done", f"up to date (reports/validation/report.md: {report.get('verdict', '')})"[:200])
+
+
+def stage_states(ws: Workspace) -> list[StageState]:
+    """The state of every stage this version of refava has, in pipeline order."""
+    states = [_ingest_state(ws)]
     if ws.table("annotations").exists():
         states.append(_derived_stage(ws, "annotate check", "annotation_status", ["instances", "annotations"]))
     split_inputs = ["instances"] + (["annotation_status"] if ws.table("annotation_status").exists() else [])
     states.append(_derived_stage(ws, "build-splits", "splits", split_inputs))
-    if ws.table("corruptions").exists():
-        states.append(_derived_stage(ws, "corrupt", "corruptions", ["splits"]))
+    for extra in (_stats_state(ws), _corrupt_state(ws)):
+        if extra is not None:
+            states.append(extra)
+    if ws.table("rephrasings").exists():
+        states.append(_derived_stage(ws, "rephrase", "rephrasings", ["splits", "annotation_status"]))
+    package, digest = _package_state(ws)
+    if package is not None:
+        states.append(package)
+    validation = _validation_state(ws, digest)
+    if validation is not None:
+        states.append(validation)
     return states
 
 

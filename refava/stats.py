@@ -49,6 +49,9 @@ def _bar(ax, labels, values, title, xlabel="", color="#4477aa"):
         ax.text(i, v, str(v), ha="center", va="bottom", fontsize=7)
 
 
+STATS_INPUTS = ("instances", "clips", "splits", "annotation_status")
+
+
 def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) -> dict:
     """Write the figures and ``stats.html`` to ``out_dir`` (default: reports/stats/); return their paths."""
     import matplotlib
@@ -201,6 +204,11 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
     from .fsutil import write_text_atomic
 
     write_text_atomic(html_path, "\n".join(page))
+    from .fsutil import sha256_file, write_json_atomic
+
+    # what the page was made from, for `refava status`
+    write_json_atomic(out_dir / "inputs.json", {"stage": "stats", "inputs": {
+        n: sha256_file(ws.table(n)) for n in STATS_INPUTS if ws.table(n).exists()}})
     log(f"stats: {len(figures)} figures in {out_dir}, report {html_path}")
     return {"html": str(html_path), "figures": paths}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import SchemaError, StageError
-from .fsutil import atomic_path
+from .fsutil import OWNER, atomic_path, pid_alive, write_json_atomic
 from .schemas import arrow_schema, cast_table, validate_rows
 
 PROVENANCE_KEY = b"refava"
@@ -88,3 +89,59 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
     raw = meta.get(PROVENANCE_KEY)
     return json.loads(raw) if raw else None
+
+
+JOURNAL = ".commit.json"
+
+
+@contextmanager
+def commit_together(tables_dir: str | os.PathLike, names: list[str]):
+    """Write several tables of ``tables_dir`` as one unit: a reader, or a run after a kill, sees all of the new
+    tables or none of them.
+
+    Yields ``{name: staging path}``; write each table there (``to_parquet``/``write_table``).  On success a
+    journal (``.commit.json``) lists the renames, they are done, and the journal is removed; a kill after the
+    journal is complete is rolled forward by :func:`recover_commit`, one before it leaves the old tables.
+
+    >>> with commit_together("ws/tables", ["movies", "clips"]) as staged:   # doctest: +SKIP
+    ...     movies.to_parquet(staged["movies"]); clips.to_parquet(staged["clips"])
+    """
+    tables_dir = Path(tables_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    recover_commit(tables_dir)
+    staged = {name: tables_dir / f".{name}.{OWNER}.staged.parquet" for name in names}
+    try:
+        yield staged
+        missing = [name for name, path in staged.items() if not path.exists()]
+        if missing:
+            raise StageError(f"commit of {names} in {tables_dir}: table(s) {missing} were not written")
+        write_json_atomic(tables_dir / JOURNAL, {"renames": {f"{n}.parquet": p.name for n, p in staged.items()}})
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        raise
+    recover_commit(tables_dir)
+
+
+def recover_commit(tables_dir: str | os.PathLike) -> list[str]:
+    """Finish a joint commit that a kill interrupted (see :func:`commit_together`), and remove staged tables of
+    dead runs that never reached their journal.  Returns the tables renamed into place."""
+    tables_dir = Path(tables_dir)
+    journal = tables_dir / JOURNAL
+    done = []
+    if journal.exists():
+        try:
+            renames = json.loads(journal.read_text())["renames"]
+        except (OSError, ValueError, KeyError):
+            renames = {}             # a torn journal: its write never finished, so no rename had started
+        for final, staged in renames.items():
+            if (tables_dir / staged).exists():
+                os.replace(tables_dir / staged, tables_dir / final)
+                done.append(final)
+        journal.unlink(missing_ok=True)
+    from .fsutil import stale
+
+    for path in tables_dir.glob(".*.staged.parquet"):
+        if stale(path.name):
+            path.unlink(missing_ok=True)
+    return done

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, WorkspaceNotFoundError
+from .errors import ConfigError, LockedError, ReadOnlyWorkspaceError, WorkspaceNotFoundError
 from .fsutil import write_text_atomic
 
 CONFIG_NAME = "refava.toml"
@@ -86,10 +87,49 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
             default = merged[section][key]
             if isinstance(default, list) and isinstance(value, str):
                 value = [value]
-            if not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
-                raise ConfigError(f"{where}: [{section}] {key}: expected {type(default).__name__}, found {value!r}")
+            wrong_type = not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int))
+            # TOML's true is a Python int too: a boolean is never taken as a number (nor a number as a boolean)
+            if wrong_type or (isinstance(value, bool) and not isinstance(default, bool)):
+                found = _toml_value(value) if isinstance(value, (bool, int, float, str)) else repr(value)
+                raise ConfigError(f"{where}: [{section}] {key}: expected {type(default).__name__}, found {found}")
+            if isinstance(default, list) and not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: [{section}] {key}: expected a list of paths (strings), found {value!r}")
             merged[section][key] = value
+    check_ranges(merged, where)
     return merged
+
+
+# (section, key): (lowest, highest or None, what the number means)
+RANGES: dict[tuple[str, str], tuple[int, int | None, str]] = {
+    ("clips", "frames"): (1, 90, "sampled frames per clip (90 = all)"),
+    ("clips", "short_side"): (0, None, "pixels (0 keeps the movie's size)"),
+    ("clips", "keyframe_short_side"): (0, None, "pixels (0 keeps the movie's size)"),
+    ("clips", "jpeg_quality"): (1, 100, "JPEG quality"),
+    ("ingest", "workers"): (0, None, "parallel movies (0 = one per core)"),
+    ("download", "workers"): (1, None, "parallel downloads"),
+    ("labelstudio", "describe_project"): (0, None, "a Label Studio project id (0 = none yet)"),
+    ("labelstudio", "verify_project"): (0, None, "a Label Studio project id (0 = none yet)"),
+    ("seeds", "splits"): (0, None, "a seed"),
+    ("seeds", "rephrase"): (0, None, "a seed"),
+    ("seeds", "corrupt"): (0, None, "a seed"),
+}
+
+
+def check_ranges(config: dict, where: str) -> None:
+    """Raise :class:`ConfigError` naming key, range and value for the first number out of its range.
+
+    >>> check_ranges({"clips": {"frames": 0}}, "refava.toml")
+    Traceback (most recent call last):
+    ...
+    refava.errors.ConfigError: refava.toml: [clips] frames = 0 is out of range: expected 1..90 (sampled frames per clip (90 = all))
+    """
+    for (section, key), (low, high, meaning) in RANGES.items():
+        value = config.get(section, {}).get(key)
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            wanted = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ConfigError(f"{where}: [{section}] {key} = {value!r} is out of range: expected {wanted} ({meaning})")
 
 
 @dataclass
@@ -135,6 +175,65 @@ class Workspace:
 
     def table(self, name: str) -> Path:
         return self.tables_dir / f"{name}.parquet"
+
+    def recover(self) -> list[str]:
+        """Put right what killed runs left: finish an interrupted joint table commit, delete their temporary
+        files, restore or remove the packaged dataset's swap folders.  Returns what was done (for a log line);
+        a read-only workspace is left as it is."""
+        from .fsutil import clean_stale_temporaries
+        from .tables import recover_commit
+
+        done: list[str] = []
+        try:
+            if self.tables_dir.is_dir():
+                done += [f"finished the interrupted commit of tables/{name}" for name in recover_commit(self.tables_dir)]
+            removed = clean_stale_temporaries(self.root)
+            if removed:
+                done.append(f"removed {len(removed)} temporary file(s) of killed runs")
+            if any(self.root.glob(".refava.*-*")):
+                from .package import recover_interrupted
+
+                done += recover_interrupted(self.root / "refava", log=lambda *_: None)
+        except OSError:
+            pass
+        return done
+
+    @contextmanager
+    def lock(self, stage: str):
+        """Hold the write lock of ``stage`` while the block runs: a second writer of the same stage is refused
+        at once, naming the holder.  The lock is an OS lock (``flock``) on ``locks/<stage>.lock``: it goes with
+        the process that holds it, so a killed run's lock is simply taken over.  Readers take no lock."""
+        import fcntl
+        import socket
+        import sys
+
+        folder = self.root / "locks"
+        path = folder / f"{stage.replace(' ', '-')}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ReadOnlyWorkspaceError(f"{path}: cannot write the workspace ({exc.strerror}); `refava {stage}` "
+                                         f"writes under {self.root}: make it writable, or copy the workspace to a "
+                                         f"writable place") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LockedError(f"`refava {stage}` is already running in {self.root} ({holder}); wait for it to end, "
+                              f"or stop it (a killed run's lock is taken over at once)") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv[1:])[:120]}\n".encode(), 0)
+            yield path
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def save(self) -> Path:
         path = self.root / CONFIG_NAME

@@ -26,12 +26,13 @@ class LabelStudioError(RefavaError, RuntimeError):
 
 
 def config_path(stage: str) -> Path:
-    """annotation/<stage>.xml: in the source tree, or installed beside the package."""
-    for base in (Path(__file__).resolve().parents[2] / "annotation", Path(__file__).resolve().parent / "configs"):
-        path = base / f"{stage}.xml"
-        if path.exists():
-            return path
-    raise LabelStudioError(f"labeling config {stage}.xml not found (expected in annotation/ of the refava tree)")
+    """The labeling config ``<stage>.xml``, shipped inside the package (refava/annotate/configs; the source tree's
+    ``annotation/`` is a link to it)."""
+    path = Path(__file__).resolve().parent / "configs" / f"{stage}.xml"
+    if not path.exists():
+        raise LabelStudioError(f"labeling config {path} not found: the refava installation is incomplete; "
+                               f"reinstall it (pip install --force-reinstall refava)")
+    return path
 
 
 class Client:

@@ -41,10 +41,19 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.obj = {"workspace": workspace}
 
 
-def load_workspace(ctx: click.Context):
+def load_workspace(ctx: click.Context, lock: str | None = None):
+    """The workspace of this command, after putting right what killed runs left in it (said on stderr).
+
+    ``lock`` names the stage the command writes: its lock is held until the command ends, and a second writer
+    of the same stage is refused at once (readers pass no ``lock``)."""
     from ..workspace import find_workspace
 
-    return find_workspace(ctx.obj.get("workspace") if ctx.obj else None)
+    ws = find_workspace(ctx.obj.get("workspace") if ctx.obj else None)
+    if lock:
+        ctx.with_resource(ws.lock(lock))
+    for line in ws.recover():
+        click.echo(f"refava: {line}", err=True)
+    return ws
 
 
 def _register() -> None:

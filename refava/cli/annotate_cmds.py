@@ -31,15 +31,17 @@ def _instances(ws):
 @click.option("--stage", type=click.Choice(["describe", "verify"]), help="Stage of a Label Studio export "
               "(default: guessed from the tasks).")
 @click.option("--ravar-split", help="SOURCE is a folder with the RAVAR authors' pickles; import this split.")
+@click.option("--allow-empty", is_flag=True, help="Accept a source without one usable answer (refused by default: "
+              "an empty or wholly rejected export is usually the wrong file).")
 @click.pass_context
-def import_cmd(ctx, source, stage, ravar_split):
+def import_cmd(ctx, source, stage, ravar_split, allow_empty):
     """Import answers from a Label Studio JSON export file (no server needed), or from the RAVAR authors'
     release (three pickles per split keyed video___timestamp___person, joined by key).  Importing the same
     file again adds nothing; edited answers are added as a new version."""
     from ..annotate.io import import_export_file, load_ravar_release, merge_annotations, ravar_to_rows
     from ..validate import ProblemLog
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="annotate")
     known = {i.instance_id for i in _instances(ws)}
     table = ws.table("annotations")
     if ravar_split:
@@ -50,6 +52,11 @@ def import_cmd(ctx, source, stage, ravar_split):
     else:
         result = import_export_file(source, table, stage=stage, known_instances=known)
     log = ProblemLog(result.problems)
+    if not (result.added or result.updated or result.unchanged) and not allow_empty:
+        why = f"all {len(log)} answer(s) were rejected: {log.counts()}" if log else "it holds no answers"
+        lines = "\n".join(log.summary_lines()) if log else ""
+        raise click.ClickException(f"{source}: expected answers to import, but {why}; {table} is unchanged. Check "
+                                   f"that this is the right export (or pass --allow-empty)" + (f"\n{lines}" if lines else ""))
     where = f"{table} (version {result.version})" if result.added or result.updated else f"{table} (nothing new)"
     click.echo(f"annotate import ({result.stage}): {result.added} new, {result.updated} updated, "
                f"{result.unchanged} already stored -> {where}")
@@ -69,7 +76,7 @@ def check_cmd(ctx):
     from ..fsutil import sha256_file
     from ..tables import write_table
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="annotate")
     rows = read_annotations(ws.table("annotations"))
     if not rows:
         raise click.ClickException("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
@@ -117,7 +124,7 @@ def push_cmd(ctx, stage, url):
     <workspace>/labelstudio/ through the server's local-files storage."""
     from ..annotate.labelstudio import Client, push
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="annotate")
     result = push(ws, stage, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)
     for reason, n in result.skipped.items():
         click.echo(f"  skipped {n}: {reason}")
@@ -131,5 +138,5 @@ def pull_cmd(ctx, url):
     tables/annotations.parquet as a new version; pulling again adds only what is new."""
     from ..annotate.labelstudio import Client, pull
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="annotate")
     pull(ws, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)

@@ -45,7 +45,7 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
     from ..corrupt import resolve
     from ..corrupt.stage import corrupt_workspace
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="corrupt")
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     if gallery:
         _gallery(ws, splits or ("test",), gallery_clips, seed, rain_style)

@@ -29,7 +29,7 @@ def sample_corpus_cmd(out, seconds, seed):
 @click.option("--base-url", help="Server base; files are fetched from BASE/SUBSET/NAME (default: the CVDF AVA mirror).")
 @click.option("--subset", help="trainval or test (default: [download] subset).")
 @click.option("--checksums", type=click.Path(exists=True, dir_okay=False), help="md5sum/sha256sum-style list to verify.")
-@click.option("--workers", type=int, help="Parallel downloads.")
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel downloads.")
 @click.option("--retries", default=3, show_default=True, help="Retries per file (each resumes where the last stopped).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds without data before a retry.")
 @click.option("--only", multiple=True, help="Download only these file names (repeatable).")
@@ -84,13 +84,15 @@ def _frames_option(value: str) -> int:
 @click.option("--short-side", type=int, help="Short side of sampled frames in pixels (0 keeps the size).")
 @click.option("--keyframe-short-side", type=int, help="Short side of the stored keyframe (0 keeps the size).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100))
-@click.option("--workers", type=int, help="Movies decoded in parallel (0 = one per core).")
+@click.option("--workers", type=click.IntRange(min=0), help="Movies decoded in parallel (0 = one per core).")
 @click.option("--strict", is_flag=True, help="Exit non-zero if anything was skipped (the good part is still written).")
 @click.option("--force", is_flag=True, help="Redo every movie, even finished ones.")
+@click.option("--allow-empty", is_flag=True, help="Let annotation files without one usable row replace non-empty "
+              "tables (refused by default).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_side, keyframe_short_side,
-               jpeg_quality, workers, strict, force, no_progress):
+               jpeg_quality, workers, strict, force, allow_empty, no_progress):
     """Cut AVA clips: movies + ground-truth csv -> tables/{movies,instances,clips}.parquet and
     frames/clean/<video_id>.parquet (keyframe + sampled frames per clip), with reports/ingest.json.
 
@@ -105,7 +107,7 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     from ..ingest import ingest
     from ..stages import clip_settings, stage_states
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="ingest")
     settings = clip_settings(ws)
     changes = {k: v for k, v in {"frames": _frames_option(frames) if frames else None, "short_side": short_side,
                                  "keyframe_short_side": keyframe_short_side, "jpeg_quality": jpeg_quality}.items()
@@ -122,9 +124,26 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
         state = stage_states(ws)[0]
         if state.state == "done":
             click.echo(f"ingest: {state.detail}; nothing to do (--force redoes it)")
+            _repeat_problems(ws)
             return
     ingest(ws.root, Path(movies_dir) if movies_dir else ws.path(ws.config["ava"]["movies_dir"]), ann,
            label_map=label_map or ws.optional_path("ava", "label_map"),
            excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
            workers=workers if workers is not None else ws.config["ingest"]["workers"], strict=strict, force=force,
-           progress=not no_progress, log=click.echo)
+           progress=not no_progress, log=click.echo, allow_empty=allow_empty)
+
+
+def _repeat_problems(ws, most: int = 10) -> None:
+    """A rerun with nothing to do still says what the last run skipped (from reports/ingest.json)."""
+    import json
+
+    from ..validate import Problem
+
+    try:
+        problems = json.loads((ws.reports_dir / "ingest.json").read_text()).get("problems") or []
+    except (OSError, ValueError):
+        return
+    for p in problems[:most]:
+        click.echo(f"  {Problem.from_dict(p).message()}")
+    if len(problems) > most:
+        click.echo(f"  ... {len(problems) - most} more in {ws.reports_dir / 'ingest.json'}")

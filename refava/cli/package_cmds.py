@@ -10,13 +10,15 @@ from . import cli, load_workspace
 @click.option("--out", type=click.Path(file_okay=False), help="Dataset folder (default: refava/ in the workspace, "
                                                                "so `load_dataset(\"refava\")` works from its root).")
 @click.option("--verify", "verify_dir", type=click.Path(file_okay=False, exists=True),
-              help="Only verify a packaged folder: shard checksums, row counts, every row against the schema.")
+              help="Only verify a packaged folder: shard checksums, row counts, every row against the schema, "
+                   "every JPEG decoded.")
+@click.option("--no-decode", is_flag=True, help="With --verify: check JPEG headers only, do not decode (faster).")
 @click.option("--push-to-hub", "repo", metavar="REPO", help="Also upload the folder to this Hugging Face dataset "
                                                             "repository (token from HF_TOKEN or `hf auth login`).")
 @click.option("--shard-size-mb", default=512, show_default=True, help="Parquet shard size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def package_cmd(ctx, out, verify_dir, repo, shard_size_mb, no_progress):
+def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progress):
     """Package the workspace as a Hugging Face dataset folder that `datasets.load_dataset` reads offline.
 
     \b
@@ -34,14 +36,15 @@ def package_cmd(ctx, out, verify_dir, repo, shard_size_mb, no_progress):
     from ..package import PackageError, package_workspace, verify_dataset
 
     if verify_dir:
-        report = verify_dataset(verify_dir)
+        report = verify_dataset(verify_dir, decode=not no_decode)
         for problem in report.problems[:50]:
             click.echo(f"  {problem}", err=True)
         if report.problems:
             raise PackageError(f"{verify_dir}: {len(report.problems)} problem(s) in {report.shards} shard(s)")
-        click.echo(f"{verify_dir}: OK, {report.shards} shards, {report.rows} rows, checksums and rows match")
+        decoded = "" if no_decode else ", every JPEG decodes"
+        click.echo(f"{verify_dir}: OK, {report.shards} shards, {report.rows} rows, checksums and rows match{decoded}")
         return
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="package")
     summary = package_workspace(ws, out, shard_bytes=shard_size_mb << 20, log=click.echo, progress=not no_progress)
     click.echo(f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
                f"({summary.packaged_bytes / 1e6:.1f} MB):")

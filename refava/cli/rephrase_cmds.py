@@ -53,7 +53,7 @@ def rephrase_cmd(ctx, splits, n, backend, base_url, model, template, temperature
     from ..rephrase.engine import Params, load_template
     from ..rephrase.stage import default_template, make_backend, rephrase_workspace
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="rephrase")
     chosen = tuple(dict.fromkeys(splits)) or ("test",)
     be = make_backend(ws, backend=backend, base_url=base_url, model=model, price_in=price_in, price_out=price_out)
     tpl = load_template(template or default_template(be))

@@ -33,7 +33,7 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
                           report_markdown, split_rows)
     from ..tables import read_table, write_table
 
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="build-splits")
     instances, source = accepted_instances(ws)
     out = ws.table("splits")
     if check_only:
@@ -85,4 +85,4 @@ def stats_cmd(ctx, gallery):
     their co-occurrence, and a gallery of keyframes with box and expression."""
     from ..stats import make_stats
 
-    make_stats(load_workspace(ctx), gallery=gallery, log=click.echo)
+    make_stats(load_workspace(ctx, lock="stats"), gallery=gallery, log=click.echo)

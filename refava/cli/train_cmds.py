@@ -61,7 +61,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     from ..train.loop import TrainConfig, make_encoders, tiny_train_config, validate_dataset
 
     size = _size(encoder_size, blip2)
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="validate-dataset")
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
     encoders = make_encoders(_encoder_spec(blip2, detr, seed, text_encoder, size=size))   # as `refava train` does

@@ -58,8 +58,20 @@ def init_cmd(directory, sample, movies_dir, annotations, label_map, excluded, fi
         ava["excluded"] = [_rel(Path(e), root) for e in excluded]
     if file_list:
         ava["file_list"] = _rel(Path(file_list), root)
+    missing = [f"--{opt} {given}" for opt, values in (("annotations", annotations), ("label-map", [label_map]),
+                                                      ("excluded", excluded), ("file-list", [file_list]))
+               for given in values if given and not Path(given).is_file()]
+    if missing:
+        raise click.UsageError("expected existing files, found nothing at: " + ", ".join(missing) +
+                               f" (relative paths are taken from the current folder, {Path.cwd()})")
     ws = init_workspace(root, overrides={"ava": ava} if ava else None, exist_ok=force)
     click.echo(f"workspace: {ws.root / 'refava.toml'}")
+    click.echo("paths in it are relative to the workspace folder:")
+    for key in ("movies_dir", "annotations", "label_map", "excluded"):
+        for value in ws.paths("ava", key):
+            note = "" if value.exists() else ("   (does not exist yet: `refava download` fills it)"
+                                              if key == "movies_dir" else "   (missing)")
+            click.echo(f"  {key:<12} {os.path.relpath(value, ws.root)} -> {value.resolve()}{note}")
     click.echo(f"next: cd {ws.root} && refava ingest")
 
 
@@ -78,3 +90,24 @@ def status_cmd(ctx, as_json):
     click.echo(f"workspace {ws.root}")
     for s in states:
         click.echo(f"  {s.stage:<14} {s.state:<8} {s.detail}")
+
+
+@cli.command("verify")
+@click.option("--no-decode", is_flag=True, help="Check checksums and tables only; do not decode every JPEG.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def verify_cmd(ctx, no_decode, no_progress):
+    """Check the workspace: every frame store against the checksums recorded when it was written (naming movie
+    and clip of any damage), every JPEG decodes, and the tables agree with each other.  Each problem says what
+    to rerun; exits non-zero when there is one."""
+    from ..verify import verify_workspace
+
+    ws = load_workspace(ctx)
+    report = verify_workspace(ws, decode=not no_decode, progress=not no_progress)
+    for finding in report.findings:
+        click.echo(f"  {finding.line()}")
+    checked = (f"{report.frame_stores} frame store(s), {report.clips_checked} clip(s)"
+               f"{'' if no_decode else ', every JPEG decoded'}; tables: {', '.join(report.tables) or 'none'}")
+    if not report.ok:
+        raise click.ClickException(f"{len(report.findings)} problem(s) in {ws.root} ({checked})")
+    click.echo(f"verify: OK: {checked}")

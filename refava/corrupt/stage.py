@@ -7,7 +7,6 @@ skips every movie file whose record still matches (a killed run resumes there), 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import defaultdict
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import StageError
+from ..framestore import clip_order as _clip_order, hash_rows, require_intact
 from ..tables import read_provenance, read_table, write_table
 from . import CorruptionSpec, clip_rng, corrupt_frames
 
@@ -51,19 +51,6 @@ class CorruptSummary:
         for reason, n in sorted(self.skipped.items()):
             out.append(f"  skipped {n} clip(s): {reason}")
         return out
-
-
-def clip_hash(rows: Sequence[dict]) -> str:
-    """sha256 over a clip's JPEG bytes in stored order (length-prefixed, so boundaries count)."""
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(len(r["jpeg"]).to_bytes(8, "little"))
-        h.update(r["jpeg"])
-    return h.hexdigest()
-
-
-def _clip_order(row: dict) -> tuple:
-    return (row["grid_index"], row["role"] != "keyframe")
 
 
 def selected_clips(ws, splits: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -108,7 +95,8 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
     missing = [c for c in clips if c not in by_clip]
     if missing:
         skipped["no clean frames (ingest reported them)"] = len(missing)
-    sources = {c: clip_hash(sorted(rows, key=_clip_order)) for c, rows in sorted(by_clip.items())}
+    sources = {c: hash_rows(rows) for c, rows in sorted(by_clip.items())}
+    require_intact(clean_path, sources)
     record = {"stage": "corrupt", "configuration": spec.name, "type": spec.type, "severity": spec.severity,
               "preset": spec.preset, "style": spec.style, "params": spec.params, "seed": seed,
               "jpeg_quality": quality, "sources": sources,
@@ -124,7 +112,7 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
         corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name))
         jpegs = list(mapper(lambda im: _encode(im, quality), corrupted))
         new_rows = [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]
-        outputs[clip_id] = clip_hash(new_rows)
+        outputs[clip_id] = hash_rows(new_rows)
         out_rows.extend(new_rows)
     record["outputs"] = outputs
     write_table("frames", out_rows, out_path, provenance=record, validate=False)

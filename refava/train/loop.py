@@ -213,7 +213,7 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     start_epoch = 0
     ckpt = out_dir / "checkpoint.pt"
     identity = {"model": asdict(model.config), "train": asdict(cfg), "rows": n}
-    state = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+    state = load_checkpoint(ckpt) if ckpt.exists() else None
     if state is not None and state.get("identity") != identity and restart_other:
         log(f"  {ckpt} is from another model, training configuration or data: starting this model over")
         state = None
@@ -262,6 +262,30 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
         write_json_atomic(out_dir / "metrics.json", history)
         plot_history(history, out_dir / "metrics.png")
     return history
+
+
+def _manifest_hash(dataset_dir) -> str | None:
+    """sha256 of the packaged dataset's manifest: `refava status` tells a validation of an older package."""
+    from ..fsutil import sha256_file
+
+    path = Path(dataset_dir) / "refava-manifest.json"
+    return sha256_file(path) if path.exists() else None
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's tensors, numbers and strings, never code: ``torch.load(weights_only=True)``, so a crafted
+    ``checkpoint.pt`` cannot run anything on resume or evaluation."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TrainError(f"{path}: expected a refava checkpoint holding weights only, found other objects "
+                         f"({str(exc).splitlines()[0][:200]}); it was not loaded. Delete it and train again if you "
+                         f"did not put it there") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise TrainError(f"{path}: expected a refava checkpoint (a dict with 'model'), found {type(state).__name__}")
+    return state
 
 
 def _global_mean(value: torch.Tensor, distributed: bool) -> torch.Tensor:
@@ -364,7 +388,8 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         margins[name] = {"difference": diff, "seed_sd": noise, "beyond_seed_noise": diff > noise if seeds > 1 else None}
     chance = near_chance({name: results[name] for name in runs})
     verdict = _verdict(beats, margins, chance)
-    report = {"dataset": str(dataset_dir), "evaluated_on": eval_split, "train_rows": len(ds["train"]),
+    report = {"dataset": str(dataset_dir), "dataset_manifest_sha256": _manifest_hash(dataset_dir),
+              "evaluated_on": eval_split, "train_rows": len(ds["train"]),
               "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "seeds": seeds, "model": asdict(base),
               "encoders": _encoder_shape(encoders), "location_stream": _location_source(encoders, detections),
               "keyframes_without_detections": len(detections.missing) if detections is not None else None,
@@ -523,7 +548,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: s
     run = Path(run_dir)
     try:
         spec = json.loads((run / "run.json").read_text())
-        state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+        state = load_checkpoint(run / "checkpoint.pt")
     except FileNotFoundError as exc:
         raise TrainError(f"{run}: no trained run here ({exc.filename} missing); run `refava train` first") from exc
     model = RefAtomNet(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["model"].items()}))

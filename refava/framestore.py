@@ -1,0 +1,136 @@
+"""Frame stores (``frames/clean/<video_id>.parquet``, ``frames/corrupted/<setting>/<video_id>.parquet``): the
+per-clip checksums recorded when a store is written, and the check that finds a damaged one.
+
+Every store records, in its own Parquet metadata, the sha256 of each clip's JPEG bytes (``clip_hash``): the clean
+stores under ``clip_sha256``, the corrupted ones under ``outputs``.  A damaged block in the data pages then changes
+a clip's hash; one in the footer makes the file unreadable.  Either way :func:`check_frame_store` names the movie
+and the clip.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import ValidationError
+
+
+class DamagedFrameStoreError(ValidationError):
+    """A frame store's bytes do not match the checksums recorded when it was written."""
+
+
+def clip_order(row: dict) -> tuple:
+    """The order in which a clip's frames are hashed: by grid index, the keyframe after a sampled frame there."""
+    return (row["grid_index"], row["role"] != "keyframe")
+
+
+def clip_hash(jpegs: Iterable[bytes | memoryview]) -> str:
+    """sha256 over a clip's JPEG bytes in :func:`clip_order` (length-prefixed, so boundaries count)."""
+    h = hashlib.sha256()
+    for data in jpegs:
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def hash_rows(rows: Sequence[dict]) -> str:
+    """:func:`clip_hash` of one clip's frame rows, in any order."""
+    return clip_hash(r["jpeg"] for r in sorted(rows, key=clip_order))
+
+
+def recorded_hashes(path: str | Path) -> dict[str, str] | None:
+    """clip_id -> sha256 recorded in a frame store's metadata (None: the store records none, or is unreadable)."""
+    from .tables import read_provenance
+
+    try:
+        meta = read_provenance(path)
+    except (OSError, ValueError):
+        return None
+    if not meta:
+        return None
+    return meta.get("clip_sha256") or meta.get("outputs")
+
+
+@dataclass(frozen=True)
+class StoreProblem:
+    path: str
+    clip_id: str | None
+    kind: str            # unreadable, no_checksums, checksum_mismatch, missing_clip, undecodable_jpeg
+    detail: str
+
+    def message(self) -> str:
+        where = f"{self.path}" + (f" clip {self.clip_id}" if self.clip_id else "")
+        return f"{where}: {self.detail}"
+
+
+def check_frame_store(path: str | Path, *, decode: bool = False, root: Path | None = None) -> list[StoreProblem]:
+    """The problems of one frame store: unreadable, clips whose JPEG bytes do not match their recorded
+    checksum, recorded clips that are missing, and (``decode``) JPEGs that do not decode."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    name = str(path.relative_to(root)) if root else str(path)
+    expected = recorded_hashes(path)
+    try:
+        table = pq.read_table(path, columns=["clip_id", "role", "grid_index", "jpeg"])
+    except (pa.ArrowException, OSError) as exc:
+        return [StoreProblem(name, None, "unreadable", f"not readable as Parquet ({str(exc)[:160]})")]
+    if expected is None:
+        return [StoreProblem(name, None, "no_checksums", "records no clip checksums (written by an older refava)")]
+    by_clip: dict[str, list[dict]] = {}
+    for row in table.to_pylist():
+        by_clip.setdefault(row["clip_id"], []).append(row)
+    problems = []
+    for clip_id, digest in sorted(expected.items()):
+        rows = by_clip.get(clip_id)
+        if rows is None:
+            problems.append(StoreProblem(name, clip_id, "missing_clip", "recorded clip has no frames in the file"))
+            continue
+        if hash_rows(rows) != digest:
+            problems.append(StoreProblem(name, clip_id, "checksum_mismatch",
+                                         f"JPEG bytes do not match the sha256 recorded when the file was written "
+                                         f"({digest[:12]}...): the file was damaged after it was written"))
+            continue
+        if decode:
+            for row in rows:
+                bad = jpeg_problem(row["jpeg"])
+                if bad:
+                    problems.append(StoreProblem(name, clip_id, "undecodable_jpeg",
+                                                 f"{row['role']} frame at grid index {row['grid_index']}: {bad}"))
+    return problems
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a decodable JPEG (None: it decodes)."""
+    import simplejpeg
+
+    if data[:2] != b"\xff\xd8":
+        return f"not JPEG data ({len(data)} bytes, starts {bytes(data[:4]).hex()})"
+    try:
+        simplejpeg.decode_jpeg(bytes(data), colorspace="RGB")
+    except (ValueError, RuntimeError) as exc:
+        return f"does not decode ({exc})"
+    return None
+
+
+def require_intact(path: str | Path, computed: dict[str, str]) -> None:
+    """Raise :class:`DamagedFrameStoreError` naming movie and clip when a clip's hash as read (``computed``:
+    clip_id -> :func:`clip_hash`) differs from the one recorded when the store was written.  A store without
+    records is refused too: its integrity cannot be told."""
+    path = Path(path)
+    expected = recorded_hashes(path)
+    if expected is None:
+        raise DamagedFrameStoreError(f"{path}: records no clip checksums (written by an older refava, or damaged "
+                                     f"metadata); rerun the stage that wrote it with --force")
+    for clip_id, digest in computed.items():
+        if clip_id in expected and digest != expected[clip_id]:
+            raise DamagedFrameStoreError(
+                f"{path} (movie {path.stem}) clip {clip_id}: the JPEG bytes do not match the sha256 recorded when the "
+                f"file was written; the file is damaged. Delete it and rerun the stage that wrote it "
+                f"(`refava ingest` for frames/clean, `refava corrupt` for frames/corrupted), then package again")
+
+
+__all__ = ["DamagedFrameStoreError", "StoreProblem", "check_frame_store", "clip_hash", "clip_order", "hash_rows",
+           "jpeg_problem", "recorded_hashes", "require_intact"]

@@ -1,0 +1,459 @@
+"""The fault suite (issue 17): truncated movies, killed commands, damaged files, hostile inputs.
+
+Each test reproduces one fault as a user meets it and checks that nothing hangs, nothing is lost and nothing is
+left behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from factories import make_indexed_video
+from test_ingest import people_rows, write_csv
+
+REFAVA = [sys.executable, "-m", "refava"]
+
+
+def refava(*args, cwd=None, timeout=120, env=None, check=False):
+    """Run the CLI in a child process (as a user does); returns the CompletedProcess."""
+    proc = subprocess.run([*REFAVA, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode:
+        raise AssertionError(f"refava {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_workspace(tmp_path: Path, movies: Path, rows: list[str], **clips) -> Path:
+    from refava.workspace import init_workspace
+
+    csv = write_csv(tmp_path / "gt.csv", rows)
+    ws = tmp_path / "ws"
+    init_workspace(ws, overrides={"ava": {"movies_dir": str(movies), "annotations": [str(csv)]},
+                                  "ingest": {"workers": 1}, **({"clips": clips} if clips else {})})
+    return ws
+
+
+# -- 1. no hang ---------------------------------------------------------------------------------------------------
+
+def test_a_keyframe_40s_past_the_end_of_a_truncated_movie_ends_the_run(tmp_path):
+    movies = tmp_path / "movies"
+    cut = movies / "cut.mkv"
+    make_indexed_video(cut, 450, fps=30)          # 15 s, cut to about 7 s below
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    ws = make_workspace(tmp_path, movies, people_rows("cut", [2, 3, 48]))
+    started = time.monotonic()
+    proc = refava("-w", ws, "ingest", "--no-progress", timeout=60)
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((ws / "reports" / "ingest.json").read_text())
+    assert report["problem_counts"].get("keyframe_past_end") == 1
+    assert "cut___0048" in json.dumps(report["problems"])
+    assert report["counts"]["clips"] == 2
+
+
+@pytest.fixture
+def ingested(tmp_path):
+    """A small workspace, ingested once through the CLI (two movies, four clips)."""
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 240, fps=30)
+    make_indexed_video(movies / "b.mp4", 240, fps=25)
+    ws = make_workspace(tmp_path, movies, people_rows("a", [2, 3]) + people_rows("b", [3, 4]))
+    refava("-w", ws, "ingest", "--no-progress", check=True)
+    return ws
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- 6. validate before destroying -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("ingest", "workers", "-3", ">= 0"),
+    ("clips", "frames", "0", "1..90"),
+    ("clips", "frames", "91", "1..90"),
+    ("clips", "jpeg_quality", "101", "1..100"),
+    ("clips", "short_side", "-1", ">= 0"),
+    ("clips", "frames", "true", "expected int"),
+    ("ingest", "workers", "false", "expected int"),
+])
+def test_config_values_are_range_checked_before_force_deletes_anything(ingested, section, key, value, expected):
+    before = snapshot(ingested / "frames")
+    import tomllib
+
+    from refava.workspace import dump_config
+
+    toml = ingested / "refava.toml"
+    config = tomllib.loads(toml.read_text())
+    config[section][key] = tomllib.loads(f"v = {value}")["v"]
+    toml.write_text(dump_config(config))
+    proc = refava("-w", ingested, "ingest", "--force", "--no-progress")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert f"[{section}] {key}" in proc.stderr and expected in proc.stderr and value in proc.stderr
+    assert snapshot(ingested / "frames") == before
+
+
+def test_force_replaces_each_movie_only_when_its_new_frames_are_complete(ingested, monkeypatch):
+    from refava import ingest as ingest_module
+
+    before = snapshot(ingested / "frames")
+    calls = []
+
+    def failing(video_id, *args, **kw):
+        calls.append(video_id)
+        if len(calls) == 2:
+            raise RuntimeError("decoder blew up")
+        return real(video_id, *args, **kw)
+    real = ingest_module.ingest_movie
+    monkeypatch.setattr(ingest_module, "ingest_movie", failing)
+    with pytest.raises(RuntimeError):
+        ingest_module.ingest(ingested, ingested.parent / "movies", [ingested.parent / "gt.csv"], workers=1,
+                             force=True, progress=False, log=lambda *_: None)
+    after = snapshot(ingested / "frames")
+    assert set(after) == set(before)              # the second movie's old frames are still there
+    assert after["clean/b.parquet"] == before["clean/b.parquet"]
+
+
+def test_an_annotation_file_without_usable_rows_does_not_empty_the_tables(ingested):
+    before = snapshot(ingested / "tables")
+    (ingested.parent / "gt.csv").write_text("not,an,ava,row\n")
+    proc = refava("-w", ingested, "ingest", "--force", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--allow-empty" in proc.stderr and "malformed_row" in proc.stderr
+    assert snapshot(ingested / "tables") == before
+    proc = refava("-w", ingested, "ingest", "--force", "--allow-empty", "--no-progress", check=True)
+    from refava.records import Instances
+    assert len(Instances.from_parquet(ingested / "tables" / "instances.parquet")) == 0
+
+
+def test_an_export_whose_every_answer_is_rejected_is_refused(ingested, tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([{"id": 1, "data": {"clip_id": "nope___0002"}, "annotations": [
+        {"id": 5, "completed_by": {"email": "a@x"}, "result": [
+            {"id": "zz", "from_name": "expression", "value": {"text": ["the man on the left"]}}]}]}]))
+    proc = refava("-w", ingested, "annotate", "import", export)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "rejected" in proc.stderr and "--allow-empty" in proc.stderr
+    assert not (ingested / "tables" / "annotations.parquet").exists()
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    proc = refava("-w", ingested, "annotate", "import", empty)
+    assert proc.returncode != 0 and "holds no answers" in proc.stderr
+    refava("-w", ingested, "annotate", "import", empty, "--allow-empty", check=True)
+
+
+# -- 11. inputs checked early ----------------------------------------------------------------------------------
+
+def test_init_refuses_annotation_paths_that_do_not_exist_and_says_where_paths_point(tmp_path):
+    proc = refava("init", tmp_path / "ws", "--annotations", tmp_path / "nope.csv", "--movies-dir", tmp_path / "m")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "nope.csv" in proc.stderr and not (tmp_path / "ws" / "refava.toml").exists()
+    csv = write_csv(tmp_path / "gt.csv", people_rows("a", [2]))
+    proc = refava("init", tmp_path / "ws", "--annotations", csv, "--movies-dir", tmp_path / "m", check=True)
+    assert "relative to the workspace" in proc.stdout
+    assert "../gt.csv" in proc.stdout and str(csv) in proc.stdout
+    assert "does not exist yet" in proc.stdout          # the movies folder: `refava download` fills it
+
+
+# -- 8. locks ----------------------------------------------------------------------------------------------------
+
+def test_a_second_writer_of_the_same_stage_is_refused_naming_the_holder(ingested):
+    from refava.workspace import Workspace
+
+    ws = Workspace.load(ingested)
+    with ws.lock("ingest"):
+        started = time.monotonic()
+        proc = refava("-w", ingested, "ingest", "--force", "--no-progress")
+        assert time.monotonic() - started < 30
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert f"PID {os.getpid()}" in proc.stderr and "already running" in proc.stderr
+        status = refava("-w", ingested, "status", check=True)          # readers are not blocked
+        assert "ingest" in status.stdout
+    refava("-w", ingested, "ingest", "--force", "--no-progress", check=True)
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(ingested):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from refava.workspace import Workspace\n"
+        f"ws = Workspace.load({str(ingested)!r})\n"
+        "with ws.lock('ingest'):\n    print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert refava("-w", ingested, "ingest", "--force", "--no-progress").returncode != 0
+    holder.kill()
+    holder.wait()
+    refava("-w", ingested, "ingest", "--force", "--no-progress", check=True)
+
+
+# -- 5. integrity of the frame stores ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def packaged_ws(sample_workspace_template, tmp_path_factory):
+    """The sample workspace with splits and a packaged dataset (copied per test by ``ws_copy``)."""
+    import shutil
+
+    ws = tmp_path_factory.mktemp("faults-pkg") / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    for args in (["build-splits"], ["package", "--no-progress"]):
+        refava("-w", ws, *args, check=True)
+    return ws
+
+
+@pytest.fixture
+def ws_copy(packaged_ws, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(packaged_ws, ws)
+    return ws
+
+
+def _zero_block(path: Path, offset: int, size: int = 4096) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset:offset + size] = bytes(size)
+    path.write_bytes(bytes(data))
+
+
+def _clip_at(path: Path, offset: int) -> str:
+    """The clip whose JPEG bytes lie at byte ``offset`` of an uncompressed frame store (read back from the file)."""
+    import pyarrow.parquet as pq
+
+    data = path.read_bytes()
+    for row in pq.read_table(path, columns=["clip_id", "jpeg"]).to_pylist():
+        at = data.find(row["jpeg"])
+        if at <= offset < at + len(row["jpeg"]):
+            return row["clip_id"]
+    raise AssertionError("no JPEG at that offset")
+
+
+def test_a_zeroed_block_in_a_frame_store_is_named_by_verify_and_refused_by_package(ws_copy):
+    store = sorted((ws_copy / "frames" / "clean").glob("*.parquet"))[0]
+    offset = store.stat().st_size // 3
+    clip = _clip_at(store, offset)
+    before = snapshot(ws_copy / "refava")
+    assert refava("-w", ws_copy, "verify", "--no-progress").returncode == 0
+    _zero_block(store, offset)
+    proc = refava("-w", ws_copy, "verify", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"movie {store.stem}" in proc.stdout and clip in proc.stdout and "refava ingest" in proc.stdout
+    proc = refava("-w", ws_copy, "package", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert store.stem in proc.stderr and clip in proc.stderr and "damaged" in proc.stderr
+    assert snapshot(ws_copy / "refava") == before                       # the last good dataset is kept
+    # the named fix works: delete the store, ingest redoes that movie only, verify and package pass again
+    store.unlink()
+    out = refava("-w", ws_copy, "ingest", "--no-progress", check=True).stdout
+    assert "reused" in out
+    refava("-w", ws_copy, "verify", "--no-progress", check=True)
+    refava("-w", ws_copy, "package", "--no-progress", check=True)
+
+
+def test_a_damaged_footer_is_named_too(ws_copy):
+    store = sorted((ws_copy / "frames" / "clean").glob("*.parquet"))[1]
+    _zero_block(store, store.stat().st_size - 2000, 1000)
+    proc = refava("-w", ws_copy, "verify", "--no-progress")
+    assert proc.returncode != 0 and f"movie {store.stem}" in proc.stdout
+    proc = refava("-w", ws_copy, "package", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and store.stem in proc.stderr
+
+
+def test_verify_finds_tables_that_disagree(ws_copy):
+    import pyarrow.parquet as pq
+
+    from refava.tables import write_table
+
+    clips = pq.read_table(ws_copy / "tables" / "clips.parquet").to_pylist()
+    write_table("clips", clips[1:], ws_copy / "tables" / "clips.parquet")
+    proc = refava("-w", ws_copy, "verify", "--no-progress", "--no-decode")
+    assert proc.returncode != 0 and "whose clip is not in clips" in proc.stdout and "refava ingest --force" in proc.stdout
+
+
+def test_package_verify_decodes_every_jpeg(packaged_ws, tmp_path):
+    """A shard whose checksum matches but which holds a JPEG that does not decode: found only by decoding."""
+    import hashlib
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refava.package import verify_dataset
+
+    folder = tmp_path / "refava"
+    shutil.copytree(packaged_ws / "refava", folder)
+    manifest = json.loads((folder / "refava-manifest.json").read_text())
+    shard = manifest["configs"]["default"]["splits"]["test"][0]
+    path = folder / shard["path"]
+    table = pq.read_table(path)
+    keyframes = table.column("keyframe").to_pylist()
+    keyframes[0] = {**keyframes[0], "bytes": b"\xff\xd8\xff\xe0" + bytes(500)}
+    table = table.set_column(table.schema.get_field_index("keyframe"), table.schema.field("keyframe"),
+                             pa.array(keyframes, table.schema.field("keyframe").type))
+    pq.write_table(table, path)
+    shard["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    shard["bytes"] = path.stat().st_size
+    (folder / "refava-manifest.json").write_text(json.dumps(manifest))
+    assert verify_dataset(folder, decode=False).problems == []
+    problems = verify_dataset(folder).problems
+    assert len(problems) == 1 and "does not decode" in problems[0] and table.column("instance_id")[0].as_py() in problems[0]
+    proc = refava("package", "--verify", folder)
+    assert proc.returncode != 0 and "does not decode" in proc.stderr
+
+
+# -- 3. nothing stale, nothing torn --------------------------------------------------------------------------------
+
+def test_a_killed_swap_leaves_the_dataset_recoverable(ws_copy):
+    before = snapshot(ws_copy / "refava")
+    (ws_copy / "refava").rename(ws_copy / ".refava.old-999999")          # killed between the two renames
+    (ws_copy / ".refava.tmp-999998").mkdir()                               # and a half-built folder of another
+    (ws_copy / ".refava.tmp-999998" / "half.parquet").write_bytes(b"x")
+    proc = refava("-w", ws_copy, "status", check=True)
+    assert "restored" in proc.stderr
+    assert snapshot(ws_copy / "refava") == before
+    assert not [p for p in ws_copy.iterdir() if p.name.startswith(".refava.")]
+
+
+def test_package_out_keeps_files_its_manifest_does_not_list(ws_copy, tmp_path):
+    out = tmp_path / "mine"
+    refava("-w", ws_copy, "package", "--no-progress", "--out", out, check=True)
+    (out / "notes.txt").write_text("my notes")
+    (out / "data" / "extra").mkdir()
+    (out / "data" / "extra" / "mine.csv").write_text("keep")
+    refava("-w", ws_copy, "package", "--no-progress", "--out", out, check=True)
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "data" / "extra" / "mine.csv").read_text() == "keep"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mine.")]
+
+
+def test_temporary_files_of_dead_runs_are_cleaned_and_live_ones_kept(ingested):
+    from refava.fsutil import HOST
+
+    dead = [ingested / "frames" / "clean" / f".a.parquet.{HOST}~999999.x1y2.tmp",
+            ingested / "tables" / ".movies.parquet.ab12cd.tmp",                       # an older refava's name
+            ingested / "tables" / f".clips.{HOST}~999999.staged.parquet"]
+    live = ingested / "tables" / f".movies.parquet.{HOST}~{os.getpid()}.zz.tmp"
+    other_host = ingested / "frames" / "clean" / ".b.parquet.otherhost~999999.q.tmp"
+    for path in [*dead, live, other_host]:
+        path.write_bytes(b"half")
+    proc = refava("-w", ingested, "status", check=True)
+    assert "temporary file" in proc.stderr
+    assert not any(p.exists() for p in dead)
+    assert live.exists() and other_host.exists()
+
+
+KILL_AFTER_RENAME = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *a, **k):
+    real(src, dst, *a, **k)
+    if str(dst).endswith("tables/movies.parquet"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+sys.argv = ["refava"] + sys.argv[1:]
+from refava.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_the_three_ingest_tables_commit_as_one_unit(tmp_path):
+    """SIGKILL right after movies.parquet is renamed into place: the next command finishes the commit, so the
+    tables equal an uninterrupted run's and agree with each other."""
+    import shutil
+
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 240, fps=30)
+    make_indexed_video(movies / "b.mp4", 240, fps=25)
+    ws = make_workspace(tmp_path, movies, people_rows("a", [2, 3]))
+    refava("-w", ws, "ingest", "--no-progress", check=True)
+    write_csv(tmp_path / "gt.csv", people_rows("a", [2, 3]) + people_rows("b", [3, 4]))
+    reference = tmp_path / "reference"
+    shutil.copytree(ws, reference)
+    refava("-w", reference, "ingest", "--no-progress", check=True)
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_RENAME, "-w", str(ws), "ingest", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9
+    status = refava("-w", ws, "status", check=True)
+    assert "ingest" in status.stdout and "done" in status.stdout
+    for name in ("movies", "instances", "clips"):
+        assert (ws / "tables" / f"{name}.parquet").read_bytes() == (reference / "tables" / f"{name}.parquet").read_bytes()
+    refava("-w", ws, "verify", "--no-progress", check=True)
+    assert not [p for p in (ws / "tables").iterdir() if p.name.startswith(".")]
+
+
+# -- 9. security -------------------------------------------------------------------------------------------------
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    torch.save({"model": Payload()}, run / "checkpoint.pt")
+    ws = tmp_path / "ws"
+    refava("init", ws, check=True)
+    proc = refava("-w", ws, "evaluate", "--run", run)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "weights only" in proc.stderr
+    assert not marker.exists()
+
+
+# -- 4. `refava status` tells the truth -------------------------------------------------------------------------
+
+def _states(ws) -> dict[str, tuple[str, str]]:
+    out = json.loads(refava("-w", ws, "status", "--json", check=True).stdout)
+    return {s["stage"]: (s["state"], s["detail"]) for s in out["stages"]}
+
+
+def test_an_ingest_whose_movies_are_all_missing_is_failed_and_a_rerun_repeats_why(tmp_path):
+    ws = make_workspace(tmp_path, tmp_path / "no-movies", people_rows("gone", [2, 3]))
+    first = refava("-w", ws, "ingest", "--no-progress", check=True)
+    assert "missing_movie" in first.stdout
+    state, detail = _states(ws)["ingest"]
+    assert state == "failed" and "missing_movie" in detail
+    again = refava("-w", ws, "ingest", "--no-progress", check=True)
+    assert "nothing to do" not in again.stdout and "missing_movie" in again.stdout
+
+
+def test_a_rerun_with_nothing_to_do_repeats_the_problems(tmp_path):
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 240, fps=30)
+    ws = make_workspace(tmp_path, movies, people_rows("a", [2, 3]) + people_rows("gone", [2]))
+    refava("-w", ws, "ingest", "--no-progress", check=True)
+    state, detail = _states(ws)["ingest"]
+    assert state == "done" and "missing_movie 1" in detail
+    again = refava("-w", ws, "ingest", "--no-progress", check=True)
+    assert "nothing to do" in again.stdout and "gone" in again.stdout and "missing_movie" in again.stdout
+
+
+def test_status_covers_every_stage_and_partial_ones(ws_copy):
+    import shutil
+
+    states = _states(ws_copy)
+    assert states["ingest"][0] == "done" and states["build-splits"][0] == "done"
+    assert states["package"][0] == "done"
+    refava("-w", ws_copy, "stats", check=True)
+    assert _states(ws_copy)["stats"][0] == "done"
+    refava("-w", ws_copy, "corrupt", "--type", "fog", "--severity", "1", "--no-progress", check=True)
+    states = _states(ws_copy)
+    assert states["corrupt"][0] == "done"
+    assert states["package"][0] == "stale" and "corruptions" in states["package"][1]
+    (ws_copy / "tables" / "corruptions.parquet").unlink()              # frames written, manifest not yet
+    state, detail = _states(ws_copy)["corrupt"]
+    assert state == "partial" and "fog_s1" in detail and "without a manifest" in detail
+    refava("-w", ws_copy, "build-splits", "--fresh", "--seed", "7", check=True)
+    states = _states(ws_copy)
+    assert states["stats"][0] == "stale"
+    store = sorted((ws_copy / "frames" / "clean").glob("*.parquet"))[0]
+    shutil.move(store, ws_copy / "elsewhere.parquet")
+    state, detail = _states(ws_copy)["ingest"]
+    assert state == "partial" and store.name in detail
+    assert "nothing to do" not in refava("-w", ws_copy, "ingest", "--no-progress", check=True).stdout

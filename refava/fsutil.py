@@ -34,14 +34,18 @@ OWNER = _Owner()
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
+    """Whether process ``pid`` runs on this machine (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True                      # no /proc (not Linux): the signal test is all there is
+    return state not in ("Z", "X")
 
 
 def stale(name: str) -> bool:

@@ -64,7 +64,7 @@ class LocalServer:
         model = model_path(self.cache_dir)
         port = _free_port()
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
+        cmd = [sys.executable, "-m", "refava.rephrase.llama_entry", "--model", str(model), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(self.threads)]
         self.log(f"starting the local llama.cpp server on 127.0.0.1:{port} ({model.name}; log {self.log_path})")
         with open(self.log_path, "ab") as logfile:

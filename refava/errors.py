@@ -60,3 +60,7 @@ class LockedError(RefavaError, RuntimeError):
 
 class ReadOnlyWorkspaceError(RefavaError, PermissionError):
     """The workspace (or the folder a stage writes) cannot be written."""
+
+
+class DiskFullError(RefavaError, OSError):
+    """The disk filled up while a stage was writing; finished work is kept."""

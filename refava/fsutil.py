@@ -1,6 +1,7 @@
 """Small file-system helpers: atomic writes, content hashes and path-safe ids."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -95,9 +96,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path, written) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def disk_full(path: Path, written: int = 0):
+    """A :class:`DiskFullError` for a write of ``path`` that failed after ``written`` bytes."""
+    import shutil
+
+    from .errors import DiskFullError
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = 0
+    need = f"more than {_size(written)} for this file alone" if written else "room for this file"
+    return DiskFullError(f"no space left on the device while writing {path} ({_size(free)} free there). Kept: "
+                         f"everything finished before (each file is written whole or not at all; the partial "
+                         f"{path.name} was removed). Needed: {need}. Free some space (or move the workspace) and "
+                         f"rerun the same command: it resumes where it stopped")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -15,6 +15,7 @@ from .errors import ValidationError
 
 # Kinds of problem, with the advice printed once per kind in summaries.
 PROBLEM_ADVICE = {
+    "malformed_task": "a task of the export has a field of the wrong JSON type; export it again from Label Studio (JSON)",
     "malformed_row": "fix the row (8 comma-separated columns: video_id,timestamp,x1,y1,x2,y2,action_id,person_id)",
     "invalid_box": "boxes are x1,y1,x2,y2 normalised to [0, 1] with x2 > x1 and y2 > y1; fix or drop the row",
     "unknown_action": "the action id is not in the label map; use the 80-class AVA map or fix the id",

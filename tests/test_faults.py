@@ -457,3 +457,121 @@ def test_status_covers_every_stage_and_partial_ones(ws_copy):
     state, detail = _states(ws_copy)["ingest"]
     assert state == "partial" and store.name in detail
     assert "nothing to do" not in refava("-w", ws_copy, "ingest", "--no-progress", check=True).stdout
+
+
+# -- 7. clear errors, no tracebacks ------------------------------------------------------------------------------
+
+def test_invalid_utf8_in_a_csv_names_file_line_and_byte(tmp_path):
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 120, fps=30)
+    rows = people_rows("a", [2, 3])
+    ws = make_workspace(tmp_path, movies, rows)
+    data = ("\n".join(rows[:2]) + "\n").encode() + b"a,0003,0.1,0.1,0.5,0.9,12,\xff\n"
+    (tmp_path / "gt.csv").write_bytes(data)
+    proc = refava("-w", ws, "ingest", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "gt.csv line 3" in proc.stderr and f"byte {len(data) - 2}" in proc.stderr and "0xff" in proc.stderr
+
+
+def test_a_utf8_bom_is_accepted_and_the_first_row_kept(tmp_path):
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 180, fps=30)
+    rows = people_rows("a", [2, 3])
+    ws = make_workspace(tmp_path, movies, rows)
+    (tmp_path / "gt.csv").write_bytes(b"\xef\xbb\xbf" + ("\n".join(rows) + "\n").encode())
+    proc = refava("-w", ws, "ingest", "--no-progress", check=True)
+    report = json.loads((ws / "reports" / "ingest.json").read_text())
+    assert report["problem_counts"] == {} and report["counts"]["instances"] == 4, proc.stdout
+
+
+@pytest.mark.parametrize("task", [
+    {"id": 1, "data": ["clip"], "annotations": []},
+    {"id": 2, "data": {"clip_id": "a___0002"}, "annotations": {"id": 5}},
+    {"id": 3, "data": {"clip_id": "a___0002"}, "annotations": ["nope"]},
+    {"id": 4, "data": {"clip_id": "a___0002"}, "annotations": [{"id": 5, "result": "text"}]},
+    {"id": 5, "data": {"clip_id": "a___0002"}, "annotations": [{"id": 5, "result": [
+        {"id": "person_0", "from_name": "expression", "value": "the man"}]}]},
+    {"id": 6, "data": {"clip_id": "a___0002"}, "annotations": [{"id": 5, "result": [
+        {"id": "person_0", "from_name": "expression", "value": {"text": "the man"}}]}]},
+])
+def test_exports_with_fields_of_the_wrong_type_are_problems_not_tracebacks(ingested, tmp_path, task):
+    good = {"id": 9, "data": {"clip_id": "a___0002"}, "annotations": [{"id": 7, "completed_by": {"email": "x@y"},
+            "result": [{"id": "person_0", "from_name": "expression", "value": {"text": ["the man on the left"]}}]}]}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([good, task]))
+    proc = refava("-w", ingested, "annotate", "import", export, "--stage", "describe")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "malformed_task" in proc.stdout and "1 new" in proc.stdout
+    report = json.loads((ingested / "reports" / "annotate-import.json").read_text())
+    assert report["problem_counts"] == {"malformed_task": 1} and f"task {task['id']}" in json.dumps(report["problems"])
+    assert str(ingested / "reports" / "annotate-import.json") in proc.stdout
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 1.2 MB tmpfs (root only): full disks and read-only mounts, not simulated."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_says_what_was_kept_and_what_is_needed(small_fs, tmp_path):
+    import shutil
+
+    movies = tmp_path / "movies"
+    for name in "abcd":
+        make_indexed_video(movies / f"{name}.mkv", 240, fps=30, width=320, height=240)
+    ws = make_workspace(small_fs, movies, [r for n in "abcd" for r in people_rows(n, [2, 3, 4, 5, 6])],
+                        short_side=0, frames=90)
+    proc = refava("-w", ws, "ingest", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "DiskFullError" in proc.stderr and "Kept:" in proc.stderr and "Needed:" in proc.stderr
+    assert not [p for p in (ws / "frames").rglob("*.tmp")]
+    kept = sorted(p.name for p in (ws / "frames" / "clean").glob("*.parquet"))
+    target = tmp_path / "roomy"
+    shutil.copytree(ws, target)                                  # "move the workspace", as the message says
+    refava("-w", target, "ingest", "--no-progress", check=True)
+    assert sorted(p.name for p in (target / "frames" / "clean").glob("*.parquet")) == ["a.parquet", "b.parquet",
+                                                                                     "c.parquet", "d.parquet"]
+    assert kept                                                  # finished movies survived the full disk
+
+
+def test_a_read_only_workspace_is_refused_cleanly_and_readers_still_work(small_fs, tmp_path):
+    movies = tmp_path / "movies"
+    make_indexed_video(movies / "a.mkv", 180, fps=30)
+    ws = make_workspace(small_fs, movies, people_rows("a", [2, 3]))
+    refava("-w", ws, "ingest", "--no-progress", check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    for args in (["ingest", "--force", "--no-progress"], ["build-splits"], ["annotate", "check"]):
+        proc = refava("-w", ws, *args)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "read-only" in proc.stderr or "cannot write" in proc.stderr
+    assert "ingest" in refava("-w", ws, "status", check=True).stdout
+
+
+def test_an_undecodable_jpeg_during_corrupt_names_movie_clip_and_frame(ws_copy):
+    import pyarrow.parquet as pq
+
+    from refava.framestore import hash_rows
+    from refava.tables import PROVENANCE_KEY, read_provenance
+
+    store = sorted((ws_copy / "frames" / "clean").glob("*.parquet"))[0]
+    meta = read_provenance(store)
+    table = pq.read_table(store)
+    rows = table.to_pylist()
+    rows[3]["jpeg"] = b"\xff\xd8\xff\xe0" + bytes(300)                    # written broken, checksum recorded as such
+    clip = rows[3]["clip_id"]
+    meta["clip_sha256"][clip] = hash_rows([r for r in rows if r["clip_id"] == clip])
+    import pyarrow as pa
+    out = pa.Table.from_pylist(rows, schema=table.schema).replace_schema_metadata(
+        {PROVENANCE_KEY: json.dumps(meta).encode()})
+    pq.write_table(out, store, compression="none")
+    proc = refava("-w", ws_copy, "corrupt", "--type", "fog", "--severity", "1", "--split", "all", "--no-progress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert store.stem in proc.stderr and clip in proc.stderr and "grid index" in proc.stderr
+    proc = refava("-w", ws_copy, "verify", "--no-progress")
+    assert proc.returncode != 0 and "undecodable_jpeg" in proc.stdout and clip in proc.stdout

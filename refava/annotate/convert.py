@@ -47,6 +47,11 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
     """
     out = Converted()
     where = f"{source} task {task.get('id')}"
+    shape = task_shape_problem(task)
+    if shape is not None:
+        expected, found = shape
+        out.problems.append(Problem("malformed_task", where, str(task.get("id")), expected, found))
+        return out
     data = task.get("data") or {}
     for ann in task.get("annotations") or []:
         if ann.get("was_cancelled"):
@@ -108,6 +113,38 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
     return out
 
 
+def task_shape_problem(task: dict) -> tuple[str, str] | None:
+    """(expected, found) for the first part of a Label Studio task whose JSON type is wrong, else None: ``data``
+    an object, ``annotations`` a list of objects, each ``result`` a list of objects, each ``value`` an object whose
+    ``text`` and ``choices`` are lists."""
+    def kind(value) -> str:
+        return type(value).__name__.replace("dict", "object").replace("NoneType", "null")
+
+    if not isinstance(task.get("data", {}), dict):
+        return "'data' an object", kind(task["data"])
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        return "'annotations' a list", kind(annotations)
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            return f"annotations[{i}] an object", kind(ann)
+        results = ann.get("result") or []
+        if not isinstance(results, list):
+            return f"annotations[{i}].result a list", kind(results)
+        for j, result in enumerate(results):
+            where = f"annotations[{i}].result[{j}]"
+            if not isinstance(result, dict):
+                return f"{where} an object", kind(result)
+            value = result.get("value") or {}
+            if not isinstance(value, dict):
+                return f"{where}.value an object", kind(value)
+            for key in ("text", "choices"):
+                if key in value and not isinstance(value[key], list):
+                    return f"{where}.value.{key} a list", kind(value[key])
+    return None
+
+
 def guess_stage(tasks: list[dict]) -> str:
     """'verify' if the tasks carry an expression to check, else 'describe'."""
-    return "verify" if tasks and "expression" in (tasks[0].get("data") or {}) else "describe"
+    data = (tasks[0].get("data") if tasks else None) or {}
+    return "verify" if isinstance(data, dict) and "expression" in data else "describe"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv as _csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import AnnotationFormatError
+from .text import read_text
 
 ACTION_GROUPS = ("PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION")
 
@@ -84,7 +86,7 @@ def _classes_from_blocks(blocks, where: str) -> list[ActionClass]:
 
 
 def _classes_from_csv(path: Path) -> list[ActionClass]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_text(path, "label map"), newline="") as fh:
         reader = _csv.reader(fh)
         header = next(reader, None)
         if header != ["label_id", "label_name", "label_type"]:
@@ -118,7 +120,7 @@ def load_label_map(path: str | os.PathLike) -> dict[int, ActionClass]:
     if path.suffix == ".csv":
         classes = _classes_from_csv(path)
     else:
-        classes = _classes_from_blocks(_parse_pbtxt(path.read_text(encoding="utf-8"), path.name), path.name)
+        classes = _classes_from_blocks(_parse_pbtxt(read_text(path, "label map"), path.name), path.name)
     if not classes:
         raise AnnotationFormatError(f"{path}: expected at least one action class, found none")
     out: dict[int, ActionClass] = {}

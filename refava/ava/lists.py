@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import AnnotationFormatError
 from ..fsutil import SAFE_ID
+from .text import read_text
 
 
 def load_excluded_timestamps(path: str | os.PathLike) -> set[tuple[str, int]]:
@@ -14,7 +15,7 @@ def load_excluded_timestamps(path: str | os.PathLike) -> set[tuple[str, int]]:
     if not path.exists():
         raise AnnotationFormatError(f"{path}: excluded-timestamps file not found")
     out = set()
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, "excluded-timestamps file").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
@@ -37,7 +38,7 @@ def load_file_list(path: str | os.PathLike) -> dict[str, str]:
     if not path.exists():
         raise AnnotationFormatError(f"{path}: file-name list not found")
     out: dict[str, str] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, "file-name list").splitlines(), start=1):
         name = line.strip()
         if not name:
             continue

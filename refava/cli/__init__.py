@@ -20,6 +20,30 @@ class RefavaGroup(click.Group):
             return super().invoke(ctx)
         except RefavaError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            message = os_error_message(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """A one-line explanation of the OS errors a user can fix (read-only or full disk, no permission), or None."""
+    import errno
+
+    where = exc.filename or "the workspace"
+    if exc.errno == errno.EROFS:
+        return (f"ReadOnlyWorkspaceError: {where} is on a read-only file system: this command writes there. Nothing "
+                f"was changed; run it on a writable copy of the workspace (reading commands such as `refava status` "
+                f"work as they are)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"PermissionError: {where}: no permission to write; nothing was changed. Fix the permissions and rerun"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        from ..fsutil import disk_full
+
+        from pathlib import Path
+        return f"DiskFullError: {disk_full(Path(where))}"
+    return None
 
 
 @click.group(cls=RefavaGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -39,6 +39,7 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
     release (three pickles per split keyed video___timestamp___person, joined by key).  Importing the same
     file again adds nothing; edited answers are added as a new version."""
     from ..annotate.io import import_export_file, load_ravar_release, merge_annotations, ravar_to_rows
+    from ..fsutil import write_json_atomic
     from ..validate import ProblemLog
 
     ws = load_workspace(ctx, lock="annotate")
@@ -52,11 +53,16 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
     else:
         result = import_export_file(source, table, stage=stage, known_instances=known)
     log = ProblemLog(result.problems)
+    report = ws.reports_dir / "annotate-import.json"
+    write_json_atomic(report, {"source": str(source), "stage": result.stage, "added": result.added,
+                               "updated": result.updated, "unchanged": result.unchanged, "version": result.version,
+                               "problem_counts": log.counts(), "problems": log.to_list()})
     if not (result.added or result.updated or result.unchanged) and not allow_empty:
         why = f"all {len(log)} answer(s) were rejected: {log.counts()}" if log else "it holds no answers"
         lines = "\n".join(log.summary_lines()) if log else ""
         raise click.ClickException(f"{source}: expected answers to import, but {why}; {table} is unchanged. Check "
-                                   f"that this is the right export (or pass --allow-empty)" + (f"\n{lines}" if lines else ""))
+                                   f"that this is the right export (or pass --allow-empty); report: {report}"
+                                   + (f"\n{lines}" if lines else ""))
     where = f"{table} (version {result.version})" if result.added or result.updated else f"{table} (nothing new)"
     click.echo(f"annotate import ({result.stage}): {result.added} new, {result.updated} updated, "
                f"{result.unchanged} already stored -> {where}")
@@ -64,6 +70,7 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
         click.echo(f"  {len(log)} answer(s) skipped:")
         for line in log.summary_lines():
             click.echo(line)
+    click.echo(f"report: {report}")
 
 
 @annotate.command("check")

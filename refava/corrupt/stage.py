@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import StageError
-from ..framestore import clip_order as _clip_order, hash_rows, require_intact
+from ..framestore import DamagedFrameStoreError, clip_order as _clip_order, hash_rows, jpeg_problem, require_intact
 from ..tables import read_provenance, read_table, write_table
 from . import CorruptionSpec, clip_rng, corrupt_frames
 
@@ -108,7 +108,14 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
     mapper = pool.map if pool is not None else map
     for clip_id in sources:
         rows = sorted(by_clip[clip_id], key=_clip_order)
-        images = list(mapper(_decode, [r["jpeg"] for r in rows]))
+        try:
+            images = list(mapper(_decode, [r["jpeg"] for r in rows]))
+        except (ValueError, RuntimeError) as exc:
+            bad = next((r for r in rows if jpeg_problem(r["jpeg"])), rows[0])
+            raise DamagedFrameStoreError(
+                f"{clean_path} (movie {clean_path.stem}) clip {clip_id}: the {bad['role']} frame at grid index "
+                f"{bad['grid_index']} is not a decodable JPEG ({exc}); delete {clean_path.name} and rerun "
+                f"`refava ingest`, then corrupt again (finished movies are kept)") from None
         corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name))
         jpegs = list(mapper(lambda im: _encode(im, quality), corrupted))
         new_rows = [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]

@@ -40,6 +40,7 @@ MOVIE_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".avi")
 GAP_S = 30
 FRAMES_DIR = Path("frames") / "clean"
 ROW_GROUP_CLIPS = 64
+WINDOW_END = "window_end"      # a target role that stores no frame: the window's last grid frame must exist
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def find_movie(movies_dir: Path, video_id: str) -> Path | None:
 def _fingerprint(movie_path: Path, timestamps: Sequence[int], settings: ClipSettings) -> str:
     st = movie_path.stat()
     return sha256_json({"file": movie_path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                        "timestamps": list(timestamps), "settings": asdict(settings), "format": 2})
+                        "timestamps": list(timestamps), "settings": asdict(settings), "format": 3})
 
 
 class _Encoder:
@@ -269,10 +270,13 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         targets.append(_Target(grid_time(timestamp, KEYFRAME_GRID_INDEX), index, "keyframe", KEYFRAME_GRID_INDEX))
         for k in settings.grid_indices():
             targets.append(_Target(grid_time(timestamp, k), index, "sampled", k))
+        # the whole window must be in the movie, whichever frames are stored: the clip set never depends on
+        # --frames (a target that stores nothing, only checks that the window's last frame exists)
+        targets.append(_Target(grid_time(timestamp, GRID_FRAMES - 1), index, WINDOW_END, GRID_FRAMES - 1))
     targets.sort()
     target_times = sorted({t.time for t in targets})
     target_s = [float(t.time) for t in targets]
-    need = {i: 1 + settings.frames for i in usable}
+    need = {i: 2 + settings.frames for i in usable}      # keyframe, sampled frames, window end
     rows_by_clip: dict[int, list[dict]] = {i: [] for i in usable}
     completed: list[tuple[int, list[dict]]] = []   # finished clips whose JPEGs may still be encoding
     clip_rows: dict[int, dict] = {}
@@ -280,14 +284,22 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     schema = arrow_schema("frames")
 
     def emit(target: _Target, chosen) -> None:
+        if target.role == WINDOW_END:
+            need[target.clip_index] -= 1
+            if need[target.clip_index] == 0:
+                finish(target.clip_index)
+            return
         rows_by_clip[target.clip_index].append({
             "clip_id": clip_id_of(video_id, clips[target.clip_index][0]), "role": target.role,
             "grid_index": target.grid_index, "target_s": float(target.time), "pts_s": float(chosen.time),
             "future": encoder.submit(chosen, target.role)})
         need[target.clip_index] -= 1
         if need[target.clip_index] == 0:
-            rows = sorted(rows_by_clip.pop(target.clip_index), key=lambda r: (r["role"] != "keyframe", r["grid_index"]))
-            completed.append((target.clip_index, rows))
+            finish(target.clip_index)
+
+    def finish(clip_index: int) -> None:
+        rows = sorted(rows_by_clip.pop(clip_index), key=lambda r: (r["role"] != "keyframe", r["grid_index"]))
+        completed.append((clip_index, rows))
 
     def flush(writer, final: bool = False) -> None:
         """Write finished clips as one row group (every ROW_GROUP_CLIPS clips, so the bytes are reproducible)."""

@@ -11,8 +11,8 @@
 pycocotools' (``maskUtils.iou`` on non-crowd boxes); the tests compare them on random inputs.
 
 >>> import numpy as np
->>> round(average_precision(np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.4, 0.35])), 4)
-0.8333
+>>> round(average_precision(np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.35, 0.8])), 4)
+0.5833
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     """
     y_true = np.asarray(y_true).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
+    require_finite(scores, "scores")
     if not y_true.any():
         return float("nan")
     tps, fps = _distinct_thresholds(y_true, scores)
@@ -56,6 +57,7 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """
     y_true = np.asarray(y_true).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
+    require_finite(scores, "scores")
     if y_true.all() or not y_true.any():
         return float("nan")
     tps, fps = _distinct_thresholds(y_true, scores)
@@ -106,6 +108,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     if a.shape != b.shape:
         raise ValueError(f"box_iou: expected two (N, 4) arrays of the same N, found {a.shape} and {b.shape}")
+    require_finite(a, "predicted boxes")
+    require_finite(b, "ground-truth boxes")
     w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = w * h
@@ -158,3 +162,30 @@ def evaluate(y_true: np.ndarray, scores: np.ndarray, pred_boxes: np.ndarray | No
 def _check(y_true: np.ndarray, scores: np.ndarray) -> None:
     if y_true.ndim != 2 or y_true.shape != scores.shape:
         raise ValueError(f"expected labels and scores of one shape (N, C), found {y_true.shape} and {scores.shape}")
+    require_finite(scores, "scores")
+
+
+def require_finite(values: np.ndarray, what: str) -> None:
+    """Raise :class:`~refava.errors.ValidationError` naming the rows where ``values`` holds NaN or an infinity.
+
+    A NaN would otherwise sort as the highest score (a diverged model would get a plausible mAP).
+
+    >>> require_finite(np.array([[0.1, np.nan]]), "scores")
+    Traceback (most recent call last):
+    ...
+    refava.errors.ValidationError: scores: expected finite numbers, found nan in 1 row(s): row 0 (column 1)
+    """
+    from .errors import ValidationError
+
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    bad2 = bad.reshape(len(values), -1) if values.ndim else bad.reshape(1, 1)
+    rows = np.flatnonzero(bad2.any(axis=1))
+    flat = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    kinds = sorted({str(v) for v in flat[bad2]})
+    shown = ", ".join(f"row {r} (column {int(np.flatnonzero(bad2[r])[0])})" for r in rows[:10])
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    raise ValidationError(f"{what}: expected finite numbers, found {'/'.join(kinds)} in {len(rows)} row(s): "
+                          f"{shown}{more}")

@@ -36,6 +36,7 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws rephrase --test --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
+	$(BIN)/refava -w $(DEMO)/ws verify --no-progress
 	HF_HUB_OFFLINE=1 $(BIN)/refava -w $(DEMO)/ws validate-dataset
 	HF_HUB_OFFLINE=1 $(BIN)/python tools/referent_probe.py $(DEMO)/ws/refava $(DEMO)/sample/annotations/ava_dense_proposals_sample.pkl
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'

@@ -131,7 +131,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     from ..train.loop import TrainConfig, tiny_train_config, train_run
 
     size = _size(encoder_size, blip2)
-    ws = load_workspace(ctx)
+    ws = load_workspace(ctx, lock="train")
     settings = json.loads(open(config_file).read()) if config_file else {}
     model_overrides = settings.pop("model", {})
     base = TrainConfig() if blip2 else tiny_train_config()

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import MissingMediaError, VideoDecodeError
 
-CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}
+CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,38 @@ def iter_frames(path: str | os.PathLike, start_s: float | None = None, end_s: fl
 
 
 LOOKAHEAD_PACKETS = 16  # more than the deepest B-frame reordering H.264 allows
+REORDER_FRAMES = 16     # how far out of order a container's frame times may come
+
+
+class _TimeReorder:
+    """Gives decoded frames their times in presentation order.
+
+    A decoder returns frames in presentation order, but some containers label them out of order: an AVI with
+    packed B-frames (XviD, DivX) gives times 1, 2, 4, 3, 5, 7, 6, ... because its timestamps follow the stored
+    chunks.  The times are right as a set, only misassigned; so frames are held back ``depth`` frames, and each
+    leaves with the smallest time not yet given out.  For frames whose times already rise this changes nothing.
+    """
+
+    def __init__(self, depth: int = REORDER_FRAMES):
+        import collections
+
+        self.depth = depth
+        self.frames: collections.deque = collections.deque()
+        self.times: list[Fraction] = []
+
+    def push(self, time: Fraction, frame) -> Iterator[DecodedFrame]:
+        import heapq
+
+        heapq.heappush(self.times, time)
+        self.frames.append(frame)
+        if len(self.frames) > self.depth:
+            yield DecodedFrame(heapq.heappop(self.times), self.frames.popleft())
+
+    def flush(self) -> Iterator[DecodedFrame]:
+        import heapq
+
+        while self.frames:
+            yield DecodedFrame(heapq.heappop(self.times), self.frames.popleft())
 
 
 def _packets_with_skips(container, stream, needed):
@@ -305,6 +337,23 @@ def _packets_with_skips(container, stream, needed):
         yield buffer.popleft(), False
 
 
+def _first_frame_time(container, stream, path: Path) -> Fraction | None:
+    """The time stamp (seconds) of the first decoded frame of the file; the container is left at its start."""
+    av = _av()
+    tb = Fraction(stream.time_base)
+    try:
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+        first = None
+        for frame in container.decode(stream):
+            if frame.pts is not None:
+                first = Fraction(frame.pts) * tb
+            break
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError as exc:
+        raise VideoDecodeError(f"{path}: decoding the first frame failed ({exc}); the file may be damaged") from exc
+    return first
+
+
 def decode_from(container, stream, start: Fraction | None, *, path: Path, margin_s: float = 1.0,
                 targets: list[Fraction] | None = None) -> Iterator[DecodedFrame]:
     """Decode from the last keyframe at or before ``start`` (from the beginning when None or near 0).
@@ -338,6 +387,14 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
         def needed(prev_ticks: int, next_ticks: int) -> bool:
             i = bisect.bisect_right(ceils, prev_ticks)
             return i < len(floors) and floors[i] < next_ticks
+    # AVI timestamps follow the stored chunks, not the pictures (packed B-frames): packet times cannot tell which
+    # frames are unneeded there, so nothing is skipped; and they come one decoder delay late, so the movie's
+    # first frame, not the stream's start, is time 0
+    skips_are_safe = "avi" not in (container.format.name or "").split(",")
+    if not skips_are_safe:
+        origin = _first_frame_time(container, stream, path) or origin
+        time_num, origin_num = tb.numerator * origin.denominator, origin.numerator * tb.denominator
+        time_den = tb.denominator * origin.denominator
     attempt = 0
     while True:
         seek_to = None
@@ -354,7 +411,8 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
         last_time: Fraction | None = None
         restarted = False
         skipping = False
-        if targets is None:
+        reorder = _TimeReorder()
+        if targets is None or not skips_are_safe:
             packets = ((p, False) for p in container.demux(stream))
         else:
             packets = _packets_with_skips(container, stream, needed)
@@ -374,9 +432,11 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
                         break
                     first = False
                     last_time = time
-                    yield DecodedFrame(time, frame)
+                    yield from reorder.push(time, frame)
                 if restarted:
                     break
+            if not restarted:
+                yield from reorder.flush()
         except av.error.FFmpegError as exc:
             at = f"{float(last_time):.3f} s" if last_time is not None else "the first frame"
             raise VideoDecodeError(f"{path}: decoding failed after {at} ({exc}); the file may be truncated or "
@@ -433,6 +493,8 @@ class VideoWriter:
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        elif codec == "mpeg4":        # MPEG-4 Part 2 as XviD/DivX AVIs hold it: two B-frames between references
+            self._stream.options = {"bf": "2", "g": "12", "qscale": "3"}
         elif codec == "libvpx-vp9":
             self._stream.options = {"crf": str(max(crf, 4)), "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
         if time_base is not None:

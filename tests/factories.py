@@ -54,3 +54,78 @@ def make_indexed_video(path: str | Path, n_frames: int, *, fps: Fraction | float
         for i, t in enumerate(times):
             writer.write(index_image(i, width, height), pts_s=t if pts_s is not None else None)
     return times
+
+
+def _mpeg4_packets(n_frames: int, fps: int, width: int, height: int, b_frames: int) -> list[tuple[bytes, int, int]]:
+    """MPEG-4 Part 2 packets (bytes, pts, dts) of an indexed video, in decode order, with B-frames."""
+    import av
+
+    codec = av.CodecContext.create("mpeg4", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, fps)
+    codec.framerate = Fraction(fps)
+    codec.options = {"bf": str(b_frames), "g": "12", "qscale": "3"}
+    out = []
+    for i in range(n_frames):
+        frame = av.VideoFrame.from_ndarray(index_image(i, width, height), format="rgb24")
+        frame.pts = i
+        out += [(bytes(p), p.pts, p.dts) for p in codec.encode(frame)]
+    out += [(bytes(p), p.pts, p.dts) for p in codec.encode(None)]
+    return sorted(out, key=lambda x: x[2])
+
+
+def _n_vop(time_increment_bits: int, time_increment: int) -> bytes:
+    """A not-coded P-VOP (the placeholder of packed bitstreams): start code, type P, modulo_time_base 0, marker,
+    vop_time_increment, marker, vop_coded = 0, then MPEG-4 stuffing to a byte boundary."""
+    bits = "01" + "0" + "1" + format(time_increment, f"0{time_increment_bits}b") + "1" + "0"
+    bits += "0" + "1" * ((8 - (len(bits) + 1) % 8) % 8)
+    return b"\x00\x00\x01\xb6" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def make_packed_bframes_avi(path: str | Path, n_frames: int, *, fps: int = 25, width: int = 160, height: int = 120,
+                            b_frames: int = 2, packed: bool = True) -> list[Fraction]:
+    """An AVI of an indexed video with MPEG-4 B-frames as XviD/DivX write them; return the frame times (i / fps).
+
+    ``packed`` stores each reference frame with the first B-frame after it in one chunk, the other B-frames in
+    their own chunks, and a not-coded VOP after them (DivX's "packed bitstream", flagged by the user data
+    ``DivX503b1393p``), so the chunks keep one per frame interval; otherwise the chunks are in decode order.
+    """
+    import av
+
+    packets = _mpeg4_packets(n_frames, fps, width, height, b_frames)
+    chunks: list[tuple[bytes, bool]] = []
+    if not packed:
+        chunks = [(data, pts % 12 == 0 and dts <= 0 or dts == -1) for data, pts, dts in packets]
+    else:
+        first = packets[0][0]
+        at = first.index(b"\x00\x00\x01\xb6")
+        packets[0] = (first[:at] + b"\x00\x00\x01\xb2DivX503b1393p" + first[at:],) + packets[0][1:]
+        bits = max(1, (fps - 1).bit_length())                 # the encoder's vop_time_increment_resolution is fps
+        i = 0
+        while i < len(packets):
+            data, pts, _ = packets[i]
+            j = i + 1
+            while j < len(packets) and packets[j][1] < pts:   # the B-frames shown before this reference
+                j += 1
+            bs = packets[i + 1:j]
+            if not bs:
+                chunks.append((data, i == 0 or pts % 12 == 0))
+            else:
+                chunks.append((data + bs[0][0], pts % 12 == 0))
+                chunks.extend((b[0], False) for b in bs[1:])
+                chunks.append((_n_vop(bits, pts % fps), False))
+            i = j
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(path), "w", format="avi")
+    stream = container.add_stream("mpeg4", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    for k, (data, key) in enumerate(chunks):
+        packet = av.Packet(data)
+        packet.stream = stream
+        packet.pts = packet.dts = k
+        packet.time_base = Fraction(1, fps)
+        packet.is_keyframe = key
+        container.mux(packet)
+    container.close()
+    return [Fraction(i, fps) for i in range(n_frames)]

@@ -57,3 +57,87 @@ def test_a_nan_no_longer_earns_a_plausible_map():
     with pytest.raises(ValueError):
         average_precision(np.array([1, 0, 0, 0]), np.array([np.nan, 0.1, 0.2, 0.3]))
     assert math.isclose(average_precision(np.array([1, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3])), 1.0)
+
+
+# -- 3. frames by true display time in every container ---------------------------------------------------------
+
+AVI_CASES = [("packed", True, 25), ("unpacked", False, 25), ("packed", True, 30)]
+
+
+@pytest.mark.parametrize("name, packed, fps", AVI_CASES)
+def test_avi_with_b_frames_decodes_in_display_order_with_true_times(tmp_path, name, packed, fps):
+    from factories import make_packed_bframes_avi, read_index
+    from refava.video import iter_frames
+
+    path = tmp_path / f"{name}.avi"
+    times = make_packed_bframes_avi(path, 7 * fps, fps=fps, packed=packed)
+    decoded = list(iter_frames(path))
+    assert [read_index(f.to_rgb()) for f in decoded] == list(range(len(times)))
+    assert [f.time for f in decoded] == times
+
+
+@pytest.mark.parametrize("name, packed, fps", AVI_CASES)
+def test_avi_with_b_frames_gives_the_nearest_frame_at_every_grid_position(tmp_path, name, packed, fps):
+    from factories import make_packed_bframes_avi, read_index
+    from refava.ingest import ClipSettings, grid_time, ingest
+    from refava.video import decode_jpeg
+
+    movies = tmp_path / "movies"
+    times = make_packed_bframes_avi(movies / f"{name}.avi", 7 * fps, fps=fps, packed=packed)
+    csv = write_csv(tmp_path / "gt.csv", people_rows(name, [2, 3, 4, 5]))
+    by_frames = {}
+    for frames in (1, 8, 90):
+        result = ingest(tmp_path / f"ws{frames}", movies, [csv], settings=ClipSettings(frames=frames, short_side=0),
+                        workers=1, progress=False, log=quiet)
+        assert not result.problems, result.problems.summary_lines()
+        by_frames[frames] = sorted(result.clips.ids())
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(tmp_path / f"ws{frames}" / "frames" / "clean" / f"{name}.parquet").to_pylist()
+        for row in rows:
+            timestamp = int(row["clip_id"].rsplit("___", 1)[1])
+            target = grid_time(timestamp, row["grid_index"])
+            expected = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
+            got = read_index(decode_jpeg(row["jpeg"]))
+            assert got == expected, f"{frames}: {row['clip_id']} grid {row['grid_index']}: frame {got}, nearest {expected}"
+            assert row["pts_s"] == pytest.approx(float(times[expected]))
+        if frames == 90:
+            assert len(rows) == 4 * 91                               # every grid position of every clip
+    assert by_frames[1] == by_frames[8] == by_frames[90]
+
+
+# -- 1. rain looks the same at every size --------------------------------------------------------------------------
+
+SIZES = [(224, 224), (720, 1280), (1080, 1920)]
+
+
+def _scene(height: int, width: int) -> np.ndarray:
+    """A smooth mid-grey scene with a gradient: the same picture at every size."""
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    return np.clip(60 + 80 * x + 40 * y + np.zeros((1, 1, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("style", ["streaks", "drops"])
+def test_rain_coverage_and_brightening_do_not_depend_on_frame_size(style):
+    from refava.corrupt import corrupt_frames, resolve
+
+    for severity in range(1, 6):
+        spec = resolve("rain", severity, style=style)
+        coverage, brightening = {}, {}
+        for height, width in SIZES:
+            frame = _scene(height, width)
+            covered, brighter = [], []
+            for seed in range(3):
+                out = corrupt_frames([frame], spec, np.random.default_rng(seed))[0]
+                if style == "streaks":
+                    from refava.corrupt.rain import streak_mask
+                    covered.append(streak_mask(height, width, severity, np.random.default_rng(seed)).mean())
+                else:
+                    covered.append((np.abs(out.astype(int) - frame).max(axis=2) > 8).mean())
+                brighter.append(float(out.mean()) - float(frame.mean()))
+            coverage[(height, width)], brightening[(height, width)] = np.mean(covered), np.mean(brighter)
+        base_c, base_b = coverage[SIZES[0]], brightening[SIZES[0]]
+        for size in SIZES[1:]:
+            assert coverage[size] == pytest.approx(base_c, rel=0.15), (style, severity, size, coverage)
+            assert brightening[size] == pytest.approx(base_b, rel=0.15, abs=0.3), (style, severity, size, brightening)

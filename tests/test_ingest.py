@@ -55,6 +55,8 @@ for _step in [2, 1, 3, 2, 2, 1, 1, 4, 3, 2] * 30:
     ("h264_2997.mkv", Fraction(30000, 1001), None),
     ("vp9_25.webm", Fraction(25), None),
     ("vp9_30.webm", Fraction(30), None),
+    ("mpeg4_bframes_25.avi", Fraction(25), None),
+    ("mpeg4_bframes_2997.avi", Fraction(30000, 1001), None),
     ("vfr.mkv", Fraction(24), VFR_TIMES),
 ])
 def test_every_stored_frame_is_the_nearest_decoded_frame(tmp_path, name, fps, pts):

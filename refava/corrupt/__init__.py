@@ -93,10 +93,10 @@ def _params(kind: str, severity: int | None, style: str) -> dict:
         c0, c1 = FOG_C[severity - 1]
         return {"c0": c0, "wibbledecay": c1, "plasma_size": 256, "view_cells": 224}
     if style == "drops":
-        return {"style": "drops", "divisor": rain.DROP_DIVISOR[severity - 1],
+        return {"style": "drops", "divisor": rain.DROP_DIVISOR[severity - 1], "count": "area / (divisor * scale^2)",
                 "long_radius_224": list(rain.DROP_LONG_RADIUS_224[severity - 1]),
                 "alpha": list(rain.DROP_ALPHA[severity - 1]), "angle_deg": rain.DROP_ANGLE_DEG}
-    return {"style": "streaks", "divisor": rain.STREAK_DIVISOR[severity - 1],
+    return {"style": "streaks", "divisor": rain.STREAK_DIVISOR[severity - 1], "count": "area / (divisor * scale)",
             "length_224": rain.STREAK_LENGTH_224[severity - 1], "contrast": rain.STREAK_CONTRAST[severity - 1],
             "slant_224": rain.SLANT_224, "fresh_drops_every_frame": True}
 

@@ -4,7 +4,8 @@ Streaks, per frame (``x`` uint8, arithmetic in float64 on the pixels under drops
 
 1. ``n`` drops, each a line of ``L + 1`` pixels from ``(x0, y0)`` to ``(x0 + slant, y0 + L)``, width 1, one slant per
    frame (the reference meant this but passed a constant, so all its streaks lean the same way); ``L`` and the slant
-   are the reference's pixels at 224 scaled by ``min(H, W) / 224``, ``n`` is ``area // divisor``.
+   are the reference's pixels at 224 scaled by ``s = min(H, W) / 224``, ``n`` is ``area / (divisor * s)`` (the
+   reference's ``area // divisor`` at 224; fewer, longer streaks on larger frames cover the same share of pixels).
 2. ``R = x + mask * (1 - x/255) * (1 - mean(x)/255)`` with ``mask = 220`` on drops; a 3x3 box blur ``B`` of ``R``
    (borders reflected as OpenCV's default); ``blend = B * m + x * (1 - m)`` with ``m = mask / 255``.
 3. A contrast step per channel, ``(blend - mean_c) * k + mean_c``, clipped and rounded.
@@ -35,13 +36,24 @@ DROP_DIVISOR = (2000, 1400, 1000, 700, 500)
 DROP_LONG_RADIUS_224 = ((2, 5), (3, 7), (4, 9), (5, 11), (6, 13))
 DROP_ALPHA = ((0.2, 0.5), (0.3, 0.6), (0.3, 0.7), (0.4, 0.8), (0.5, 0.9))
 DROP_ANGLE_DEG = 20.0
+SUPERSAMPLE_SCALE = 4.0     # drops are drawn at least this many times the 224-px size, then averaged down
 
 
 def streak_params(height: int, width: int, severity: int) -> dict:
-    """Drop count, streak length (px), contrast factor and slant bound (px) for one frame size and severity."""
+    """Drop count, streak length (px), contrast factor and slant bound (px) for one frame size and severity.
+
+    Streak length and slant scale with the frame (``scale = min(H, W) / 224``) and streaks stay 1 px wide, so the
+    drop count is the reference's ``area / divisor`` divided by ``scale``: the share of pixels under streaks, and
+    with it the brightening, is the same at 224 px and at 1080p (a 1080p keyframe no longer gets three times the
+    rain of its own 256-px frames).
+
+    >>> streak_params(224, 224, 3)["drops"], streak_params(1080, 1920, 3)["drops"]
+    (65, 558)
+    """
     scale = min(height, width) / 224.0
     length = max(1, min(height - 1, round(STREAK_LENGTH_224[severity - 1] * scale)))
-    return {"drops": (height * width) // STREAK_DIVISOR[severity - 1], "length": length,
+    drops = int(height * width / (STREAK_DIVISOR[severity - 1] * scale))
+    return {"drops": drops, "length": length,
             "contrast": STREAK_CONTRAST[severity - 1], "slant_max": max(1, round(SLANT_224 * scale))}
 
 
@@ -183,26 +195,37 @@ def drops_frame(frame: np.ndarray, severity: int, rng: np.random.Generator) -> n
     (``out = x * (1 - a) + 220 * a``), then motion-blurred along the falling direction."""
     height, width, _ = frame.shape
     scale = min(height, width) / 224.0
-    n = (height * width) // DROP_DIVISOR[severity - 1]
+    # drops grow with the frame in both directions (area ~ scale^2): their count shrinks by scale^2 to cover the
+    # same share of the frame at every size
+    n = int(height * width / (DROP_DIVISOR[severity - 1] * scale * scale))
     r_lo, r_hi = DROP_LONG_RADIUS_224[severity - 1]
     a_lo, a_hi = DROP_ALPHA[severity - 1]
     angle = float(rng.uniform(-DROP_ANGLE_DEG, DROP_ANGLE_DEG))
-    alpha = np.zeros((height, width), dtype=np.float32)
+    # drops are drawn at `ss` times the frame's resolution and area-averaged down, so a drop covers its true
+    # share of the frame at every size (a 1-px-wide ellipse rasterised at 224 px covers about twice its area)
+    ss = max(1, math.ceil(SUPERSAMPLE_SCALE / scale))
+    alpha = np.zeros((height * ss, width * ss), dtype=np.float32)
     cx = rng.integers(0, width, n)
     cy = rng.integers(0, height, n)
-    long_r = np.maximum(1, np.rint(rng.uniform(r_lo, r_hi, n) * scale)).astype(int)
-    short_r = max(1, round(scale))
+    long_r = rng.uniform(r_lo, r_hi, n) * scale
+    short_r = scale
     transparency = rng.uniform(a_lo, a_hi, n)
     jitter = rng.uniform(-5.0, 5.0, n)
+    sub = 1 << 4                                    # cv2.ellipse's fractional bits (shift = 4)
     for i in range(n):
         # OpenCV's ellipse angle turns the first axis clockwise from x; 90 makes the long axis vertical
-        cv2.ellipse(alpha, (int(cx[i]), int(cy[i])), (int(long_r[i]), short_r), 90.0 + angle + jitter[i], 0, 360,
-                    float(transparency[i]), thickness=-1)
-    size = 2 * max(1, round(r_hi * scale / 2)) + 1
+        centre = (int(((cx[i] + 0.5) * ss - 0.5) * sub), int(((cy[i] + 0.5) * ss - 0.5) * sub))
+        axes = (max(1, int(long_r[i] * ss * sub)), max(1, int(short_r * ss * sub)))
+        cv2.ellipse(alpha, centre, axes, 90.0 + angle + jitter[i], 0, 360, float(transparency[i]), thickness=-1,
+                    lineType=cv2.LINE_8, shift=4)
+    # the motion blur too, at that resolution: its length is the drops' scale, not whole pixels of a small frame
+    size = 2 * max(1, round(r_hi * scale * ss / 2)) + 1
     kernel = np.zeros((size, size), dtype=np.float32)
     half = size // 2
     dx, dy = math.sin(math.radians(angle)) * half, math.cos(math.radians(angle)) * half
     cv2.line(kernel, (round(half - dx), round(half - dy)), (round(half + dx), round(half + dy)), 1.0, 1)
     alpha = cv2.filter2D(alpha, -1, kernel / kernel.sum())
+    if ss > 1:
+        alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA)
     a = alpha[:, :, None].astype(np.float64)
     return np.rint(frame * (1.0 - a) + DROP_COLOUR * a).clip(0, 255).astype(np.uint8)

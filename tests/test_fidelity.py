@@ -141,3 +141,42 @@ def test_rain_coverage_and_brightening_do_not_depend_on_frame_size(style):
         for size in SIZES[1:]:
             assert coverage[size] == pytest.approx(base_c, rel=0.15), (style, severity, size, coverage)
             assert brightening[size] == pytest.approx(base_b, rel=0.15, abs=0.3), (style, severity, size, brightening)
+
+
+# -- 2. stored corrupted frames keep the formula ----------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["gaussian_noise", "shot_noise"])
+def test_stored_noise_keeps_its_sigma_at_every_severity(kind):
+    import simplejpeg
+
+    from refava.corrupt import corrupt_frames, resolve
+    from refava.corrupt.stage import encode_stored, storage_for
+
+    clean = np.full((128, 160, 3), 128, np.uint8)
+    for severity in range(1, 6):
+        spec = resolve(kind, severity)
+        raw = corrupt_frames([clean] * 4, spec, np.random.default_rng(severity))
+        stored = [simplejpeg.decode_jpeg(encode_stored(f, storage_for(spec, 90)), colorspace="RGB") for f in raw]
+        s_raw = np.std(np.stack(raw).astype(float) - 128)
+        s_stored = np.std(np.stack(stored).astype(float) - 128)
+        assert s_stored == pytest.approx(s_raw, rel=0.03), (kind, severity, s_raw / 255, s_stored / 255)
+    if kind == "gaussian_noise":
+        assert np.std(np.stack(raw).astype(float) - 128) / 255 == pytest.approx(0.317, abs=0.005)   # clipped 0.38
+
+
+def test_the_manifest_records_the_storage(ws_copy):
+    import json as _json
+
+    import pyarrow.parquet as pq
+
+    from test_faults import refava
+
+    refava("-w", ws_copy, "corrupt", "--type", "gaussian_noise", "--type", "fog", "--severity", "2", "--split",
+           "all", "--no-progress", check=True)
+    rows = pq.read_table(ws_copy / "tables" / "corruptions.parquet").to_pylist()
+    storage = {r["type"]: _json.loads(r["params"])["storage"] for r in rows}
+    assert storage["gaussian_noise"] == {"format": "jpeg", "quality": 98, "subsampling": "444"}
+    assert storage["fog"]["quality"] == 90
+
+
+from test_faults import packaged_ws, ws_copy  # noqa: E402,F401  (fixtures)

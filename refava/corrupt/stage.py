@@ -77,10 +77,26 @@ def _decode(data: bytes) -> np.ndarray:
     return simplejpeg.decode_jpeg(data, colorspace="RGB")
 
 
-def _encode(image: np.ndarray, quality: int) -> bytes:
+# JPEG changes noise: at quality 90 a stored Gaussian noise frame measured sigma 0.087 for the formula's 0.08 (its
+# quantisation error adds to the noise at low severities and clips it at high ones).  Noise types are stored at
+# quality 98 without chroma subsampling: within 1 % of the unstored sigma at every severity, for about twice the
+# bytes (benchmarks/noise_storage.py prints both); the other types keep the clean frames' quality.
+NOISE_STORAGE = {"format": "jpeg", "quality": 98, "subsampling": "444"}
+
+
+def storage_for(spec: CorruptionSpec, clean_quality: int) -> dict:
+    """How a corruption's frames are stored: JPEG quality and chroma subsampling (recorded in the manifest)."""
+    if spec.type in ("gaussian_noise", "shot_noise"):
+        return dict(NOISE_STORAGE)
+    return {"format": "jpeg", "quality": clean_quality, "subsampling": "444"}      # simplejpeg's default
+
+
+def encode_stored(image: np.ndarray, storage: dict) -> bytes:
+    """One corrupted frame as it is stored (see :func:`storage_for`)."""
     import simplejpeg
 
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=storage["quality"], colorspace="RGB",
+                                  colorsubsampling=storage["subsampling"])
 
 
 def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int,
@@ -99,7 +115,7 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
     require_intact(clean_path, sources)
     record = {"stage": "corrupt", "configuration": spec.name, "type": spec.type, "severity": spec.severity,
               "preset": spec.preset, "style": spec.style, "params": spec.params, "seed": seed,
-              "jpeg_quality": quality, "sources": sources,
+              "jpeg_quality": quality, "storage": storage_for(spec, quality), "sources": sources,
               "frames": {c: len(by_clip[c]) for c in sources}, "splits": {c: clips[c] for c in sources}}
     stored = read_provenance(out_path)
     if not force and stored is not None and all(stored.get(k) == v for k, v in record.items()) and "outputs" in stored:
@@ -117,7 +133,7 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
                 f"{bad['grid_index']} is not a decodable JPEG ({exc}); delete {clean_path.name} and rerun "
                 f"`refava ingest`, then corrupt again (finished movies are kept)") from None
         corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name))
-        jpegs = list(mapper(lambda im: _encode(im, quality), corrupted))
+        jpegs = list(mapper(lambda im: encode_stored(im, record["storage"]), corrupted))
         new_rows = [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]
         outputs[clip_id] = hash_rows(new_rows)
         out_rows.extend(new_rows)
@@ -130,7 +146,8 @@ def _manifest_rows(record: dict, path: Path) -> list[dict]:
     video_id = path.stem
     return [{"configuration": record["configuration"], "type": record["type"], "severity": record["severity"],
              "preset": record["preset"], "style": record["style"], "seed": record["seed"],
-             "params": json.dumps(record["params"], sort_keys=True), "clip_id": clip_id, "video_id": video_id,
+             "params": json.dumps({**record["params"], "storage": record.get("storage")}, sort_keys=True),
+             "clip_id": clip_id, "video_id": video_id,
              "split": record["splits"][clip_id], "frames": record["frames"][clip_id],
              "source_sha256": record["sources"][clip_id], "output_sha256": record["outputs"][clip_id],
              "path": f"{CORRUPTED_DIR.as_posix()}/{record['configuration']}/{path.name}"}

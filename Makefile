@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/splits.py
 	$(BIN)/python benchmarks/corrupt.py
+	$(BIN)/python benchmarks/noise_storage.py
 	$(BIN)/python benchmarks/package.py
 	$(BIN)/python benchmarks/rephrase.py
 	$(BIN)/python benchmarks/train.py

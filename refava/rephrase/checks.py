@@ -4,13 +4,16 @@
 empty, a copy, a refusal or an explanation instead of a sentence, more than one sentence, too short or too long,
 action words (the annotation guidelines forbid them), and a changed referent: gender, position words and colour
 words of the original must be kept and not contradicted (a small model was seen turning "on the left" into "on the
-right"), and no clothing or feature may be added (it was also seen adding glasses).
+right"), and no clothing or feature may be added (it was also seen adding glasses).  Age words and the modifiers
+of a position ("far left", "second from the right") must be kept, no position may be added, broken prepositions ("on
+the middle") are refused, an instance's rephrasings must differ, and a rephrasing must fit its own person better
+than any other person of the clip (the similarity ``annotate check`` uses for conflicting describers).
 """
 from __future__ import annotations
 
 import re
 
-from ..annotate.checks import GENDER, find_action_words, normalise, tokens
+from ..annotate.checks import GENDER, _similarity, contradiction, find_action_words, normalise, tokens
 
 POSITION_GROUPS = {
     "left": "left", "leftmost": "left", "right": "right", "rightmost": "right",
@@ -34,6 +37,14 @@ ATTRIBUTES = {"glasses", "sunglasses", "hat", "cap", "beard", "moustache", "must
 REFUSAL = re.compile(
     r"\b(i'?m sorry|i am sorry|i cannot|i can't|as an ai|language model|here (is|are)|sure[,!]|certainly|"
     r"rephras|paraphras|original sentence|sentence:|expression:|note:|translation)", re.IGNORECASE)
+AGE = {"old": "old", "elderly": "old", "aged": "old", "older": "old", "senior": "old", "young": "young",
+       "younger": "young", "little": "young", "child": "young", "kid": "young", "teenage": "young",
+       "teenager": "young", "boy": "young", "girl": "young", "baby": "young", "adult": "adult",
+       "middle-aged": "adult"}
+# words that sharpen a position: "far left" is not "left", "second from the right" not "right"
+POSITION_MODIFIERS = {"far", "second", "third", "first", "last", "leftmost", "rightmost", "extreme", "very"}
+# prepositions that do not go with a position word (a small model writes them; annotators do not)
+UNGRAMMATICAL = re.compile(r"\b(on the (?:middle|centre|center)|in the (?:far )?(?:left|right)|at the (?:left|right))\b")
 MIN_WORDS = 3
 
 
@@ -56,8 +67,13 @@ def _sentences(text: str) -> int:
     return max(1, len(parts))
 
 
-def check_rephrasing(original: str, candidate: str, *, raw: str | None = None) -> list[str]:
-    """Reasons to reject ``candidate`` as a rephrasing of ``original`` (an empty list: accepted)."""
+def check_rephrasing(original: str, candidate: str, *, raw: str | None = None, others: tuple[str, ...] = (),
+                     earlier: tuple[str, ...] = ()) -> list[str]:
+    """Reasons to reject ``candidate`` as a rephrasing of ``original`` (an empty list: accepted).
+
+    ``others``: the expressions of the other people of the same clip (a rephrasing that fits one of them better
+    than its own picks out someone else); ``earlier``: the instance's rephrasings accepted so far (no duplicates).
+    """
     reasons = []
     if not candidate.strip():
         return ["empty output"]
@@ -82,12 +98,29 @@ def check_rephrasing(original: str, candidate: str, *, raw: str | None = None) -
         reasons.append(f"gender changed: {sorted(ga)} -> {sorted(gb)}")
     elif len(ga) == 1 and not gb:
         reasons.append("gender lost")
+    aa, ab = _groups(a, AGE), _groups(b, AGE)
+    for age in sorted(aa - ab):
+        reasons.append(f"age lost: {age}" if not ab else f"age changed: {sorted(aa)} -> {sorted(ab)}")
+    for age in sorted(ab - aa):
+        if aa:
+            break                                    # reported as changed above
+        reasons.append(f"age added: {age}")
     pa, pb = _groups(a, POSITION_GROUPS), _groups(b, POSITION_GROUPS)
     for word in sorted(pa - pb):
         reasons.append(f"position word lost: {word}")
-    for word in sorted(pb):
-        if OPPOSITE.get(word) in pa and word not in pa:
+    for word in sorted(pb - pa):
+        if OPPOSITE.get(word) in pa:
             reasons.append(f"position contradicted: {OPPOSITE[word]} -> {word}")
+        else:
+            reasons.append(f"position added: {word}")
+    ma, mb = set(a) & POSITION_MODIFIERS, set(b) & POSITION_MODIFIERS
+    for word in sorted(ma - mb):
+        reasons.append(f"position modifier lost: {word}")
+    for word in sorted(mb - ma):
+        reasons.append(f"position modifier added: {word}")
+    bad = UNGRAMMATICAL.search(candidate.lower())
+    if bad and not UNGRAMMATICAL.search(original.lower()):
+        reasons.append(f"ungrammatical: '{bad.group(1)}'")
     added = sorted(set(b) & ATTRIBUTES - set(a))
     if added:
         reasons.append("attribute added: " + ", ".join(added))
@@ -96,4 +129,11 @@ def check_rephrasing(original: str, candidate: str, *, raw: str | None = None) -
         reasons.append(f"colour lost: {colour}")
     for colour in sorted(cb - ca):
         reasons.append(f"colour added: {colour}")
+    if any(normalise(candidate) == normalise(e) for e in earlier):
+        reasons.append("a duplicate of an earlier rephrasing of this expression")
+    if others:
+        own = _similarity(candidate, original)
+        best = max(others, key=lambda o: _similarity(candidate, o))
+        if _similarity(candidate, best) > own or (contradiction(candidate, original) and not contradiction(candidate, best)):
+            reasons.append(f"fits another person of the clip better: '{best}'")
     return reasons

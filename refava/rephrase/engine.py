@@ -100,6 +100,7 @@ class Job:
     instance_id: str
     index: int
     text: str
+    others: tuple[str, ...] = ()       # the expressions of the other people of the clip (checks only, not sent)
 
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.]{8,})")
@@ -172,6 +173,9 @@ class Stats:
     completion_tokens: int = 0
     seconds: float = 0.0               # summed request time (wall clock: the report's, never a table's)
     errors: dict = field(default_factory=dict)
+    checked: int = 0                   # outputs that went through the checks (every attempt)
+    accepted: int = 0
+    rejected: dict = field(default_factory=dict)   # reason -> outputs it rejected
 
     def cost(self, backend: Backend) -> float:
         return (self.prompt_tokens * backend.price_in + self.completion_tokens * backend.price_out) / 1e6
@@ -249,7 +253,17 @@ class Runner:
         raise _TransportFailure(f"{type(last).__name__}: {redact(last, self.backend.api_key)[:200]} "
                                 f"(after {p.max_retries + 1} tries)")
 
-    async def _job(self, client, job: Job, gate: asyncio.Semaphore) -> dict:
+    async def _instance(self, client, jobs: list[Job], gate: asyncio.Semaphore) -> list[dict]:
+        """An instance's jobs in index order, each checked against the rephrasings accepted before it."""
+        records, accepted = [], []
+        for job in jobs:
+            record = await self._job(client, job, gate, tuple(accepted))
+            if record["status"] == "ok":
+                accepted.append(record["text"])
+            records.append(record)
+        return records
+
+    async def _job(self, client, job: Job, gate: asyncio.Semaphore, earlier: tuple[str, ...] = ()) -> dict:
         reasons: list[str] = []
         entry = None
         attempts = 0
@@ -270,7 +284,11 @@ class Runner:
                 self.stats.prompt_tokens += entry["prompt_tokens"]
                 self.stats.completion_tokens += entry["completion_tokens"]
             text = clean_output(entry["raw"])
-            reasons = check_rephrasing(job.text, text, raw=entry["raw"])
+            reasons = check_rephrasing(job.text, text, raw=entry["raw"], others=job.others, earlier=earlier)
+            self.stats.checked += 1
+            self.stats.accepted += not reasons
+            for head in {r.split(":")[0] for r in reasons}:
+                self.stats.rejected[head] = self.stats.rejected.get(head, 0) + 1
             if not reasons:
                 return self._record(job, text, [], attempts, entry)
         return self._record(job, clean_output(entry["raw"]) if entry else None, reasons, attempts, entry)
@@ -293,10 +311,15 @@ class Runner:
     async def run_async(self, jobs: Sequence[Job]) -> list[dict]:
         gate = asyncio.Semaphore(self.params.concurrency)
         client = self._client()
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.instance_id, []).append(job)
         try:
-            tasks = [asyncio.ensure_future(self._job(client, job, gate)) for job in jobs]
+            tasks = [asyncio.ensure_future(self._instance(client, sorted(g, key=lambda j: j.index), gate))
+                     for g in groups.values()]
             try:
-                return list(await asyncio.gather(*tasks))
+                done = {(r["instance_id"], r["index"]): r for records in await asyncio.gather(*tasks) for r in records}
+                return [done[(job.instance_id, job.index)] for job in jobs]
             except BaseException:
                 for task in tasks:
                     task.cancel()

@@ -1,6 +1,8 @@
 """``refava rephrase``: N rephrasings of every accepted expression of the chosen splits, into tables/rephrasings."""
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ class RephraseSummary:
     seconds: float
     reasons: dict
     table: str
+    checks: dict = dataclasses.field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"  {self.jobs} rephrasings: {self.ok} accepted, {self.failed} failed",
@@ -36,6 +39,11 @@ class RephraseSummary:
                f"cost ${self.cost_usd:.4f}, {self.seconds:.1f} s"]
         for reason, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:10]:
             out.append(f"  failed {n}x: {reason}")
+        if self.checks.get("outputs_checked"):
+            c = self.checks
+            out.append(f"  checks: {c['outputs_checked']} outputs, {100 * c['acceptance_rate']:.0f} % accepted"
+                       + "".join(f"; {k} {100 * v:.0f} %" for k, v in sorted(
+                           c["rejection_rate_by_reason"].items(), key=lambda kv: -kv[1])[:6]))
         return out
 
 
@@ -88,7 +96,12 @@ def jobs_for(ws, splits: Sequence[str], n: int) -> list[Job]:
             read_table("annotation_status", ws.table("annotation_status")).to_pylist()}
     instances, _ = accepted_instances(ws)
     chosen = sorted(i.instance_id for i in instances if split_of.get(i.instance_id) in wanted and text.get(i.instance_id))
-    return [Job(iid, k, text[iid]) for iid in chosen for k in range(n)]
+    by_clip: dict[str, list[str]] = {}
+    for iid, expression in sorted(text.items()):
+        if expression:
+            by_clip.setdefault(iid.rsplit("___", 1)[0], []).append(iid)
+    others = {iid: tuple(text[o] for o in by_clip[iid.rsplit("___", 1)[0]] if o != iid) for iid in chosen}
+    return [Job(iid, k, text[iid], others[iid]) for iid in chosen for k in range(n)]
 
 
 def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backend: Backend,
@@ -153,6 +166,11 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
                               sum(r["status"] == "failed" for r in records), s.requests, s.cached, s.retries,
                               s.prompt_tokens, s.completion_tokens, round(s.cost(backend), 6),
                               time.perf_counter() - started, reasons, str(path))
+    summary.checks = {"outputs_checked": s.checked, "outputs_accepted": s.accepted,
+                      "acceptance_rate": round(s.accepted / s.checked, 4) if s.checked else None,
+                      "rejected_by_reason": dict(sorted(s.rejected.items())),
+                      "rejection_rate_by_reason": {k: round(v / s.checked, 4) for k, v in sorted(s.rejected.items())}
+                      if s.checked else {}}
     write_json_atomic(ws.reports_dir / "rephrase.json", {
         **vars(summary), "splits": list(splits), "backend": backend.name, "model": backend.model,
         "base_url": redact(backend.base_url or "", backend.api_key), "template": template.id,

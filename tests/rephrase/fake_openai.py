@@ -17,6 +17,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+PREFIXES = ("this is ", "we see ", "there is ", "you can see ", "look for ", "find ", "spot ", "notice ",
+            "consider ", "observe ", "meet ", "behold ", "note ", "picture ", "imagine ", "recall ")
+
+
 def rephrase(text: str) -> str:
     return "this is " + text
 
@@ -89,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                "model": payload["model"], "error": "overloaded"}).encode())
         ok = rephrase(text)
         if server.seeded:            # like a sampling model: the answer depends on the request's seed
-            ok = ("this is ", "that is ", "it is ")[int(payload.get("seed") or 0) % 3] + text
+            ok = PREFIXES[int(payload.get("seed") or 0) % len(PREFIXES)] + text
         if server.echo_key:          # a misconfigured proxy that puts the caller's key into its answer
             ok += " " + auth.removeprefix("Bearer ")
         answer = {"ok": ok, "flip": "this is " + re.sub(r"\bleft\b", "right", text),

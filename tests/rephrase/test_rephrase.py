@@ -112,7 +112,7 @@ def test_the_key_never_leaks(workspace, tmp_path):
 
 
 def test_command_writes_the_table_dry_run_counts_and_package_gets_a_rephrased_config(workspace):
-    with FakeOpenAI() as server:
+    with FakeOpenAI(seeded=True) as server:      # two rephrasings of one expression must differ
         dry = run("rephrase", "--test", "--val", "--base-url", server.base_url, "--model", "fake", "--dry-run",
                   "--price-in", "1", "--price-out", "2", cwd=workspace)
         assert dry.returncode == 0, dry.stderr
@@ -151,7 +151,15 @@ def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     from refava.rephrase.checks import check_rephrasing
 
     assert all(check_rephrasing(r["original"], r["text"]) == [] for r in rows if r["status"] == "ok")
+    from refava.annotate.checks import normalise
+
+    kept: dict[str, list[str]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            kept.setdefault(r["instance_id"], []).append(normalise(r["text"]))
+    assert all(len(set(texts)) == len(texts) for texts in kept.values())      # no instance keeps two identical
     report = json.loads((workspace / "reports" / "rephrase.json").read_text())
+    assert report["checks"]["outputs_checked"] >= len(rows) and report["checks"]["rejection_rate_by_reason"] is not None
     assert report["requests"] >= len(rows) and report["completion_tokens"] > 0
 
 

@@ -180,3 +180,53 @@ def test_the_manifest_records_the_storage(ws_copy):
 
 
 from test_faults import packaged_ws, ws_copy  # noqa: E402,F401  (fixtures)
+
+
+# -- 6. RefAtomNet as the authors built it ----------------------------------------------------------------------
+
+def test_full_size_refatomnet_has_the_authors_parameter_count():
+    torch = pytest.importorskip("torch")
+    from refava.train.model import ModelConfig, RefAtomNet
+
+    model = RefAtomNet(ModelConfig())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == pytest.approx(27.3e6, abs=0.05e6)
+    assert model.visual.qkv.bias is None
+    assert [m.out_features for m in model.visual.agent_mlp if hasattr(m, "out_features")] == [384, 3072]
+    del torch
+
+
+def test_with_caaf_off_the_agent_key_map_comes_from_the_raw_agents():
+    torch = pytest.importorskip("torch")
+    from refava.train.model import ModelConfig, RefAtomNet, fuse
+
+    torch.manual_seed(0)
+    model = RefAtomNet(ModelConfig(dim=32, tokens=8, agents=4, detections=6, text_dim=32, caaf=False, catf=True))
+    block = model.visual
+    visual = torch.randn(2, 8, 32)
+    others = torch.randn(2, 4, 32)
+    q, v, a_fused, g = block.maps(visual, fuse_a=lambda x: fuse(x, others, dim=-1), fuse_g=None)
+    _, k, _ = block.qkv(block.norm1(visual)).chunk(3, dim=-1)
+    raw = block.agent_mlp(q).mean(dim=1).view(2, 4, 32)
+    expected = torch.softmax(block.alpha * raw @ k.transpose(1, 2), dim=-1)
+    assert torch.allclose(g, expected)                              # CATF did not reach G
+    assert not torch.allclose(a_fused, raw)                         # but the agents against the queries are fused
+    _, _, a_plain, g_plain = block.maps(visual)
+    assert torch.allclose(g, g_plain) and torch.allclose(a_plain, raw)
+
+
+def test_the_location_stream_keeps_confident_person_detections_only(tmp_path):
+    pytest.importorskip("torch")
+    from refava.train.detections import load_detection_table
+
+    csv = tmp_path / "det.csv"
+    csv.write_text("video_id,keyframe_s,x1,y1,x2,y2,score\n"
+                   "v,3,0.1,0.1,0.3,0.9,0.95\nv,3,0.4,0.1,0.6,0.9,0.40\nv,3,0.7,0.1,0.9,0.9,0.75\n")
+    import torch
+
+    person = torch.ones(5)
+    for threshold, kept in ((0.0, 3), (0.7, 2), (0.9, 1)):
+        table = load_detection_table(csv, min_score=threshold)
+        table.k = 3
+        tokens = table.tokens(["v"], [3], person)
+        assert int((tokens[0, :, 4] != 0).sum()) == kept, threshold

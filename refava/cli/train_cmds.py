@@ -14,6 +14,9 @@ DETECTIONS = click.option(
                          "(video_id,keyframe_s,x1,y1,x2,y2,score), or 'detector' for the detector on the keyframe.  "
                          "Default: the detector with --detr; else the workspace's AVA proposals ([ava] proposals) "
                          "when set; else the (random) tiny detector.")
+PERSON_THRESHOLD = click.option(
+    "--person-threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+    help="Location stream: keep person detections (detector queries or table rows) scored at least this.")
 ENCODER_SIZE = click.option(
     "--encoder-size", type=click.Choice(["tiny", "small"]),
     help="Without --blip2: the random BLIP-2/DETR configuration, tiny (64 px, 32 wide, 8 query tokens; the default) "
@@ -46,9 +49,10 @@ def _size(encoder_size: str | None, blip2: str | None) -> str:
 @ENCODER_SIZE
 @DEVICE
 @DETECTIONS
+@PERSON_THRESHOLD
 @click.pass_context
 def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, seed, text_encoder, seeds, encoder_size,
-                         device, detections):
+                         device, detections, person_threshold):
     """Train RefAtomNet and three controls (class prior, text shuffled within each clip, no text) on the dataset
     and report whether the expressions carry the referent (reports/validation/report.{json,md}, plots per model).
 
@@ -64,12 +68,13 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     ws = load_workspace(ctx, lock="validate-dataset")
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
-    encoders = make_encoders(_encoder_spec(blip2, detr, seed, text_encoder, size=size))   # as `refava train` does
+    encoders = make_encoders(_encoder_spec(blip2, detr, seed, text_encoder, size=size,   # as `refava train` does
+                                           person_threshold=person_threshold))
     cfg = TrainConfig(seed=seed) if blip2 else tiny_train_config(seed=seed)
 
     cfg = replace(cfg, **({"epochs": epochs} if epochs else {}), **({"batch_size": batch_size} if batch_size else {}))
     table_path = _detections_path(ws, detections, detr)
-    table = load_detection_table(table_path) if table_path else None
+    table = load_detection_table(table_path, min_score=person_threshold) if table_path else None
     report = validate_dataset(dataset, out, encoders=encoders, cfg=cfg, log=click.echo, device=device,
                               detections=table, seeds=seeds or (1 if blip2 else 3))
     for name, r in report["results"].items():
@@ -95,10 +100,11 @@ def _detections_path(ws, detections: str | None, detr: str | None) -> str | None
     return str(proposals.resolve()) if proposals is not None and proposals.is_file() else None
 
 
-def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny"):
+def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny", person_threshold=0.7):
     from ..train.encoders import SIZES
 
     spec = {"blip2": blip2, "detr": detr} if blip2 else {"tiny": {"seed": seed, "text": text_encoder, **SIZES[size]}}
+    spec["person_threshold"] = person_threshold
     if detections:
         spec["detections"] = str(Path(detections).resolve())
     return spec
@@ -120,9 +126,10 @@ def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny")
 @ENCODER_SIZE
 @DEVICE
 @DETECTIONS
+@PERSON_THRESHOLD
 @click.pass_context
 def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epochs, batch_size, lr, seed,
-              encoder_size, device, detections):
+              encoder_size, device, detections, person_threshold):
     """Train RefAtomNet on a packaged dataset (checkpoint every epoch; a rerun resumes). Several processes or
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
     import json
@@ -140,7 +147,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)
     history = train_run(dataset or str(ws.root / "refava"), run_dir or str(ws.root / "runs" / "refatomnet"),
                         encoder_spec=_encoder_spec(blip2, detr, cfg.seed, text_encoder,
-                                                     _detections_path(ws, detections, detr), size),
+                                                     _detections_path(ws, detections, detr), size, person_threshold),
                         cfg=cfg,
                         model_overrides=model_overrides, log=click.echo, device=device)
     last = history[-1]

@@ -36,6 +36,7 @@ class DetectionTable:
     source: str
     k: int = 0
     missing: set = field(default_factory=set)   # keyframes asked for and not in the table
+    min_score: float = 0.0                      # detections below this score are left out (high confidence only)
 
     def __post_init__(self):
         if not self.k:
@@ -49,14 +50,15 @@ class DetectionTable:
             if found is None:
                 self.missing.add(key)
                 continue
-            top = found[: self.k]
+            top = found[found[:, 4] >= self.min_score][: self.k]
             out[i, : len(top), :4] = torch.from_numpy(top[:, :4]).float()
             out[i, : len(top), 4:] = person
         return out
 
 
-def load_detection_table(path: str | os.PathLike) -> DetectionTable:
-    """A dense-proposals pickle (``.pkl``) or a detections csv; boxes sorted by score, best first."""
+def load_detection_table(path: str | os.PathLike, min_score: float = 0.0) -> DetectionTable:
+    """A dense-proposals pickle (``.pkl``) or a detections csv; boxes sorted by score, best first; detections
+    scored below ``min_score`` are not used."""
     path = Path(path)
     if not path.is_file():
         raise DetectionTableError(f"{path}: detections file not found; pass AVA's dense-proposals pickle or a csv "
@@ -78,7 +80,7 @@ def load_detection_table(path: str | os.PathLike) -> DetectionTable:
             raise DetectionTableError(f"{path}: keyframe {key[0]},{key[1]:04d}: expected normalised corners in "
                                       f"[0, 1], found {arr[bad][0, :4].tolist()}; divide pixel boxes by the frame size")
         boxes[key] = arr[np.argsort(-arr[:, 4], kind="stable")]
-    return DetectionTable(boxes, str(path))
+    return DetectionTable(boxes, str(path), min_score=min_score)
 
 
 def _read_csv(path: Path) -> dict[tuple[str, int], np.ndarray]:

@@ -17,6 +17,8 @@ from torch import nn
 
 from ..errors import RefavaError
 
+PERSON = 1                  # DETR's COCO class id of "person"
+PERSON_THRESHOLD = 0.7      # refava's choice: the authors keep person queries; the paper gives no threshold
 COCO_NAMES = ["N/A", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
               "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
               "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "N/A", "backpack", "umbrella", "N/A",
@@ -66,6 +68,7 @@ class Encoders:
     queries: int                # detector queries (0 without a detector)
     sentence: tuple | None = None   # (model, tokenizer) of a sentence encoder replacing the Q-Former text path
     text_dim: int = 0
+    person_threshold: float = PERSON_THRESHOLD   # detector queries kept: "person" with at least this probability
 
     def __post_init__(self):
         if not self.text_dim:
@@ -127,8 +130,13 @@ class Encoders:
         cx, cy, w, h = out.pred_boxes.unbind(-1)
         boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1).clamp(0, 1)
         names = self.class_names()
-        labels = out.logits[..., :-1].argmax(-1).clamp(max=names.shape[0] - 1)
-        return torch.cat([boxes, names[labels]], dim=-1)
+        probs = out.logits.softmax(-1)[..., :-1]                         # the last class is DETR's "no object"
+        score, labels = probs.max(-1)
+        labels = labels.clamp(max=names.shape[0] - 1)
+        # as the authors' code: only person detections feed the stream, here above a confidence threshold;
+        # the other query slots are zeros
+        keep = ((labels == PERSON) & (score >= self.person_threshold)).unsqueeze(-1).to(boxes.dtype)
+        return torch.cat([boxes, names[labels]], dim=-1) * keep
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:

@@ -490,16 +490,20 @@ __all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize",
 def make_encoders(spec: dict):
     """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None} (a "detections" table
     path in the spec is read by :func:`_detections_of`)."""
-    from .encoders import load_encoders, tiny_encoders
+    from .encoders import PERSON_THRESHOLD, load_encoders, tiny_encoders
 
-    if "tiny" in spec:
-        return tiny_encoders(**spec["tiny"])
-    return load_encoders(spec["blip2"], spec.get("detr"))
+    encoders = tiny_encoders(**spec["tiny"]) if "tiny" in spec else load_encoders(spec["blip2"], spec.get("detr"))
+    encoders.person_threshold = spec.get("person_threshold", PERSON_THRESHOLD)
+    return encoders
 
 
 def _detections_of(spec: dict) -> DetectionTable | None:
     """The detections table a run's encoder spec names, or None (the detector then feeds the location stream)."""
-    return load_detection_table(spec["detections"]) if spec.get("detections") else None
+    from .encoders import PERSON_THRESHOLD
+
+    if not spec.get("detections"):
+        return None
+    return load_detection_table(spec["detections"], min_score=spec.get("person_threshold", PERSON_THRESHOLD))
 
 
 def _load(dataset_dir: str, split: str):

@@ -1,10 +1,25 @@
 """RefAtomNet (RAVAR, ECCV 2024): three token streams, agent attention per stream, cross-stream agent fusion into
 the visual stream, aggregation, and classification and box heads.
 
-Reconstructed from the paper's text [T] and the authors' code [C] as summarised in the reference notes; the places
-where the code differs from the text are behind ``legacy`` (sum aggregation, pre-agent location tokens).  The
-ablation switches: ``caaf`` (cross-stream agent attention fusion), ``catf`` (agent token fusion), ``location``
-(the location-semantic stream), ``agent_fusion`` (False: plain sum of the streams instead of the agent fusion).
+Reconstructed from the paper's text [T] and the authors' code [C] (KPeng9510/RAVAR ``modules/major.py``) as
+summarised in the reference notes.  Where the paper is silent, the code's choices are followed: agents are
+``mean_tokens(MLP(Q))`` with an MLP d -> d/2 -> a d, the q/k/v projection has no bias (27.3 M trainable parameters at
+full size, as the authors report), the agent-key map G is computed from the raw agents and the fused agents enter
+only softmax(Q A^T) (the order of the paper's equations), and the location stream takes person detections only.
+The ablation switches: ``caaf`` (cross-stream agent attention fusion), ``catf`` (agent token fusion), ``location``
+(the location-semantic stream), ``agent_fusion`` (False: plain addition of the three streams, the paper's
+"w/o ALSAF", whose Table 3 row equals its "Addition" row).
+
+Deliberate differences from the authors' code, each for a reason:
+
+* aggregation is the mean of the three streams (the paper's text); the code's sum and its pre-agent location tokens
+  are behind ``legacy``;
+* person detections are kept above a confidence threshold (``--person-threshold``, 0.7), where the code keeps every
+  query whose argmax is "person": a query that is barely a person should not steer the referent;
+* one head and four agents, as in the code; the head softmax of the fusion is then all ones and is written out as
+  such (``fuse``);
+* frames arrive as the dataset stores them (no x 255 uint8 cast, which negates every pixel in the code), and
+  boxes, labels and texts are joined by instance id, not by dict insertion order.
 """
 from __future__ import annotations
 
@@ -41,31 +56,33 @@ class MLP(nn.Sequential):
 
 
 class AgentBlock(nn.Module):
-    """Agent attention over one stream's tokens (one head, ``a`` agents, 1D agents from an MLP of the mean query).
+    """Agent attention over one stream's tokens (one head, ``a`` agents from the mean of an MLP of the queries).
 
-    ``x = LN(t); Q, K, V = Linear(x); A = MLP(mean(Q)) as (a, d); G = softmax_tokens(alpha A K^T);
-    B = softmax_agents(alpha Q A^T); y = t + Linear(B (G V)); out = y + MLP(LN(y))``.  ``fuse_g`` and ``fuse_a``
-    rewrite G and A before use (the visual stream's cross-stream fusion).
+    ``x = LN(t); Q, K, V = Linear(x) (no bias); A = mean_tokens(MLP(Q)) as (a, d), the MLP d -> d/2 -> a d;
+    G = softmax_tokens(alpha A K^T); B = softmax_agents(alpha Q A'^T); y = t + Linear(B (G V)); out = y + MLP(LN(y))``.
+    In the visual stream ``fuse_g`` rewrites G (CAAF) and ``fuse_a`` gives A' (CATF); G is always computed from the
+    raw agents A, so that switching CAAF off leaves G exactly as an unfused block has it, whatever CATF does.
     """
 
     def __init__(self, dim: int, agents: int):
         super().__init__()
         self.dim, self.agents = dim, agents
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.agent_mlp = MLP(dim, dim, agents * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.agent_mlp = MLP(dim, dim // 2, agents * dim)
         self.proj = nn.Linear(dim, dim)
         self.mlp = MLP(dim, 4 * dim, dim)
         self.alpha = dim ** -0.5
 
     def maps(self, t: torch.Tensor, fuse_a=None, fuse_g=None):
+        """(Q, V, A', G): the queries, values, the agents used against the queries, and the agent-key map."""
         q, k, v = self.qkv(self.norm1(t)).chunk(3, dim=-1)
-        a = self.agent_mlp(q.mean(dim=1)).view(t.shape[0], self.agents, self.dim)
-        if fuse_a is not None:
-            a = fuse_a(a)
+        a = self.agent_mlp(q).mean(dim=1).view(t.shape[0], self.agents, self.dim)
         g = torch.softmax(self.alpha * a @ k.transpose(1, 2), dim=-1)          # (B, a, n): agents over tokens
         if fuse_g is not None:
             g = fuse_g(g)
+        if fuse_a is not None:
+            a = fuse_a(a)
         return q, v, a, g
 
     def finish(self, t, q, v, a, g):

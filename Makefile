@@ -38,7 +38,6 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
 	$(BIN)/refava -w $(DEMO)/ws verify --no-progress
 	HF_HUB_OFFLINE=1 $(BIN)/refava -w $(DEMO)/ws validate-dataset
-	HF_HUB_OFFLINE=1 $(BIN)/python tools/referent_probe.py $(DEMO)/ws/refava $(DEMO)/sample/annotations/ava_dense_proposals_sample.pkl
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
@@ -52,7 +51,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  gallery:        $(abspath $(DEMO)/ws/reports/corrupt_gallery.png)"
 	@echo "  rephrasings:    $(abspath $(DEMO)/ws/tables/rephrasings.parquet)   (report reports/rephrase.json)"
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
-	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (RefAtomNet vs controls over 3 seeds; plots per model and seed)"
+	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (1. does the data carry the referent: the referent probe; 2. RefAtomNet vs controls over 3 seeds)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 # Label Studio pins packages that clash with refava's: its own virtual environment, for the real-server tests

@@ -230,3 +230,46 @@ def test_the_location_stream_keeps_confident_person_detections_only(tmp_path):
         table.k = 3
         tokens = table.tokens(["v"], [3], person)
         assert int((tokens[0, :, 4] != 0).sum()) == kept, threshold
+
+
+def test_legacy_is_the_authors_aggregation():
+    torch = pytest.importorskip("torch")
+    from refava.train.model import ModelConfig, RefAtomNet
+
+    torch.manual_seed(0)
+    model = RefAtomNet(ModelConfig(dim=32, tokens=8, detections=6, text_dim=32, legacy=True)).eval()
+    visual, text, mask = torch.randn(2, 8, 32), torch.randn(2, 5, 32), torch.ones(2, 5)
+    det = torch.randn(2, 6, 36)
+    det[:, 4:] = 0                                                     # two slots without a person
+    captured = {}
+    model.cls_head.register_forward_hook(lambda m, args, out: captured.setdefault("feature", args[0]))
+    model(visual, text, mask, det)
+    with torch.no_grad():
+        projected = model.det_proj(det)
+        projected[:, 4:] = 0                                           # the code zeroes them after the projection
+        t_tokens = model.text_expand(((text * mask[..., None]).sum(1) / 5).unsqueeze(-1)).transpose(1, 2)
+        t_out, g_t, a_t = model.text(t_tokens)
+        l_out, g_l, a_l = model.loc(model.det_tokens(projected.transpose(1, 2)).transpose(1, 2))
+        from refava.train.model import fuse
+        q, v, a, g = model.visual.maps(visual, fuse_a=lambda x: fuse(x, a_t + a_l, dim=-1),
+                                       fuse_g=lambda x: fuse(x, g_t + g_l, dim=-1))
+        v_out = model.visual.finish(visual, q, v, a, g)
+        expected = v_out.mean(1) + t_out.mean(1) + projected.mean(1)   # mean over all 100 (here 6) slots
+    assert torch.allclose(captured["feature"], expected, atol=1e-6)
+
+
+def test_test_time_clips_average_the_logits(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from refava.train.loop import clip_indices, predict
+    from refava.train.model import ModelConfig, RefAtomNet
+
+    assert len({tuple(clip_indices(90, 8, j, 11)) for j in range(11)}) == 11     # eleven different clips
+    torch.manual_seed(0)
+    model = RefAtomNet(ModelConfig(dim=32, tokens=8, detections=6, text_dim=32)).eval()
+    feats = {"visual": torch.randn(3, 4, 8, 32), "text": torch.randn(3, 5, 32), "mask": torch.ones(3, 5),
+             "det": torch.randn(3, 6, 36), "labels": torch.zeros(3, 80)}
+    scores, _ = predict(model, feats)
+    with torch.no_grad():
+        logits = torch.stack([model(feats["visual"][:, j], feats["text"], feats["mask"], feats["det"])[0]
+                              for j in range(4)]).mean(0)
+    assert np.allclose(scores, torch.sigmoid(logits).numpy(), atol=1e-6)

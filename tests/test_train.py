@@ -63,11 +63,13 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     config = ws / "refava.toml"
     proposals = sample_corpus / "annotations" / "ava_dense_proposals_sample.pkl"
     config.write_text(config.read_text().replace('proposals = ""', f'proposals = "{proposals}"'))
-    for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test", "--device", "cpu"]):
+    for args in (["train", "--epochs", "1"], ["train", "--epochs", "1"], ["evaluate", "--split", "test", "--device", "cpu"],
+                 ["evaluate", "--split", "test", "--device", "cpu", "--test-clips", "3"]):
         proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
     assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
+    assert result["test_clips"] == 3
     spec = json.loads((ws / "runs" / "refatomnet" / "run.json").read_text())
     assert spec["encoders"]["detections"].endswith("ava_dense_proposals_sample.pkl")
     assert spec["encoders"]["tiny"]["dim"] == 32

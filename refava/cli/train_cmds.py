@@ -164,14 +164,18 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
 @click.option("--split", default="test", show_default=True)
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Another dataset folder, e.g. "
                                                                                "with a corruption configuration.")
+@click.option("--test-clips", type=click.IntRange(1, 90), default=1, show_default=True,
+              help="Average the logits over this many clips per row, shifted within the window (the authors use 11; "
+                   "needs a dataset ingested with more frames than the run trains on, e.g. --frames all).")
 @DEVICE
 @click.pass_context
-def evaluate_cmd(ctx, run_dir, split, dataset, device):
+def evaluate_cmd(ctx, run_dir, split, dataset, test_clips, device):
     """Evaluate a trained run on a split: mAP and AUROC (macro and weighted), mIOU, mAP at IoU 0.2 / 0.5."""
     import json
 
     from ..train.loop import evaluate_run
 
     ws = load_workspace(ctx)
-    result = evaluate_run(run_dir or ws.root / "runs" / "refatomnet", split, dataset, device=device)
+    result = evaluate_run(run_dir or ws.root / "runs" / "refatomnet", split, dataset, device=device,
+                          test_clips=test_clips)
     click.echo(json.dumps(result, indent=2))

@@ -75,19 +75,35 @@ def _pixels(images, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
 
 
+def clip_indices(stored: int, frames: int, clip: int = 0, clips: int = 1) -> np.ndarray:
+    """Which of a row's ``stored`` sampled frames clip ``clip`` of ``clips`` takes: ``frames`` frames uniformly over
+    the window, the clips shifted by a fraction of the stride (the authors' test-time clips).  One clip: the frames
+    spread from the first to the last stored one.
+
+    >>> clip_indices(90, 8).tolist(), clip_indices(90, 8, 1, 11).tolist()
+    ([0, 13, 25, 38, 51, 64, 76, 89], [1, 12, 24, 35, 46, 57, 69, 80])
+    """
+    if clips <= 1:
+        return np.linspace(0, stored - 1, frames).round().astype(int)
+    stride = stored / frames
+    return np.minimum(stored - 1, np.floor(np.arange(frames) * stride + clip * stride / clips + 0.5)).astype(int)
+
+
 def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable[[str], None] = lambda *_: None,
-              bf16: bool = True, detections: DetectionTable | None = None):
+              bf16: bool = True, detections: DetectionTable | None = None, test_clips: int = 1):
     """Encode a ``datasets.Dataset`` split once: tensors for the model, labels, boxes and clip ids (on the CPU).
     Location tokens come from ``detections`` (a proposals or detections table) when given, else from the detector.
     On a GPU the frozen towers run under bfloat16 autocast unless ``bf16=False`` (on an H100 with the full-size
-    towers: 7x the float32 encoder throughput; 2.4x end to end on the sample, where JPEG decoding then dominates)."""
+    towers: 7x the float32 encoder throughput; 2.4x end to end on the sample, where JPEG decoding then dominates).
+    ``test_clips`` > 1 encodes that many clips of ``frames`` frames per row (visual features (B, clips, n, d)), whose
+    logits :func:`predict` averages, as the authors' evaluation does over 11 clips (with ``--frames all`` data)."""
     out = {k: [] for k in ("visual", "text", "mask", "det", "labels", "boxes")}
     clips, n = [], len(rows)
     on_gpu = encoders.device.type == "cuda"
     missing_before = len(detections.missing) if detections is not None else 0
     with torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu and bf16 else contextlib.nullcontext():
         for start in range(0, n, batch):
-            _encode_batch(rows[start:start + batch], encoders, frames, out, clips, detections)
+            _encode_batch(rows[start:start + batch], encoders, frames, out, clips, detections, test_clips)
             log(f"  encoded {min(n, start + batch)}/{n}")
     if detections is not None and len(detections.missing) > missing_before:
         log(f"  {len(detections.missing) - missing_before} keyframe(s) have no detections in {detections.source}: "
@@ -101,13 +117,17 @@ def featurize(rows, encoders, *, frames: int = 8, batch: int = 16, log: Callable
     return out
 
 
-def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list, detections=None) -> None:
+def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list, detections=None,
+                  test_clips: int = 1) -> None:
     size = encoders.image_size
-    pix = []
-    for sampled in chunk["frames"]:
-        idx = np.linspace(0, len(sampled) - 1, frames).round().astype(int) if sampled else []
-        pix.append(_pixels([sampled[i] for i in idx], size))
-    out["visual"].append(encoders.frames(torch.stack(pix)).float().cpu())
+    per_clip = []
+    for j in range(test_clips):
+        pix = []
+        for sampled in chunk["frames"]:
+            idx = clip_indices(len(sampled), frames, j, test_clips) if sampled else []
+            pix.append(_pixels([sampled[i] for i in idx], size))
+        per_clip.append(encoders.frames(torch.stack(pix)).float().cpu())
+    out["visual"].append(per_clip[0] if test_clips == 1 else torch.stack(per_clip, dim=1))
     text, mask = encoders.text(chunk["expression"])
     out["text"].append(text.float().cpu())
     out["mask"].append(mask.cpu())
@@ -174,10 +194,12 @@ def predict(model: RefAtomNet, feats: dict, batch: int = 256) -> tuple[np.ndarra
     with torch.no_grad():
         for s in range(0, feats["labels"].shape[0], batch):
             sl = slice(s, s + batch)
-            lo, bx = model(feats["visual"][sl].to(device), feats["text"][sl].to(device), feats["mask"][sl].to(device),
-                           feats["det"][sl].to(device) if feats["det"] is not None else None)
-            logits.append(torch.sigmoid(lo).cpu())
-            boxes.append(bx.cpu())
+            visual = feats["visual"][sl].to(device)
+            clips = visual.unbind(1) if visual.dim() == 4 else [visual]      # test-time clips: logits averaged
+            outs = [model(v, feats["text"][sl].to(device), feats["mask"][sl].to(device),
+                          feats["det"][sl].to(device) if feats["det"] is not None else None) for v in clips]
+            logits.append(torch.sigmoid(torch.stack([lo for lo, _ in outs]).mean(0)).cpu())
+            boxes.append(torch.stack([bx for _, bx in outs]).mean(0).cpu())
     return torch.cat(logits).numpy(), torch.cat(boxes).numpy()
 
 
@@ -590,7 +612,7 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
 
 
 def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None,
-                 device: str | None = "auto") -> dict:
+                 device: str | None = "auto", test_clips: int = 1) -> dict:
     """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json."""
     run = Path(run_dir)
     try:
@@ -607,7 +629,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: s
     if table is not None:
         table.k = model.config.detections                  # the slots the model was trained with
     feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"],
-                      detections=table)
-    result = {"split": split, "epoch": state["epoch"] + 1, **evaluate(model, feats)}
+                      detections=table, test_clips=test_clips)
+    result = {"split": split, "epoch": state["epoch"] + 1, "test_clips": test_clips, **evaluate(model, feats)}
     write_json_atomic(run / f"eval_{split}.json", result)
     return result

@@ -12,8 +12,10 @@ The ablation switches: ``caaf`` (cross-stream agent attention fusion), ``catf`` 
 
 Deliberate differences from the authors' code, each for a reason:
 
-* aggregation is the mean of the three streams (the paper's text); the code's sum and its pre-agent location tokens
-  are behind ``legacy``;
+* aggregation is the mean of the three streams (the paper's text); ``legacy`` is the code's path: the sum of the
+  streams' token means, with the mean of the 100 person-masked projected detections as the location stream's;
+* the code converts DETR's (cx, cy, w, h) boxes with width and height swapped; refava's detections use the right
+  corners (a bug, not a choice);
 * person detections are kept above a confidence threshold (``--person-threshold``, 0.7), where the code keeps every
   query whose argmax is "person": a query that is barely a person should not steer the referent;
 * one head and four agents, as in the code; the head softmax of the fusion is then all ones and is written out as
@@ -128,7 +130,10 @@ class RefAtomNet(nn.Module):
         t_out, g_t, a_t = self.text(t_tokens)
         use_loc = c.location and detections is not None
         if use_loc:
-            l_tokens = self.det_tokens(self.det_proj(detections).transpose(1, 2)).transpose(1, 2)
+            # empty slots (no person, or below the threshold) are zeros after the projection, as the code masks them
+            present = (detections.abs().sum(-1, keepdim=True) > 0).to(detections.dtype)
+            det = self.det_proj(detections) * present                                        # (B, D, d)
+            l_tokens = self.det_tokens(det.transpose(1, 2)).transpose(1, 2)
             l_out, g_l, a_l = self.loc(l_tokens)
         if c.agent_fusion:
             g_o = g_t + (g_l if use_loc else 0)
@@ -137,12 +142,15 @@ class RefAtomNet(nn.Module):
                 visual, fuse_a=(lambda x: fuse(x, a_o, dim=-1)) if c.catf else None,     # CATF: over channels
                 fuse_g=(lambda x: fuse(x, g_o, dim=-1)) if c.caaf else None)             # CAAF: over tokens
             v_out = self.visual.finish(visual, q, v, a, g)
-            streams = [v_out, t_out] + ([l_tokens if c.legacy else l_out] if use_loc else [])
-            joint = torch.stack(streams).sum(0) if c.legacy else torch.stack(streams).mean(0)
+            if c.legacy:
+                # the authors' code: the sum of the streams' token means, the location stream's being the mean of
+                # the D person-masked projected detections (before the D -> n projection and its agent block)
+                feature = v_out.mean(1) + t_out.mean(1) + (det.mean(1) if use_loc else 0)
+            else:
+                feature = torch.stack([v_out, t_out] + ([l_out] if use_loc else [])).mean(0).mean(dim=1)
         else:
             v_out, _, _ = self.visual(visual)
-            joint = v_out + t_out + (l_out if use_loc else 0)
-        feature = joint.mean(dim=1)
+            feature = (v_out + t_out + (l_out if use_loc else 0)).mean(dim=1)
         return self.cls_head(feature), torch.sigmoid(self.box_head(feature))
 
     def loss(self, logits, boxes, labels, gt_boxes) -> tuple[torch.Tensor, dict]:

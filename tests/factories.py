@@ -129,3 +129,15 @@ def make_packed_bframes_avi(path: str | Path, n_frames: int, *, fps: int = 25, w
         container.mux(packet)
     container.close()
     return [Fraction(i, fps) for i in range(n_frames)]
+
+
+def make_instances_for_checks(instance_ids):
+    """Instances with the given ids ("video___TTTT___person"), side by side boxes, for annotation checks."""
+    from refava.records import Instance
+
+    out = []
+    for iid in instance_ids:
+        video, t, person = iid.rsplit("___", 2)
+        x = 0.05 + 0.3 * int(person)
+        out.append(Instance(iid, f"{video}___{t}", video, int(t), int(person), (x, 0.1, x + 0.25, 0.9), (12,), "x"))
+    return out

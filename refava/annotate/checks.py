@@ -134,11 +134,21 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
         by_instance[iid].append(row)
     for rows in by_instance.values():
         rows.sort(key=lambda r: (r["created_at"], r["annotator"]))
-    verdicts: dict[str, list[bool]] = defaultdict(list)
-    for (iid, _), row in verify.items():
-        person = int(iid.rsplit("___", 1)[1])
-        verdicts[iid].append(row["picked_person_id"] == person)
     primary = {iid: rows[0] for iid, rows in by_instance.items()}
+    # a verification counts only for the text it checked, and only by someone other than that text's describer
+    verdicts: dict[str, list[bool]] = defaultdict(list)
+    uncounted: dict[str, list[str]] = defaultdict(list)
+    for (iid, verifier), row in sorted(verify.items()):
+        person = int(iid.rsplit("___", 1)[1])
+        current = primary.get(iid)
+        if current is None or not current["text"]:
+            continue
+        if row["text"] is None or normalise(row["text"]) != normalise(current["text"]):
+            uncounted[iid].append(f"stale_verification: {verifier} checked an earlier text")
+        elif verifier == current["annotator"]:
+            uncounted[iid].append(f"self_verified: {verifier} wrote the expression")
+        else:
+            verdicts[iid].append(row["picked_person_id"] == person)
     clip_texts: dict[str, dict[str, str]] = defaultdict(dict)
     for iid, row in primary.items():
         if row["text"]:
@@ -183,6 +193,7 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
                 status = "needs_revision"
             elif verified is None:
                 status = "pending_verification"
+                reasons.extend(uncounted.get(iid, []))     # why the answers in hand do not count
             else:
                 status = "accepted"
         out.append({"instance_id": iid, "clip_id": inst.clip_id, "video_id": inst.video_id, "status": status,

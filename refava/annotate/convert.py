@@ -21,17 +21,21 @@ class Converted:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _user(completed_by) -> str:
+def annotator_of(completed_by, users: dict | None = None) -> str:
+    """Who answered: the Label Studio account's email (the same person on every server), from the export itself or
+    from ``users`` ({user id: email}, the server's user list); ``ls-user-<id>`` only when neither has it."""
     if isinstance(completed_by, dict):
-        return completed_by.get("email") or f"ls-user-{completed_by.get('id')}"
-    return f"ls-user-{completed_by}"
+        email = completed_by.get("email") or (users or {}).get(completed_by.get("id"))
+        return email or f"ls-user-{completed_by.get('id')}"
+    return (users or {}).get(completed_by) or f"ls-user-{completed_by}"
 
 
-def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip_id: str) -> dict:
+def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip_id: str, users=None) -> dict:
     project = ann.get("project", task.get("project"))
     return {
         "annotation_id": f"ls:{project}:{ann.get('id')}:{instance_id}",
-        "instance_id": instance_id, "clip_id": clip_id, "stage": stage, "annotator": _user(ann.get("completed_by")),
+        "instance_id": instance_id, "clip_id": clip_id, "stage": stage,
+        "annotator": annotator_of(ann.get("completed_by"), users),
         "created_at": str(ann.get("created_at") or ""), "lead_time_s": ann.get("lead_time"),
         "text": None, "flags": [], "picked": None, "picked_person_id": None,
         "ls_project_id": project, "ls_task_id": task.get("id"), "ls_annotation_id": ann.get("id"),
@@ -40,7 +44,7 @@ def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip
 
 
 def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
-                           known_instances: set[str] | None = None) -> Converted:
+                           known_instances: set[str] | None = None, users: dict | None = None) -> Converted:
     """One Label Studio task (with its ``annotations``) -> annotation rows of ``stage`` ("describe"/"verify").
 
     Cancelled (skipped) annotations are left out; unknown region ids, instances and answers are problems.
@@ -76,7 +80,7 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
                     out.problems.append(Problem("unknown_region", where, iid, "an instance of the instances table",
                                                 "no such instance (was the box removed or the clip excluded?)"))
                     continue
-                row = regions.setdefault(iid, _base(task, ann, "describe", source, iid, clip_id))
+                row = regions.setdefault(iid, _base(task, ann, "describe", source, iid, clip_id, users))
                 value = result.get("value") or {}
                 if result["from_name"] == "expression":
                     texts = [t for t in value.get("text") or [] if isinstance(t, str)]
@@ -99,7 +103,8 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
             if len(picks) != 1:
                 out.problems.append(Problem("unknown_answer", where, iid, "exactly one pick", f"{picks}"))
                 continue
-            row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0])
+            row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0], users)
+            row["text"] = data.get("expression")      # the text this answer verified: a rewrite needs a new check
             row["picked"] = picks[0]
             if picks[0] != "none":
                 if picks[0] not in numbers:

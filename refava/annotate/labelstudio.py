@@ -116,6 +116,12 @@ class Client:
         body = self.call("POST", f"/api/projects/{project_id}/import", json=tasks)
         return int((body or {}).get("task_count", len(tasks)))
 
+    def users(self) -> dict[int, str]:
+        """{user id: email} of the server's accounts: answers are attributed to emails, stable across servers."""
+        body = self.call("GET", "/api/users") or []
+        items = body.get("results", body) if isinstance(body, dict) else body
+        return {int(u["id"]): u["email"] for u in items if isinstance(u, dict) and u.get("email") and "id" in u}
+
     def export(self, project_id: int) -> list[dict]:
         """Full JSON export of every task (not JSON_MIN: it loses which region an answer belongs to)."""
         body = self.call("GET", f"/api/projects/{project_id}/export",
@@ -253,6 +259,7 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
     from .convert import ls_task_to_annotations
 
     known = {i.instance_id for i in Instances.from_parquet(ws.table("instances"))}
+    users = client.users()
     results = {}
     for stage in ("describe", "verify"):
         project_id = int(ws.config["labelstudio"].get(f"{stage}_project") or 0)
@@ -265,7 +272,7 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
         rows, problems = [], []
         for task in tasks:
             converted = ls_task_to_annotations(task, stage, source=f"{client.url} project {project_id}",
-                                               known_instances=known)
+                                               known_instances=known, users=users)
             rows.extend(converted.rows)
             problems.extend(converted.problems)
         merged = merge_annotations(ws.table("annotations"), rows, provenance={

@@ -179,3 +179,60 @@ def test_statuses_without_verification_are_pending():
     assert check_instances([inst], [])[0]["status"] == "missing"
     short = {**row, "text": "a man"}
     assert check_instances([inst], [short])[0]["reasons"] == ["too_short: 2 words (at least 3)"]
+
+
+def _rows(*specs):
+    """Annotation rows: (stage, instance, annotator, text, picked person, version)."""
+    out = []
+    for n, (stage, iid, who, text, picked, version) in enumerate(specs):
+        out.append({"annotation_id": f"a{n}", "instance_id": iid, "clip_id": iid.rsplit("___", 1)[0], "stage": stage,
+                    "annotator": who, "created_at": f"2026-11-0{version}T00:00:0{n}Z", "lead_time_s": None,
+                    "text": text, "flags": [], "picked": None if picked is None else "1",
+                    "picked_person_id": picked, "ls_project_id": None, "ls_task_id": None, "ls_annotation_id": None,
+                    "source": "t", "version": version})
+    return out
+
+
+def test_a_rewritten_expression_is_not_accepted_until_verified_again():
+    from factories import make_instances_for_checks
+    from refava.annotate.checks import check_instances
+
+    inst = make_instances_for_checks(["v___0002___0", "v___0002___1"])
+    first = _rows(("describe", "v___0002___0", "ann@a", "the man in a red coat on the left", None, 1),
+                  ("describe", "v___0002___1", "ann@a", "the woman in a blue dress on the right", None, 1),
+                  ("verify", "v___0002___0", "bob@b", "the man in a red coat on the left", 0, 1))
+    status = {r["instance_id"]: r for r in check_instances(inst, first)}
+    assert status["v___0002___0"]["status"] == "accepted"
+    rewritten = first + _rows(("describe", "v___0002___0", "ann@a", "the tall man in a red coat on the left", None, 2))
+    status = {r["instance_id"]: r for r in check_instances(inst, rewritten)}
+    assert status["v___0002___0"]["status"] == "pending_verification"
+    assert any(r.startswith("stale_verification") for r in status["v___0002___0"]["reasons"])
+    again = rewritten + _rows(("verify", "v___0002___0", "bob@b", "the tall man in a red coat on the left", 0, 3))
+    assert {r["instance_id"]: r for r in check_instances(inst, again)}["v___0002___0"]["status"] == "accepted"
+
+
+def test_a_describers_own_verification_does_not_count():
+    from factories import make_instances_for_checks
+    from refava.annotate.checks import check_instances
+
+    inst = make_instances_for_checks(["v___0002___0"])
+    rows = _rows(("describe", "v___0002___0", "ann@a", "the man in a red coat on the left", None, 1),
+                 ("verify", "v___0002___0", "ann@a", "the man in a red coat on the left", 0, 1))
+    status = check_instances(inst, rows)[0]
+    assert status["status"] == "pending_verification" and status["verified"] is None
+    assert any(r.startswith("self_verified: ann@a") for r in status["reasons"])
+    rows += _rows(("verify", "v___0002___0", "cat@c", "the man in a red coat on the left", 0, 2))
+    assert check_instances(inst, rows)[0]["status"] == "accepted"
+
+
+def test_annotators_are_their_emails_when_the_server_names_them():
+    from refava.annotate.convert import annotator_of, ls_task_to_annotations
+
+    assert annotator_of({"id": 1, "email": "ann@lab.org"}) == "ann@lab.org"
+    assert annotator_of(1, {1: "ann@lab.org"}) == "ann@lab.org"
+    assert annotator_of(1) == "ls-user-1"
+    task = {"id": 3, "data": {"clip_id": "v___0002"}, "annotations": [{"id": 9, "completed_by": 1, "result": [
+        {"id": "person_0", "from_name": "expression", "value": {"text": ["the man on the left"]}}]}]}
+    one = ls_task_to_annotations(task, "describe", users={1: "ann@server-one.org"}).rows[0]
+    other = ls_task_to_annotations(task, "describe", users={1: "zoe@server-two.org"}).rows[0]
+    assert one["annotator"] != other["annotator"]                 # user 1 of two servers: two people

@@ -14,7 +14,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import TOKEN
+from .conftest import ADMIN, TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,8 @@ def test_push_answer_as_two_users_pull_and_check(server, sample_workspace_templa
                         "value": {"choices": [pick]}}], "lead_time": 8, "completed_by": second})
     assert refava("annotate", "pull", "--url", url, cwd=ws).returncode == 0
     rows = pq.read_table(ws / "tables" / "annotations.parquet").to_pylist()
-    assert {r["annotator"] for r in rows} == {"ls-user-1", f"ls-user-{second}"}       # two different users
+    # two different users, named by their account emails (stable across servers), not by server-local ids
+    assert {r["annotator"] for r in rows} == {ADMIN[0], "ann2@refava.local"}
     check = refava("annotate", "check", cwd=ws)
     assert check.returncode == 0, check.stderr
     status = {r["instance_id"]: r for r in pq.read_table(ws / "tables" / "annotation_status.parquet").to_pylist()}

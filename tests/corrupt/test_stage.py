@@ -99,7 +99,11 @@ def test_any_subset_of_clips_gives_the_same_bytes(split_workspace, tmp_path):
     by_hand = corrupt_frames(images, spec, clip_rng(3, clip_id, spec.name))
     stored = sorted(frames_by_clip(tmp_path / "part" / f"{video_id}.parquet")[clip_id],
                     key=lambda r: (r["grid_index"], r["role"] != "keyframe"))
-    assert [simplejpeg.encode_jpeg(im, quality=90) for im in by_hand] == [r["jpeg"] for r in stored]
+    from refava.corrupt.stage import encode_stored, storage_for
+
+    storage = storage_for(spec, 90)                 # noise is stored at quality 98, 4:4:4 (keeps its sigma)
+    assert storage["quality"] == 98
+    assert [encode_stored(im, storage) for im in by_hand] == [r["jpeg"] for r in stored]
 
 
 def test_preset_and_gallery_and_errors(split_workspace):

@@ -1,8 +1,9 @@
 """Pure converters: Label Studio tasks (full JSON export) -> annotation rows.  No files, no network.
 
 Region ids of the describe stage are ``person_<AVA person id>``; the task's ``data.clip_id`` names the clip,
-so every answer joins back to ``{clip_id}___{person_id}``.  Verify tasks carry ``instance_id`` and
-``box_numbers`` {shown number: person id}.
+so every answer joins back to ``{clip_id}___{person_id}``.  Verify tasks carry an opaque ``task_key``; the
+workspace's map gives its ``instance_id`` and ``box_numbers`` {shown number: person id} (exports made before the
+tasks were blind carry both in ``data``).
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip
     }
 
 
-def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
-                           known_instances: set[str] | None = None, users: dict | None = None) -> Converted:
+def ls_task_to_annotations(task: dict, stage: str, *, source: str = "", known_instances: set[str] | None = None,
+                           users: dict | None = None, verify_map: dict | None = None) -> Converted:
     """One Label Studio task (with its ``annotations``) -> annotation rows of ``stage`` ("describe"/"verify").
 
     Cancelled (skipped) annotations are left out; unknown region ids, instances and answers are problems.
@@ -92,8 +93,15 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "",
                     row["flags"] = sorted({c for c in value.get("choices") or [] if c in FLAGS})
             out.rows.extend(regions[k] for k in sorted(regions))
         elif stage == "verify":
-            iid = data.get("instance_id")
-            numbers = data.get("box_numbers") or {}
+            # blind tasks carry an opaque key that the workspace's map resolves; older exports carried the answer
+            entry = (verify_map or {}).get(data.get("task_key")) if data.get("task_key") else data
+            if entry is None:
+                out.problems.append(Problem("unknown_task", where, str(data.get("task_key")),
+                                            "a verify task key of this workspace (labelstudio/verify_tasks.json)",
+                                            "no such key: pushed from another workspace?"))
+                break
+            iid = entry.get("instance_id")
+            numbers = entry.get("box_numbers") or {}
             if not iid or (known_instances is not None and iid not in known_instances):
                 out.problems.append(Problem("unknown_region", where, str(iid), "data.instance_id of a known instance",
                                             "missing or unknown"))

@@ -144,14 +144,15 @@ def merge_annotations(path: Path, new_rows: list[dict], *, provenance: dict) -> 
 
 
 def import_export_file(path: str | os.PathLike, table_path: Path, *, stage: str | None = None,
-                       known_instances: set[str] | None = None) -> ImportResult:
+                       known_instances: set[str] | None = None, verify_map: dict | None = None) -> ImportResult:
     """Import a Label Studio JSON export into the annotations table (see :func:`merge_annotations`)."""
     path = Path(path)
     tasks = load_label_studio_export(path)
     stage = stage or guess_stage(tasks)
     rows, problems = [], []
     for task in tasks:
-        converted = ls_task_to_annotations(task, stage, source=path.name, known_instances=known_instances)
+        converted = ls_task_to_annotations(task, stage, source=path.name, known_instances=known_instances,
+                                           verify_map=verify_map)
         rows.extend(converted.rows)
         problems.extend(converted.problems)
     result = merge_annotations(table_path, rows, provenance={"source": path.name, "stage_kind": stage})

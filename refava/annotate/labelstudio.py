@@ -182,8 +182,49 @@ def _write_keyframes(ws, clips: dict[str, list], folder: Path, numbered: bool) -
             write_bytes_atomic(target, data)
 
 
-def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print) -> PushResult:
-    """Create or update the stage's project, serve keyframes, import the tasks not yet there (by key)."""
+VERIFY_MAP = Path("labelstudio") / "verify_tasks.json"
+
+
+def verify_key(instance_id: str, text: str) -> str:
+    """The opaque key of a verify task: it names neither the instance nor the person, and changes with the text."""
+    import hashlib
+
+    return hashlib.sha256(f"{instance_id}\x1f{text}".encode()).hexdigest()[:20]
+
+
+def load_verify_map(ws) -> dict[str, dict]:
+    """{task key: {instance_id, clip_id, text, box_numbers}}: the answers to verify tasks, kept in the workspace
+    only (the verifier sees the image, the numbers and the expression, nothing that tells which box is meant)."""
+    path = ws.root / VERIFY_MAP
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise LabelStudioError(f"{path}: not valid JSON ({exc}); it maps verify tasks to instances: restore it from "
+                               f"a backup, or push the verify stage again with --all") from None
+
+
+def _work(ws, stage: str, instances: list) -> set[str] | None:
+    """What still needs the stage: describe, the clips with a person lacking an accepted expression; verify, the
+    instances whose current text passed the automatic checks and is not verified yet.  None: no annotations yet."""
+    from .checks import check_instances
+    from .io import read_annotations
+
+    rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
+    if not rows:
+        return None
+    status = check_instances(instances, rows)
+    if stage == "describe":
+        return {r["clip_id"] for r in status if r["status"] != "accepted"}
+    return {r["instance_id"] for r in status if r["status"] == "pending_verification"}
+
+
+def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, resend: bool = False) -> PushResult:
+    """Create or update the stage's project, serve keyframes, import the tasks that are still work and not there
+    yet (``resend``: every task, again).  Verify tasks carry an opaque key; the key's instance and box numbers stay
+    in the workspace (:func:`load_verify_map`)."""
+    from ..fsutil import write_json_atomic
     from ..records import Instances
     from .io import read_annotations
 
@@ -206,12 +247,17 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print) 
     folder.mkdir(parents=True, exist_ok=True)
     client.local_storage(project_id, folder)
     result = PushResult(stage, project_id)
-    present = {(t.get("data") or {}).get("clip_id" if stage == "describe" else "instance_id")
-               for t in client.tasks(project_id)}
+    present = set() if resend else {
+        (t.get("data") or {}).get("clip_id" if stage == "describe" else "task_key") for t in client.tasks(project_id)}
+    work = None if resend else _work(ws, stage, instances)
     tasks = []
     if stage == "describe":
         _write_keyframes(ws, clips, folder, numbered=False)
         for clip_id in sorted(clips):
+            if work is not None and clip_id not in work:
+                result.skipped["every person has an accepted expression"] = result.skipped.get(
+                    "every person has an accepted expression", 0) + 1
+                continue
             if clip_id in present:
                 result.existing += 1
                 continue
@@ -233,8 +279,14 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print) 
                 latest[r["instance_id"]] = r
         _write_keyframes(ws, {c: clips[c] for c in {r["clip_id"] for r in latest.values()} if c in clips}, folder,
                          numbered=True)
+        mapping = load_verify_map(ws)
         for iid, r in sorted(latest.items()):
-            if iid in present:
+            if work is not None and iid not in work:
+                why = "failed a check or already verified at this text"
+                result.skipped[why] = result.skipped.get(why, 0) + 1
+                continue
+            key = verify_key(iid, r["text"])
+            if key in present:
                 result.existing += 1
                 continue
             people = sorted(clips.get(r["clip_id"], []), key=lambda i: i.person_id)
@@ -242,10 +294,12 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print) 
                 result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
                 continue
             numbers = {str(n): p.person_id for n, p in enumerate(people, start=1)}
+            mapping[key] = {"instance_id": iid, "clip_id": r["clip_id"], "text": r["text"], "box_numbers": numbers}
+            # what the verifier sees: the numbered keyframe, the expression, the numbers; nothing names the person
             tasks.append({"data": {"image": f"/data/local-files/?d={(relative / (r['clip_id'] + '.jpg')).as_posix()}",
-                                   "expression": r["text"], "instance_id": iid, "clip_id": r["clip_id"],
-                                   "box_numbers": numbers,
+                                   "expression": r["text"], "task_key": key,
                                    "options": [{"value": n} for n in numbers] + [{"value": "none"}]}})
+        write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
     result.added = client.import_tasks(project_id, tasks)
     log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there")
     return result
@@ -260,6 +314,7 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
 
     known = {i.instance_id for i in Instances.from_parquet(ws.table("instances"))}
     users = client.users()
+    mapping = load_verify_map(ws)
     results = {}
     for stage in ("describe", "verify"):
         project_id = int(ws.config["labelstudio"].get(f"{stage}_project") or 0)
@@ -272,7 +327,7 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
         rows, problems = [], []
         for task in tasks:
             converted = ls_task_to_annotations(task, stage, source=f"{client.url} project {project_id}",
-                                               known_instances=known, users=users)
+                                               known_instances=known, users=users, verify_map=mapping)
             rows.extend(converted.rows)
             problems.extend(converted.problems)
         merged = merge_annotations(ws.table("annotations"), rows, provenance={

@@ -51,7 +51,9 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
         result = merge_annotations(table, rows, provenance={"source": str(source), "stage_kind": "describe"})
         result.problems, result.stage = problems, "describe"
     else:
-        result = import_export_file(source, table, stage=stage, known_instances=known)
+        from ..annotate.labelstudio import load_verify_map
+
+        result = import_export_file(source, table, stage=stage, known_instances=known, verify_map=load_verify_map(ws))
     log = ProblemLog(result.problems)
     report = ws.reports_dir / "annotate-import.json"
     write_json_atomic(report, {"source": str(source), "stage": result.stage, "added": result.added,
@@ -124,15 +126,19 @@ def status_cmd(ctx, as_json):
               help="describe: one task per clip with every AVA box pre-drawn; verify: one task per described "
                    "person with numbered boxes and the expression.")
 @click.option("--url", help="Label Studio URL (default: [labelstudio] url in refava.toml).")
+@click.option("--all", "resend", is_flag=True, help="Resend every task, done or not, even those already there.")
 @click.pass_context
-def push_cmd(ctx, stage, url):
-    """Create or update the stage's Label Studio project and import the tasks not yet there (pushing again never
-    duplicates tasks). The token comes from LABEL_STUDIO_API_KEY; keyframes are served from
-    <workspace>/labelstudio/ through the server's local-files storage."""
+def push_cmd(ctx, stage, url, resend):
+    """Create or update the stage's Label Studio project and import the tasks that are still work: describe, the
+    clips with a person lacking an accepted expression; verify, the expressions that passed the automatic checks
+    and are not verified at their current text (never ones that failed a check). Pushing again never duplicates
+    tasks. Verify tasks are blind: they show the numbered keyframe and the expression; which box is meant stays in
+    the workspace (labelstudio/verify_tasks.json). The token comes from LABEL_STUDIO_API_KEY; keyframes are
+    served from <workspace>/labelstudio/ through the server's local-files storage."""
     from ..annotate.labelstudio import Client, push
 
     ws = load_workspace(ctx, lock="annotate")
-    result = push(ws, stage, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)
+    result = push(ws, stage, Client(url or ws.config["labelstudio"]["url"]), log=click.echo, resend=resend)
     for reason, n in result.skipped.items():
         click.echo(f"  skipped {n}: {reason}")
 

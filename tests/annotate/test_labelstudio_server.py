@@ -6,6 +6,7 @@ The server is started by tools/labelstudio.sh on 127.0.0.1 with SQLite; `make te
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,16 +73,31 @@ def test_push_answer_as_two_users_pull_and_check(server, sample_workspace_templa
     assert push_verify.returncode == 0, push_verify.stderr
     verify_project = int(push_verify.stdout.split("project ")[1].split(",")[0])
     verify_tasks = api.export(verify_project)
-    assert {t["data"]["instance_id"] for t in verify_tasks} == set(plan)
-    failed = sorted(iid for iid in plan if iid.startswith(chosen[2]["data"]["clip_id"]))[0]
-    for task in verify_tasks:
-        numbers = task["data"]["box_numbers"]
-        iid = task["data"]["instance_id"]
+    action = next(i for i, t in plan.items() if "walking" in t)
+    dup = [i for i, t in plan.items() if t.endswith("number 1") and i.startswith(chosen[1]["data"]["clip_id"])]
+    mapping = json.loads((ws / "labelstudio" / "verify_tasks.json").read_text())
+    # only the work: expressions that failed a check (the action word, the duplicates) are not sent to verifiers
+    assert {mapping[t["data"]["task_key"]]["instance_id"] for t in verify_tasks} == set(plan) - {action} - set(dup)
+    # blind: nothing a verifier sees names the instance, the person or the box numbers' meaning
+    for task in api.tasks(verify_project):
+        seen = json.dumps({k: v for k, v in task.items() if k not in ("id", "project")})
+        entry = mapping[task["data"]["task_key"]]
+        assert set(task["data"]) == {"image", "expression", "task_key", "options"}, task["data"]
+        assert entry["instance_id"] not in seen, seen
+        assert "box_numbers" not in seen and "person_" not in seen
+        assert not task.get("predictions")
+    failed = sorted(iid for iid in plan if iid.startswith(chosen[2]["data"]["clip_id"]) and iid not in dup)[0]
+
+    def answer(task, iid, numbers, who, wrong=False):
         right = next(n for n, p in numbers.items() if str(p) == iid.rsplit("___", 1)[1])
-        pick = next(n for n in numbers if n != right) if iid == failed else right
+        pick = next(n for n in numbers if n != right) if wrong else right
         api.call("POST", f"/api/tasks/{task['id']}/annotations/", json={
             "result": [{"id": "pick", "from_name": "pick", "to_name": "image", "type": "choices",
-                        "value": {"choices": [pick]}}], "lead_time": 8, "completed_by": second})
+                        "value": {"choices": [pick]}}], "lead_time": 8, "completed_by": who})
+
+    for task in verify_tasks:
+        entry = mapping[task["data"]["task_key"]]
+        answer(task, entry["instance_id"], entry["box_numbers"], second, wrong=entry["instance_id"] == failed)
     assert refava("annotate", "pull", "--url", url, cwd=ws).returncode == 0
     rows = pq.read_table(ws / "tables" / "annotations.parquet").to_pylist()
     # two different users, named by their account emails (stable across servers), not by server-local ids
@@ -89,15 +105,46 @@ def test_push_answer_as_two_users_pull_and_check(server, sample_workspace_templa
     check = refava("annotate", "check", cwd=ws)
     assert check.returncode == 0, check.stderr
     status = {r["instance_id"]: r for r in pq.read_table(ws / "tables" / "annotation_status.parquet").to_pylist()}
-    action = next(i for i, t in plan.items() if "walking" in t)
-    dup = [i for i, t in plan.items() if t.endswith("number 1") and i.startswith(chosen[1]["data"]["clip_id"])]
     assert status[action]["status"] == "needs_revision" and any("action_word" in r for r in status[action]["reasons"])
     assert all(any("duplicate_in_clip" in r for r in status[i]["reasons"]) for i in dup) and len(dup) == 2
     assert "failed_verification" in status[failed]["reasons"]
     accepted = {i for i in plan if status[i]["status"] == "accepted"}
     assert accepted == set(plan) - {action, failed} - set(dup) and accepted
+    # pushing again sends nothing already done
+    for stage in ("describe", "verify"):
+        again = refava("annotate", "push", "--stage", stage, "--url", url, cwd=ws, root=base)
+        assert again.returncode == 0 and " 0 tasks added" in again.stdout, again.stdout
+    # a rewritten expression is not accepted until it is verified again, and not by its own describer
+    rewritten = sorted(accepted)[0]
+    task = next(t for t in chosen if rewritten.startswith(t["data"]["clip_id"]))
+    result = []
+    for inst in sorted(people[task["data"]["clip_id"]], key=lambda i: i.person_id):
+        iid = f"{task['data']['clip_id']}___{inst.person_id}"
+        text = plan[iid].replace("coat", "long coat") if iid == rewritten else plan[iid]
+        result.append({"id": f"person_{inst.person_id}", "from_name": "expression", "to_name": "image",
+                       "type": "textarea", "value": {"text": [text]}})
+    api.call("POST", f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": 5,
+                                                                     "completed_by": 1})
+
+    def status_of(iid):
+        assert refava("annotate", "pull", "--url", url, cwd=ws).returncode == 0
+        assert refava("annotate", "check", cwd=ws).returncode == 0
+        rows = pq.read_table(ws / "tables" / "annotation_status.parquet").to_pylist()
+        return next(r for r in rows if r["instance_id"] == iid)
+
+    assert status_of(rewritten)["status"] == "pending_verification"
+    pushed = refava("annotate", "push", "--stage", "verify", "--url", url, cwd=ws, root=base)
+    assert " 1 tasks added" in pushed.stdout, pushed.stdout
+    mapping = json.loads((ws / "labelstudio" / "verify_tasks.json").read_text())
+    key, entry = next((k, e) for k, e in mapping.items() if e["instance_id"] == rewritten and "long coat" in e["text"])
+    new_task = next(t for t in api.tasks(verify_project) if t["data"]["task_key"] == key)
+    answer(new_task, rewritten, entry["box_numbers"], 1)                 # the describer verifies their own text
+    mine = status_of(rewritten)
+    assert mine["status"] == "pending_verification" and any(r.startswith("self_verified") for r in mine["reasons"])
+    answer(new_task, rewritten, entry["box_numbers"], second)
+    assert status_of(rewritten)["status"] == "accepted"
     # pulling again adds nothing; a task deleted in Label Studio loses no stored answer
-    before = len(rows)
+    before = len(pq.read_table(ws / "tables" / "annotations.parquet").to_pylist())
     again = refava("annotate", "pull", "--url", url, cwd=ws)
     assert again.returncode == 0 and "0 new answers" in again.stdout
     api.call("DELETE", f"/api/tasks/{chosen[0]['id']}/")

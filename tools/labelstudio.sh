@@ -6,8 +6,9 @@
 #                                              # keyframes served from ROOT (a workspace or a folder above it)
 #   tools/labelstudio.sh stop DATA_DIR
 #
-# The admin user comes from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD and its API token from
-# LABEL_STUDIO_USER_TOKEN (legacy token API enabled); refava reads the token from LABEL_STUDIO_API_KEY.
+# The admin user comes from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD and its legacy API token from
+# LABEL_STUDIO_API_KEY, the variable refava reads too (LABEL_STUDIO_USER_TOKEN, Label Studio's own name, also works).
+# Personal access tokens (Account & Settings) work with refava as well: put one in LABEL_STUDIO_API_KEY.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${LS_VENV:-$HERE/.lsvenv}"
@@ -21,7 +22,8 @@ case "${1:-}" in
     data="$(realpath -m "$2")"; root="$(realpath -m "$3")"; port="${LS_PORT:-8080}"
     mkdir -p "$data"
     : "${LABEL_STUDIO_USERNAME:?set LABEL_STUDIO_USERNAME}" "${LABEL_STUDIO_PASSWORD:?set LABEL_STUDIO_PASSWORD}"
-    : "${LABEL_STUDIO_USER_TOKEN:?set LABEL_STUDIO_USER_TOKEN}"
+    LABEL_STUDIO_USER_TOKEN="${LABEL_STUDIO_API_KEY:-${LABEL_STUDIO_USER_TOKEN:-}}"
+    : "${LABEL_STUDIO_USER_TOKEN:?set LABEL_STUDIO_API_KEY, the admin token that refava uses}"
     LABEL_STUDIO_BASE_DATA_DIR="$data" LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true LATEST_VERSION_CHECK=false \
     COLLECT_ANALYTICS=false LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true \
     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$root" \

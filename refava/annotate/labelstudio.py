@@ -1,7 +1,9 @@
 """The Label Studio edge: push keyframes and tasks (describe, verify), pull full JSON exports.
 
 Everything that talks to the server is here; the conversion of exports to annotation rows is ``convert.py`` (pure).
-The token comes from ``LABEL_STUDIO_API_KEY`` and is never printed: errors name the URL and the HTTP status only.
+The token comes from ``LABEL_STUDIO_API_KEY`` (a personal access token, exchanged for access tokens, or a legacy
+token) and is never printed: errors name the URL and the HTTP status only.  The URL comes from ``--url``, else
+``LABEL_STUDIO_URL``, else ``[labelstudio] url`` in refava.toml.
 Keyframes are served by the server's local-files storage: they are written under ``<workspace>/labelstudio/`` and the
 server must run with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and a document root that contains that folder
 (``tools/labelstudio.sh`` starts one so).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +20,7 @@ from typing import Callable
 from ..errors import RefavaError
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+URL_ENV = "LABEL_STUDIO_URL"
 ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 TITLES = {"describe": "RefAVA describe", "verify": "RefAVA verify"}
 
@@ -35,6 +39,34 @@ def config_path(stage: str) -> Path:
     return path
 
 
+def guidelines_html() -> str:
+    """The annotation guidelines (annotation/guidelines.md, shipped in the package) as the HTML that Label Studio
+    shows as the project's instructions before labelling."""
+    import html
+
+    text = (Path(__file__).resolve().parent / "configs" / "guidelines.md").read_text(encoding="utf-8")
+    out, in_list = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        item = stripped.startswith(("- ", "* "))
+        if in_list and not item:
+            out.append("</ul>")
+            in_list = False
+        if stripped.startswith("#"):
+            level = min(4, len(stripped) - len(stripped.lstrip("#")) + 1)
+            out.append(f"<h{level}>{html.escape(stripped.lstrip('#').strip())}</h{level}>")
+        elif item:
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(stripped[2:])}</li>")
+        elif stripped:
+            out.append(f"<p>{html.escape(stripped)}</p>")
+    if in_list:
+        out.append("</ul>")
+    return "\n".join(out)
+
+
 class Client:
     """A few REST calls with the token in the header; errors without the token."""
 
@@ -42,13 +74,45 @@ class Client:
         self.url = url.rstrip("/")
         token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         if not token:
-            raise LabelStudioError(f"no Label Studio token: set {TOKEN_ENV} (Account & Settings > Access Token); "
-                                   f"it is read from the environment only, never from refava.toml")
-        self._headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+            raise LabelStudioError(f"no Label Studio token: set {TOKEN_ENV} (Account & Settings > Personal Access "
+                                   f"Token, or a legacy token); it is read from the environment only, never from "
+                                   f"refava.toml")
+        self._token = token
         self.timeout = timeout
+        self._headers = {"Content-Type": "application/json"}
+        self._authorise()
+
+    @staticmethod
+    def is_personal_access_token(token: str) -> bool:
+        """Label Studio's personal access tokens are JWT refresh tokens (three base64url parts); legacy ones are
+        40 hex digits."""
+        parts = token.split(".")
+        return len(parts) == 3 and all(re.fullmatch(r"[A-Za-z0-9_-]+", part) for part in parts)
+
+    def _authorise(self) -> None:
+        """Legacy tokens go in the header as they are; a personal access token is exchanged for a short-lived
+        access token at /api/token/refresh/ (and again when that one expires)."""
+        if not self.is_personal_access_token(self._token):
+            self._headers["Authorization"] = f"Token {self._token}"
+            return
+        self._headers.pop("Authorization", None)
+        body = self._request("POST", "/api/token/refresh/", {"refresh": self._token}, authorised=False)
+        access = (body or {}).get("access") if isinstance(body, dict) else None
+        if not access:
+            raise LabelStudioError(f"Label Studio at {self.url} gave no access token for the personal access token "
+                                   f"in {TOKEN_ENV}")
+        self._headers["Authorization"] = f"Bearer {access}"
 
     def call(self, method: str, path: str, *, json: object = None, params: dict | None = None):
         """One REST call (standard library only); the token is sent in a header and never shown."""
+        try:
+            return self._request(method, path, json, params=params)
+        except _Expired:
+            self._authorise()                  # a personal access token's access token lasts minutes
+            return self._request(method, path, json, params=params)
+
+    def _request(self, method: str, path: str, json: object = None, *, params: dict | None = None,
+                 authorised: bool = True):
         import json as jsonlib
         import urllib.error
         import urllib.parse
@@ -65,6 +129,8 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url} ({type(exc).__name__}); is the server "
                                    f"running? (tools/labelstudio.sh start)") from None
+        if status == 401 and authorised and self._headers.get("Authorization", "").startswith("Bearer "):
+            raise _Expired()
         if status in (401, 403):
             raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {status}): check {TOKEN_ENV}")
         if status == 404:
@@ -80,8 +146,9 @@ class Client:
             raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} answered non-JSON ({len(body)} "
                                    f"bytes); a truncated or proxied response?") from None
 
-    def project(self, stage: str, project_id: int) -> int:
-        """The stage's project: ``project_id`` if it exists on the server, else a new one; returns its id."""
+    def project(self, stage: str, project_id: int, workspace: str = "") -> int:
+        """The stage's project: ``project_id`` if it exists on the server, else a new one titled with the stage and
+        the workspace's name (several builds on one server stay apart); returns its id."""
         if project_id:
             try:
                 self.call("GET", f"/api/projects/{project_id}")
@@ -89,8 +156,10 @@ class Client:
             except LabelStudioError as exc:
                 if "404" not in str(exc):
                     raise
-        created = self.call("POST", "/api/projects", json={"title": TITLES[stage],
-                                                            "label_config": config_path(stage).read_text()})
+        title = f"{TITLES[stage]} ({workspace})" if workspace else TITLES[stage]
+        created = self.call("POST", "/api/projects", json={
+            "title": title[:50], "label_config": config_path(stage).read_text(),
+            "expert_instruction": guidelines_html(), "show_instruction": True})
         return int(created["id"])
 
     def local_storage(self, project_id: int, folder: Path) -> None:
@@ -130,6 +199,10 @@ class Client:
             raise LabelStudioError(f"Label Studio at {self.url}: the export of project {project_id} is not a list of "
                                    f"tasks")
         return body
+
+
+class _Expired(Exception):
+    """The access token obtained for a personal access token has expired."""
 
 
 @dataclass
@@ -240,7 +313,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     for inst in instances:
         clips.setdefault(inst.clip_id, []).append(inst)
     key = f"{stage}_project"
-    project_id = client.project(stage, int(ws.config["labelstudio"].get(key) or 0))
+    project_id = client.project(stage, int(ws.config["labelstudio"].get(key) or 0), ws.root.name)
     if project_id != ws.config["labelstudio"].get(key):
         ws.config["labelstudio"][key] = project_id
         ws.save()
@@ -339,3 +412,8 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
         for p in problems[:10]:
             log(f"  {p}")
     return results
+
+
+def server_url(ws, given: str | None = None) -> str:
+    """The server: ``given`` (--url), else $LABEL_STUDIO_URL, else [labelstudio] url of refava.toml."""
+    return given or os.environ.get(URL_ENV) or ws.config["labelstudio"]["url"]

@@ -125,7 +125,7 @@ def status_cmd(ctx, as_json):
 @click.option("--stage", type=click.Choice(["describe", "verify"]), required=True,
               help="describe: one task per clip with every AVA box pre-drawn; verify: one task per described "
                    "person with numbered boxes and the expression.")
-@click.option("--url", help="Label Studio URL (default: [labelstudio] url in refava.toml).")
+@click.option("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else [labelstudio] url in refava.toml).")
 @click.option("--all", "resend", is_flag=True, help="Resend every task, done or not, even those already there.")
 @click.pass_context
 def push_cmd(ctx, stage, url, resend):
@@ -135,21 +135,21 @@ def push_cmd(ctx, stage, url, resend):
     tasks. Verify tasks are blind: they show the numbered keyframe and the expression; which box is meant stays in
     the workspace (labelstudio/verify_tasks.json). The token comes from LABEL_STUDIO_API_KEY; keyframes are
     served from <workspace>/labelstudio/ through the server's local-files storage."""
-    from ..annotate.labelstudio import Client, push
+    from ..annotate.labelstudio import Client, push, server_url
 
     ws = load_workspace(ctx, lock="annotate")
-    result = push(ws, stage, Client(url or ws.config["labelstudio"]["url"]), log=click.echo, resend=resend)
+    result = push(ws, stage, Client(server_url(ws, url)), log=click.echo, resend=resend)
     for reason, n in result.skipped.items():
         click.echo(f"  skipped {n}: {reason}")
 
 
 @annotate.command("pull")
-@click.option("--url", help="Label Studio URL (default: [labelstudio] url in refava.toml).")
+@click.option("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else [labelstudio] url in refava.toml).")
 @click.pass_context
 def pull_cmd(ctx, url):
     """Export both projects as full JSON (kept under labelstudio/exports/) and add the new answers to
     tables/annotations.parquet as a new version; pulling again adds only what is new."""
-    from ..annotate.labelstudio import Client, pull
+    from ..annotate.labelstudio import Client, pull, server_url
 
     ws = load_workspace(ctx, lock="annotate")
-    pull(ws, Client(url or ws.config["labelstudio"]["url"]), log=click.echo)
+    pull(ws, Client(server_url(ws, url)), log=click.echo)

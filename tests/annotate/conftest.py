@@ -24,7 +24,7 @@ def server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "LS_PORT": str(port), "LS_VENV": str(venv), "LABEL_STUDIO_USERNAME": ADMIN[0],
-           "LABEL_STUDIO_PASSWORD": ADMIN[1], "LABEL_STUDIO_USER_TOKEN": TOKEN}
+           "LABEL_STUDIO_PASSWORD": ADMIN[1], "LABEL_STUDIO_API_KEY": TOKEN}
     proc = subprocess.run([str(SCRIPT), "start", str(base / "data"), str(base)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -157,3 +157,38 @@ def test_push_answer_as_two_users_pull_and_check(server, sample_workspace_templa
     assert down.returncode != 0 and "cannot reach Label Studio" in down.stderr
     with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY"):
         Client(url, "")
+
+
+def test_a_personal_access_token_works_and_projects_carry_the_workspace_and_the_guidelines(
+        server, sample_workspace_template):
+    """Label Studio now hands out personal access tokens (JWT refresh tokens, exchanged at /api/token/refresh/):
+    refava takes them as it takes legacy tokens, in LABEL_STUDIO_API_KEY; the URL may come from LABEL_STUDIO_URL."""
+    from refava.annotate.labelstudio import Client
+
+    url, base = server
+    ws = base / "pat-ws"
+    shutil.copytree(sample_workspace_template, ws)
+    api = Client(url, TOKEN)
+    api.call("POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True,
+                                                 "api_token_ttl_days": 30})
+    try:
+        pat = api.call("POST", "/api/token/", json={})["token"]
+    except Exception:                                                        # one exists already: rotate it
+        pat = api.call("POST", "/api/token/rotate/", json={"refresh": api.call("GET", "/api/token/")[0]["token"]})
+        pat = pat.get("refresh") or pat.get("token")
+    assert Client.is_personal_access_token(pat) and not Client.is_personal_access_token(TOKEN)
+    env = {"LABEL_STUDIO_URL": url}
+    proc = subprocess.run([sys.executable, "-m", "refava", "annotate", "push", "--stage", "describe"], cwd=ws,
+                          capture_output=True, text=True,
+                          env={**os.environ, **env, "LABEL_STUDIO_API_KEY": pat,
+                               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(base)})
+    assert proc.returncode == 0, proc.stderr
+    assert pat not in proc.stdout + proc.stderr
+    project_id = int(proc.stdout.split("project ")[1].split(",")[0])
+    project = Client(url, pat).call("GET", f"/api/projects/{project_id}")
+    assert project["title"] == "RefAVA describe (pat-ws)"
+    assert "<h" in project["expert_instruction"] and project["show_instruction"]
+    wrong = pat[:-4] + ("AAAA" if not pat.endswith("AAAA") else "BBBB")
+    proc = subprocess.run([sys.executable, "-m", "refava", "annotate", "pull"], cwd=ws, capture_output=True,
+                          text=True, env={**os.environ, **env, "LABEL_STUDIO_API_KEY": wrong})
+    assert proc.returncode != 0 and "refused the token" in proc.stderr and wrong not in proc.stderr

@@ -19,9 +19,10 @@ def test_describe_config_names_match_the_sample_export(sample_corpus):
     assert names["expression"] == "TextArea" and names["flags"] == "Choices"
     root = ET.parse(ANNOTATION / "describe.xml").getroot()
     text_area = next(el for el in root.iter("TextArea"))
-    assert text_area.get("perRegion") == "true"
-    flags = {c.get("value") for c in root.iter("Choice")}
+    assert text_area.get("perRegion") == "true" and text_area.get("required") == "true"   # nobody left undescribed
+    flags = {c.get("alias") for c in root.iter("Choice")}                    # stored by alias, shown readably
     assert flags == {"box_wrong", "not_a_person", "not_unique"}
+    assert all(" " in c.get("value") for c in root.iter("Choice"))
     export = json.loads((sample_corpus / "annotations" / "labelstudio_describe_export.json").read_text())
     used = {r["from_name"] for task in export for a in task["annotations"] for r in a["result"]}
     assert used <= set(names)

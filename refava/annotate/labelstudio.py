@@ -185,6 +185,21 @@ class Client:
         body = self.call("POST", f"/api/projects/{project_id}/import", json=tasks)
         return int((body or {}).get("task_count", len(tasks)))
 
+    def status(self, path: str) -> int:
+        """The HTTP status of a GET of ``path`` (with the token), without reading it as JSON: whether the server
+        serves a file."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.url + path, method="GET", headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, OSError):
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url}; is the server running?") from None
+
     def users(self) -> dict[int, str]:
         """{user id: email} of the server's accounts: answers are attributed to emails, stable across servers."""
         body = self.call("GET", "/api/users") or []
@@ -211,7 +226,54 @@ class PushResult:
     project_id: int
     added: int = 0
     existing: int = 0
+    repaired: int = 0
     skipped: dict = field(default_factory=dict)
+
+
+def _image_url(relative: Path, name: str) -> str:
+    return f"/data/local-files/?d={(relative / name).as_posix()}"
+
+
+def served_path(client: "Client", ws, folder: Path) -> Path:
+    """The path of ``folder`` relative to the server's local-files document root, found by asking the server for
+    one of its keyframes: under $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT when set, else under the workspace or one
+    of the folders above it.  A document root that serves none of them is an error that says what to do."""
+    sample = next(iter(sorted(folder.glob("*.jpg"))), None)
+    roots = [Path(os.environ[ROOT_ENV]).resolve()] if os.environ.get(ROOT_ENV) else [ws.root, *ws.root.parents]
+    candidates = []
+    for root in roots:
+        try:
+            candidates.append(folder.relative_to(root))
+        except ValueError:
+            continue
+    if sample is None:                  # nothing to ask with: the first candidate, as before
+        if not candidates:
+            raise LabelStudioError(f"{folder} is outside {ROOT_ENV}={roots[0]}: set it to the server's document root")
+        return candidates[0]
+    for relative in candidates:
+        if client.status(_image_url(relative, sample.name)) == 200:
+            return relative
+    tried = ", ".join(str(r) for r in roots[:4])
+    raise LabelStudioError(
+        f"Label Studio at {client.url} does not serve the keyframes under {folder} (asked for {sample.name} under "
+        f"each of {tried}{', ...' if len(roots) > 4 else ''}: not found): start it with "
+        f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the "
+        f"workspace or a folder above it (tools/labelstudio.sh start does), or set {ROOT_ENV} here to the server's "
+        f"document root. No task was added")
+
+
+def _repair(client: "Client", project_id: int, folder: Path, relative: Path) -> int:
+    """Point the images of the project's tasks that do not load (pushed with a wrong document root) at the path
+    that does; their answers are kept.  Returns how many were repaired."""
+    repaired = 0
+    for task in client.tasks(project_id):
+        data = task.get("data") or {}
+        name = Path(str(data.get("image", "")).split("d=", 1)[-1]).name
+        right = _image_url(relative, name)
+        if name and data.get("image") != right and (folder / name).exists():
+            client.call("PATCH", f"/api/tasks/{task['id']}", json={"data": {**data, "image": right}})
+            repaired += 1
+    return repaired
 
 
 def _rect(box) -> dict:
@@ -301,13 +363,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     from ..records import Instances
     from .io import read_annotations
 
-    root = Path(os.environ.get(ROOT_ENV) or ws.root).resolve()
     folder = (ws.root / "labelstudio" / ("keyframes" if stage == "describe" else "keyframes_numbered")).resolve()
-    try:
-        relative = folder.relative_to(root)
-    except ValueError:
-        raise LabelStudioError(f"{folder} is outside the server's local-files document root {root}: start Label "
-                               f"Studio with {ROOT_ENV} set to the workspace (or a folder above it)") from None
     instances = list(Instances.from_parquet(ws.table("instances")))
     clips: dict[str, list] = {}
     for inst in instances:
@@ -318,7 +374,17 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         ws.config["labelstudio"][key] = project_id
         ws.save()
     folder.mkdir(parents=True, exist_ok=True)
-    client.local_storage(project_id, folder)
+    try:
+        client.local_storage(project_id, folder)
+    except LabelStudioError as exc:
+        if "HTTP 400" not in str(exc):
+            raise
+        raise LabelStudioError(
+            f"Label Studio at {client.url} does not serve the keyframes under {folder}: the folder is outside its "
+            f"local-files document root (it refused the storage). Start it with "
+            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the "
+            f"workspace or a folder above it (tools/labelstudio.sh start does), or move the workspace under its "
+            f"document root. No task was added") from None
     result = PushResult(stage, project_id)
     present = set() if resend else {
         (t.get("data") or {}).get("clip_id" if stage == "describe" else "task_key") for t in client.tasks(project_id)}
@@ -326,6 +392,8 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     tasks = []
     if stage == "describe":
         _write_keyframes(ws, clips, folder, numbered=False)
+        relative = served_path(client, ws, folder)
+        result.repaired = _repair(client, project_id, folder, relative)
         for clip_id in sorted(clips):
             if work is not None and clip_id not in work:
                 result.skipped["every person has an accepted expression"] = result.skipped.get(
@@ -338,7 +406,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
                 result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
                 continue
             people = sorted(clips[clip_id], key=lambda i: i.person_id)
-            tasks.append({"data": {"image": f"/data/local-files/?d={(relative / f'{clip_id}.jpg').as_posix()}",
+            tasks.append({"data": {"image": _image_url(relative, f"{clip_id}.jpg"),
                                    "clip_id": clip_id, "video_id": people[0].video_id,
                                    "timestamp": people[0].timestamp},
                           "predictions": [{"model_version": "ava-ground-truth", "score": 1.0, "result": [
@@ -352,6 +420,8 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
                 latest[r["instance_id"]] = r
         _write_keyframes(ws, {c: clips[c] for c in {r["clip_id"] for r in latest.values()} if c in clips}, folder,
                          numbered=True)
+        relative = served_path(client, ws, folder)
+        result.repaired = _repair(client, project_id, folder, relative)
         mapping = load_verify_map(ws)
         for iid, r in sorted(latest.items()):
             if work is not None and iid not in work:
@@ -369,12 +439,13 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
             numbers = {str(n): p.person_id for n, p in enumerate(people, start=1)}
             mapping[key] = {"instance_id": iid, "clip_id": r["clip_id"], "text": r["text"], "box_numbers": numbers}
             # what the verifier sees: the numbered keyframe, the expression, the numbers; nothing names the person
-            tasks.append({"data": {"image": f"/data/local-files/?d={(relative / (r['clip_id'] + '.jpg')).as_posix()}",
+            tasks.append({"data": {"image": _image_url(relative, f"{r['clip_id']}.jpg"),
                                    "expression": r["text"], "task_key": key,
                                    "options": [{"value": n} for n in numbers] + [{"value": "none"}]}})
         write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
     result.added = client.import_tasks(project_id, tasks)
-    log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there")
+    log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there"
+        + (f", {result.repaired} repaired (their images did not load)" if result.repaired else ""))
     return result
 
 

@@ -192,3 +192,38 @@ def test_a_personal_access_token_works_and_projects_carry_the_workspace_and_the_
     proc = subprocess.run([sys.executable, "-m", "refava", "annotate", "pull"], cwd=ws, capture_output=True,
                           text=True, env={**os.environ, **env, "LABEL_STUDIO_API_KEY": wrong})
     assert proc.returncode != 0 and "refused the token" in proc.stderr and wrong not in proc.stderr
+
+
+def test_push_finds_the_document_root_fails_clearly_without_one_and_repairs_broken_tasks(
+        server, sample_workspace_template, tmp_path):
+    """The server serves files from one folder above the workspace and refava's environment does not say so: push
+    asks the server which path serves the keyframes; tasks pushed earlier with a wrong path are repaired; a
+    workspace outside the server's document root fails with a message that says what to do, adding nothing."""
+    from refava.annotate.labelstudio import Client
+
+    url, base = server
+    ws = base / "root-ws"
+    shutil.copytree(sample_workspace_template, ws)
+    api = Client(url, TOKEN)
+    first = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws)      # no document root given
+    assert first.returncode == 0, first.stderr
+    project = int(first.stdout.split("project ")[1].split(",")[0])
+    tasks = api.tasks(project)
+    assert tasks and all(api.status(t["data"]["image"]) == 200 for t in tasks[:5])
+    # tasks as an older refava pushed them, relative to the workspace instead of the server's root: 404
+    for task in tasks[:3]:
+        broken = task["data"]["image"].replace("d=root-ws/", "d=")
+        api.call("PATCH", f"/api/tasks/{task['id']}", json={"data": {**task["data"], "image": broken}})
+        assert api.status(broken) == 404
+    again = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws)
+    assert again.returncode == 0 and "3 repaired" in again.stdout, again.stdout
+    assert all(api.status(t["data"]["image"]) == 200 for t in api.tasks(project))
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(sample_workspace_template, outside)
+    proc = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=outside)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "does not serve the keyframes" in proc.stderr and "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in proc.stderr
+    projects = api.call("GET", "/api/projects")
+    items = projects.get("results", projects) if isinstance(projects, dict) else projects
+    mine = [p for p in items if p["title"] == "RefAVA describe (elsewhere)"]
+    assert all(p.get("task_number", 0) == 0 for p in mine)

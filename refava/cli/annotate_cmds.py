@@ -106,19 +106,26 @@ def check_cmd(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status_cmd(ctx, as_json):
-    """Progress per stage, verification accuracy, agreement between describers, and rejection rate per
-    annotator; also written to reports/annotate-status.json."""
+    """Progress per stage, verification accuracy, agreement between describers, and per annotator: expressions
+    written, how often others found their people, accuracy as verifier, rejection reasons; also written to
+    reports/annotate-status.json, and reports/annotation-lead.html draws every failed verification (the person
+    meant and the box chosen) on its keyframe."""
     from ..annotate.checks import check_instances
     from ..annotate.io import read_annotations
-    from ..annotate.status import annotation_status, format_status
-    from ..fsutil import write_json_atomic
+    from ..annotate.status import annotation_status, failed_verifications, format_status, lead_report_html
+    from ..fsutil import write_json_atomic, write_text_atomic
 
     ws = load_workspace(ctx)
     instances = _instances(ws)
     rows = read_annotations(ws.table("annotations"))
-    report = annotation_status(instances, rows, check_instances(instances, rows))
+    status_rows = check_instances(instances, rows)
+    report = annotation_status(instances, rows, status_rows)
     write_json_atomic(ws.reports_dir / "annotate-status.json", report)
+    page = ws.reports_dir / "annotation-lead.html"
+    write_text_atomic(page, lead_report_html(ws, report, failed_verifications(rows, status_rows), instances))
     click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+    if not as_json:
+        click.echo(f"lead's page (per annotator, failed verifications drawn): {page}")
 
 
 @annotate.command("push")

@@ -236,3 +236,35 @@ def test_annotators_are_their_emails_when_the_server_names_them():
     one = ls_task_to_annotations(task, "describe", users={1: "ann@server-one.org"}).rows[0]
     other = ls_task_to_annotations(task, "describe", users={1: "zoe@server-two.org"}).rows[0]
     assert one["annotator"] != other["annotator"]                 # user 1 of two servers: two people
+
+
+def test_the_leads_page_draws_each_failed_verification_and_counts_per_annotator(ws, sample_corpus):
+    import base64
+    import re
+
+    import cv2
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    ann = sample_corpus / "annotations"
+    for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"]):
+        run(*args, cwd=ws)
+    out = run("annotate", "status", cwd=ws)
+    report = json.loads((ws / "reports" / "annotate-status.json").read_text())
+    page = (ws / "reports" / "annotation-lead.html").read_text()
+    assert str(ws / "reports" / "annotation-lead.html") in out
+    rows = pq.read_table(ws / "tables" / "annotations.parquet").to_pylist()
+    status = pq.read_table(ws / "tables" / "annotation_status.parquet").to_pylist()
+    from refava.annotate.status import failed_verifications
+
+    failures = failed_verifications(rows, status)
+    assert failures and f"Failed verifications ({len(failures)})" in page
+    images = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(images) == len(failures)
+    picture = cv2.imdecode(np.frombuffer(base64.b64decode(images[0]), np.uint8), cv2.IMREAD_COLOR)
+    green = (picture[:, :, 1] > 180) & (picture[:, :, 0] < 60) & (picture[:, :, 2] < 60)
+    assert green.sum() > 50                                               # the person meant is drawn
+    for name, a in report["annotators"].items():
+        assert name in page and "found_by_others" in a and "reasons" in a
+    assert any(a["described_verified"] for a in report["annotators"].values())

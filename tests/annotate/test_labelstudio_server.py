@@ -205,6 +205,9 @@ def test_push_finds_the_document_root_fails_clearly_without_one_and_repairs_brok
     ws = base / "root-ws"
     shutil.copytree(sample_workspace_template, ws)
     api = Client(url, TOKEN)
+    wrong = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws, root=ws)   # not the server's
+    assert wrong.returncode != 0 and "does not serve the keyframes" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
     first = refava("annotate", "push", "--stage", "describe", "--url", url, cwd=ws)      # no document root given
     assert first.returncode == 0, first.stderr
     project = int(first.stdout.split("project ")[1].split(",")[0])

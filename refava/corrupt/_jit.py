@@ -136,62 +136,6 @@ if numba is not None:
                 of[p] = np.uint8(np.rint(min(max(value, 0.0), 255.0)))
 
     @numba.njit(cache=True, nogil=True)
-    def streak_finish(x, mask, sx, sq, contrast, drop_colour, sums, out):  # pragma: no cover - compiled
-        """:func:`streak_kernel` for dense drops, given the frame's 3x3 box sums ``sx`` = S(x) and ``sq`` = S(q)
-        (uint16 (H, W, 3), from OpenCV's box filter, borders reflected as in the kernel): the same integer sums and
-        the same float64 operations in the same order, so the same bytes, without gathering nine neighbours per
-        drop."""
-        h, w, _ = x.shape
-        count = h * w
-        m = drop_colour / 255.0
-        gain = m * (1.0 - (sums[0] + sums[1] + sums[2]) / (count * 3) / 255.0)
-        a = gain * m / 9.0
-        b = m / 9.0
-        c = 1.0 - m
-        xf = x.reshape(-1)
-        mf = mask.reshape(-1)
-        sxf = sx.reshape(-1)
-        sqf = sq.reshape(-1)
-        t = np.zeros(9, np.int64)                    # S(x), S(q), x summed over the drops, per channel
-        if h >= 2:                                   # as the NumPy path: no streaks on a frame one pixel high
-            for i in range(count):
-                if mf[i]:
-                    p = 3 * i
-                    for ch in range(3):
-                        t[ch] += sxf[p + ch]
-                        t[3 + ch] += sqf[p + ch]
-                        t[6 + ch] += xf[p + ch]
-        means = np.empty(3)
-        for ch in range(3):
-            shift = a * t[3 + ch] + b * t[ch] + (c - 1.0) * t[6 + ch]
-            means[ch] = (sums[ch] + shift) / count
-        table = np.empty((3, 256), np.uint8)
-        for ch in range(3):
-            for v in range(256):
-                e = (v - means[ch]) * contrast + means[ch]
-                table[ch, v] = np.uint8(np.rint(min(max(e, 0.0), 255.0)))
-        of = out.reshape(-1)
-        ac = a * contrast
-        bc = b * contrast
-        cc = c * contrast
-        bases = np.empty(3)
-        for ch in range(3):
-            bases[ch] = means[ch] * (1.0 - contrast)
-        for i in range(count):
-            p = 3 * i
-            if mf[i] and h >= 2:
-                for ch in range(3):
-                    value = sqf[p + ch] * ac
-                    value += sxf[p + ch] * bc
-                    value += xf[p + ch] * cc
-                    value += bases[ch]
-                    of[p + ch] = np.uint8(np.rint(min(max(value, 0.0), 255.0)))
-            else:
-                of[p] = table[0, xf[p]]
-                of[p + 1] = table[1, xf[p + 1]]
-                of[p + 2] = table[2, xf[p + 2]]
-
-    @numba.njit(cache=True, nogil=True)
     def gaussian_levels(x, u, lut, impure_k, out, impure):  # pragma: no cover - compiled, tested by value
         """``out[i] = clip(x[i] + lut[u[i]], 0, 255)`` over flat uint8 ``x``; the positions whose bin is impure
         (``lut == impure_k``; their ``out`` is left for the caller) are written to ``impure`` in ascending order and

@@ -117,16 +117,8 @@ def _streak_one(x: np.ndarray, mask: np.ndarray, contrast: float, out: np.ndarra
     """:func:`streak_clip` for one C-contiguous frame (H, W, 3) and its mask (H, W), into ``out``."""
     sums = np.array(cv2.sumElems(x)[:3])
     if BACKEND == "jit":
-        mask8 = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
-        if x.shape[0] >= 2 and x.shape[1] >= 2 and cv2.countNonZero(mask8) > SPARSE_DROPS * mask8.size:
-            # dense drops: OpenCV's box filter gives every 3x3 sum at once (exact integers, reflected borders)
-            sx = cv2.boxFilter(x, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT_101)
-            q = np.zeros_like(x)
-            cv2.bitwise_not(x, dst=q, mask=mask8)
-            sq = cv2.boxFilter(q, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT_101)
-            _jit.streak_finish(x, mask8, sx, sq, float(contrast), DROP_COLOUR, sums, out)
-        else:
-            _jit.streak_kernel(x, mask8, float(contrast), DROP_COLOUR, sums, out)
+        _jit.streak_kernel(x, np.ascontiguousarray(mask, dtype=bool).view(np.uint8), float(contrast),
+                           DROP_COLOUR, sums, out)
         return
     height, width, _ = x.shape
     count = height * width

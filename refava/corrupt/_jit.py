@@ -125,14 +125,17 @@ if numba is not None:
         ac = a * contrast
         bc = b * contrast
         cc = c * contrast
+        bases = np.empty(3)
         for ch in range(3):
-            base = means[ch] * (1.0 - contrast)
-            for j in range(n):
-                p = 3 * where[j] + ch
+            bases[ch] = means[ch] * (1.0 - contrast)
+        for j in range(n):                           # drop by drop, its three channels together
+            q = 3 * where[j]
+            for ch in range(3):
+                p = q + ch
                 value = box[j, 3 + ch] * ac
                 value += box[j, ch] * bc
                 value += xf[p] * cc
-                value += base
+                value += bases[ch]
                 of[p] = np.uint8(np.rint(min(max(value, 0.0), 255.0)))
 
     @numba.njit(cache=True, nogil=True)

@@ -59,10 +59,6 @@ class StoreProblem:
     kind: str            # unreadable, no_checksums, checksum_mismatch, missing_clip, undecodable_jpeg
     detail: str
 
-    def message(self) -> str:
-        where = f"{self.path}" + (f" clip {self.clip_id}" if self.clip_id else "")
-        return f"{where}: {self.detail}"
-
 
 def check_frame_store(path: str | Path, *, decode: bool = False, root: Path | None = None) -> list[StoreProblem]:
     """The problems of one frame store: unreadable, clips whose JPEG bytes do not match their recorded

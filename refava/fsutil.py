@@ -19,19 +19,9 @@ HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 OWNER_RE = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>[0-9]+)\.")
 
 
-def _owner() -> str:
+def owner() -> str:
+    """``HOST~PID`` of this process, for the names of its temporary files (read at use: a child has its own PID)."""
     return f"{HOST}~{os.getpid()}"
-
-
-class _Owner:
-    def __str__(self) -> str:            # evaluated at use: a forked or spawned child writes under its own PID
-        return _owner()
-
-    def __format__(self, spec) -> str:
-        return _owner()
-
-
-OWNER = _Owner()
 
 
 def pid_alive(pid: int) -> bool:
@@ -52,7 +42,7 @@ def pid_alive(pid: int) -> bool:
 def stale(name: str) -> bool:
     """Whether a temporary file's name says a dead process on this machine made it (``.x.HOST~PID.abc.tmp``).
 
-    Names without an owner come from refava before 0.x wrote owners and are stale too; files of other machines
+    Names without an owner were written before refava named owners, and are stale too; files of other machines
     (a shared filesystem) are never called stale here.
     """
     match = OWNER_RE.search(name)
@@ -88,7 +78,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{OWNER}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -129,7 +119,6 @@ def _size(n: int) -> str:
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n} bytes"
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

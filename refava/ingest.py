@@ -599,8 +599,6 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
 
 
 def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) -> None:
-    from .records import Instances
-
     table = workspace / "tables" / "instances.parquet"
     if not table.exists() or not len(Instances.from_parquet(table)):
         return

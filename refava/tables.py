@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import SchemaError, StageError
-from .fsutil import OWNER, atomic_path, pid_alive, write_json_atomic
+from .fsutil import atomic_path, owner, stale, write_json_atomic
 from .schemas import arrow_schema, cast_table, validate_rows
 
 PROVENANCE_KEY = b"refava"
@@ -109,7 +109,7 @@ def commit_together(tables_dir: str | os.PathLike, names: list[str]):
     tables_dir = Path(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
     recover_commit(tables_dir)
-    staged = {name: tables_dir / f".{name}.{OWNER}.staged.parquet" for name in names}
+    staged = {name: tables_dir / f".{name}.{owner()}.staged.parquet" for name in names}
     try:
         yield staged
         missing = [name for name, path in staged.items() if not path.exists()]
@@ -139,8 +139,6 @@ def recover_commit(tables_dir: str | os.PathLike) -> list[str]:
                 os.replace(tables_dir / staged, tables_dir / final)
                 done.append(final)
         journal.unlink(missing_ok=True)
-    from .fsutil import stale
-
     for path in tables_dir.glob(".*.staged.parquet"):
         if stale(path.name):
             path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from factories import make_indexed_video
+from test_faults import packaged_ws, ws_copy  # noqa: F401  (fixtures shared with the fault suite)
 from test_ingest import people_rows, quiet, write_csv
 
 
@@ -178,8 +179,6 @@ def test_the_manifest_records_the_storage(ws_copy):
     assert storage["gaussian_noise"] == {"format": "jpeg", "quality": 98, "subsampling": "444"}
     assert storage["fog"]["quality"] == 90
 
-
-from test_faults import packaged_ws, ws_copy  # noqa: E402,F401  (fixtures)
 
 
 # -- 6. RefAtomNet as the authors built it ----------------------------------------------------------------------

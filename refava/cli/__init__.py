@@ -39,9 +39,10 @@ def os_error_message(exc: OSError) -> str | None:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"PermissionError: {where}: no permission to write; nothing was changed. Fix the permissions and rerun"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        from pathlib import Path
+
         from ..fsutil import disk_full
 
-        from pathlib import Path
         return f"DiskFullError: {disk_full(Path(where))}"
     return None
 

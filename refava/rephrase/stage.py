@@ -1,11 +1,10 @@
 """``refava rephrase``: N rephrasings of every accepted expression of the chosen splits, into tables/rephrasings."""
 from __future__ import annotations
 
-import dataclasses
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..errors import StageError
@@ -30,7 +29,7 @@ class RephraseSummary:
     seconds: float
     reasons: dict
     table: str
-    checks: dict = dataclasses.field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"  {self.jobs} rephrasings: {self.ok} accepted, {self.failed} failed",

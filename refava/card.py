@@ -26,7 +26,11 @@ FIELDS = [
     ("keyframe_s", "int32", "keyframe second of the full movie (AVA timestamp)"),
     ("person_id", "int32", "AVA person id at this keyframe"),
     ("box", "list of 4 float32", "x1, y1, x2, y2 of the person on the keyframe, normalised to [0, 1]"),
+    ("box_px", "list of 4 float32", "the same box in pixels of the stored `keyframe` image"),
+    ("keyframe_width", "int32", "width of the stored `keyframe` image in pixels (`box_px = box * (w, h, w, h)`)"),
+    ("keyframe_height", "int32", "height of the stored `keyframe` image in pixels"),
     ("actions", "list of ClassLabel (80 AVA names)", "the person's atomic actions at the keyframe (multi-label)"),
+    ("labels", "list of 80 float32", "`actions` as a multi-hot vector in ClassLabel order (fixed length: collates)"),
     ("action_groups", "list of ClassLabel", "person movement / object manipulation / person interaction present"),
     ("expression", "string", "the referring expression: appearance, position, age, gender; no action words"),
     ("rephrasings", "list of string", "LLM rephrasings of the expression (`rephrased` configuration only)"),
@@ -34,6 +38,7 @@ FIELDS = [
     ("frames", "list of Image", "frames sampled uniformly over [t - 1.5 s, t + 1.5 s), in time order"),
     ("keyframe_time_s", "float64", "movie time of the decoded frame stored as keyframe"),
     ("frame_times_s", "list of float64", "movie times of the sampled frames"),
+    ("keyframe_index", "int32", "index in `frames` of the sampled frame nearest the keyframe in time (-1: none)"),
     ("annotators", "list of string", "who wrote the expression"),
     ("verified", "bool or null", "a second annotator found this person from the text alone (null: not verified)"),
 ]
@@ -46,7 +51,7 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def _yaml(manifest: dict, full, bare) -> str:
+def _yaml(manifest: dict, full, bare, with_text=None) -> str:
     """The card's YAML block, produced with huggingface_hub's DatasetCardData and datasets' DatasetInfo."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
@@ -61,7 +66,8 @@ def _yaml(manifest: dict, full, bare) -> str:
         for split, shards in entry["splits"].items():
             splits.add(SplitInfo(name=split, num_bytes=sum(s["bytes"] for s in shards),
                                  num_examples=sum(s["rows"] for s in shards)))
-        infos[name] = DatasetInfo(features=full if entry["pixels"] else bare, splits=splits,
+        feats = with_text if entry.get("rephrasings") and with_text is not None else full if entry["pixels"] else bare
+        infos[name] = DatasetInfo(features=feats, splits=splits,
                                   download_size=sum(s["bytes"] for v in entry["splits"].values() for s in v),
                                   config_name=name)
         largest = max(largest, sum(s["rows"] for v in entry["splits"].values() for s in v))
@@ -80,14 +86,14 @@ def _yaml(manifest: dict, full, bare) -> str:
     return yaml.dump(card.to_dict(), Dumper=dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
-def dataset_card(manifest: dict, inputs, full, bare) -> str:
+def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
     """README.md of a packaged dataset: YAML metadata, then what it is, fields, how it was built, counts, configs."""
     configs = manifest["configs"]
     default = configs["default"]["splits"]
     count = {split: sum(s["rows"] for s in shards) for split, shards in default.items()}
     movies = {split: len({i.video_id for i in inputs.instances.get(ours, [])})
               for ours, split in HF_SPLIT.items() if split in default}
-    lines = ["---", _yaml(manifest, full, bare).rstrip(), "---", "", "# RefAVA", ""]
+    lines = ["---", _yaml(manifest, full, bare, with_text).rstrip(), "---", "", "# RefAVA", ""]
     lines += [
         "RefAVA pairs people in AVA movies with **referring expressions**, for Referring Atomic Video Action "
         "Recognition (RAVAR, ECCV 2024): given a 3-second clip and a sentence such as *\"the man in a grey vest on "
@@ -101,6 +107,28 @@ def dataset_card(manifest: dict, inputs, full, bare) -> str:
         "from datasets import load_dataset",
         "ds = load_dataset(\"refava\")                        # from the folder holding this one; or load_dataset(PATH)",
         "ds = load_dataset(\"refava\", \"annotations_only\")   # no pixels",
+        "stream = load_dataset(\"refava\", split=\"test\", streaming=True)   # rows as they are read, no cache",
+        "print(next(iter(stream))[\"expression\"])",
+        "```",
+        "",
+        "### With PyTorch",
+        "",
+        "PyTorch's default collate stacks fixed-size columns: `labels` (the 80-class multi-hot form of `actions`), "
+        "`box`, `box_px`, `keyframe_index`; strings come as lists. Keyframes differ in size between movies, so "
+        "images need a transform (or refava's loader, which decodes a batch's JPEGs once per clip and resizes):",
+        "",
+        "```python",
+        "import torch",
+        "from datasets import load_dataset",
+        "train = load_dataset(\"refava\", split=\"train\")",
+        "loader = torch.utils.data.DataLoader(",
+        "    train.with_format(\"torch\", columns=[\"labels\", \"box\", \"keyframe_index\", \"expression\"]),",
+        "    batch_size=4, shuffle=True)",
+        "batch = next(iter(loader))            # batch[\"labels\"]: float32 (4, 80)",
+        "",
+        "from refava.loader import RefAVAFrames, collate   # pip install refava: frames as uint8 tensors",
+        "frames = RefAVAFrames(\"refava\", split=\"train\", size=224)",
+        "loader = torch.utils.data.DataLoader(frames, batch_size=32, collate_fn=collate)",
         "```",
         "",
         "## Splits",
@@ -160,6 +188,16 @@ def dataset_card(manifest: dict, inputs, full, bare) -> str:
         "original stream.",
         "- Rephrasings are model output; refava rejects those that change gender, position or colour words, but "
         "subtler drift is possible.",
+        "",
+        "## License",
+        "",
+        "- Annotations (AVA boxes and action labels, referring expressions, rephrasings): "
+        "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), as the AVA annotations they extend "
+        "([AVA dataset](https://research.google.com/ava/download.html)).",
+        "- Frames (`keyframe`, `frames` and every corruption configuration) are stills from the AVA movies and belong "
+        "to their rights holders; use them for research only, under the terms of the AVA release. The "
+        "`annotations_only` configuration carries no pixels and can be shared under CC BY 4.0 alone.",
+        "- The RefAVA expressions follow the RAVAR paper (Peng et al., ECCV 2024); please cite both works below.",
         "",
         "## Citation",
         "",

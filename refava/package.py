@@ -49,8 +49,15 @@ class PackageError(RefavaError, ValueError):
 
 # --- features ---------------------------------------------------------------------------------------------------
 
-def features(action_names: list[str], *, pixels: bool = True):
-    """The ``datasets.Features`` of a RefAVA row; ``pixels=False`` for the annotations-only configuration."""
+def features(action_names: list[str], *, pixels: bool = True, rephrasings: bool = False):
+    """The ``datasets.Features`` of a RefAVA row; ``pixels=False`` for the annotations-only configuration,
+    ``rephrasings=True`` for the configuration that holds the LLM rephrasings (the others have no such column).
+
+    ``labels`` is ``actions`` as a fixed-length multi-hot vector (one float per class, in ClassLabel order), so that
+    PyTorch's default collate stacks it; ``box_px`` is ``box`` in pixels of the stored keyframe image
+    (``keyframe_width`` x ``keyframe_height``); ``keyframe_index`` is the position in ``frames`` of the sampled frame
+    nearest the keyframe in time (-1 when a row has no sampled frames).
+    """
     from datasets import ClassLabel, Features, Image, List, Value
 
     spec = {
@@ -59,12 +66,17 @@ def features(action_names: list[str], *, pixels: bool = True):
         "keyframe_s": Value("int32"),
         "person_id": Value("int32"),
         "box": List(Value("float32"), length=4),
+        "box_px": List(Value("float32"), length=4),
+        "keyframe_width": Value("int32"),
+        "keyframe_height": Value("int32"),
         "actions": List(ClassLabel(names=action_names)),
+        "labels": List(Value("float32"), length=len(action_names)),
         "action_groups": List(ClassLabel(names=list(GROUPS))),
         "expression": Value("string"),
-        "rephrasings": List(Value("string")),
+        **({"rephrasings": List(Value("string"))} if rephrasings else {}),
         "keyframe_time_s": Value("float64"),
         "frame_times_s": List(Value("float64")),
+        "keyframe_index": Value("int32"),
         "annotators": List(Value("string")),
         "verified": Value("bool"),
     }
@@ -88,6 +100,7 @@ class Inputs:
     label_groups: dict[int, int]                         # AVA id -> group index
     corruptions: dict[str, dict]                         # setting -> {"splits": {split: set(clip ids)}, "row": ...}
     hashes: dict[str, str]                               # input table -> sha256
+    keyframe_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)   # clip id -> stored keyframe (w, h)
     rows: dict = field(default_factory=dict)             # scalar row cache, shared by the configurations
 
     @cached_property
@@ -137,8 +150,12 @@ def read_inputs(ws) -> Inputs:
             entry["splits"][r["split"]].add(r["clip_id"])
     hashes = {name: sha256_file(ws.table(name)) for name in
               ("instances", "annotation_status", "splits", "rephrasings", "corruptions") if ws.table(name).exists()}
+    sizes = {}
+    if ws.table("clips").exists():
+        clips = read_table("clips", ws.table("clips")).select(["clip_id", "keyframe_width", "keyframe_height"])
+        sizes = {c: (w, h) for c, w, h in zip(*(clips.column(n).to_pylist() for n in clips.column_names))}
     return Inputs(dict(by_split), status, rephrasings, ids, [labels[i].name for i in ids],
-                  {i: GROUP_OF_TYPE.get(labels[i].label_type, 0) for i in ids}, corruptions, hashes)
+                  {i: GROUP_OF_TYPE.get(labels[i].label_type, 0) for i in ids}, corruptions, hashes, sizes)
 
 
 # --- rows -------------------------------------------------------------------------------------------------------
@@ -196,18 +213,28 @@ def _row(inst, inputs: Inputs, clip: dict | None, *, rephrased: bool) -> dict:
     if base is None:
         index = inputs.label_index
         st = inputs.status.get(inst.instance_id, {})
+        actions = [index[a] for a in inst.action_ids]
+        labels = [0.0] * len(inputs.label_ids)
+        for a in actions:
+            labels[a] = 1.0
+        width, height = inputs.keyframe_sizes.get(inst.clip_id, (0, 0))
+        x1, y1, x2, y2 = inst.box_xyxy
         inputs.rows[key] = base = {
             "instance_id": inst.instance_id, "video_id": inst.video_id, "keyframe_s": inst.timestamp,
             "person_id": inst.person_id, "box": list(inst.box_xyxy),
-            "actions": [index[a] for a in inst.action_ids],
+            "box_px": [x1 * width, y1 * height, x2 * width, y2 * height],
+            "keyframe_width": width, "keyframe_height": height,
+            "actions": actions, "labels": labels,
             "action_groups": sorted({inputs.label_groups[a] for a in inst.action_ids}),
             "expression": st.get("expression") or "",
-            "rephrasings": inputs.rephrasings.get(inst.instance_id, []) if rephrased else [],
+            **({"rephrasings": inputs.rephrasings.get(inst.instance_id, [])} if rephrased else {}),
             "annotators": list(st.get("annotators") or []),
             "verified": st.get("verified"),
         }
-    return {**base, "keyframe_time_s": clip["keyframe"][1] if clip else None,
-            "frame_times_s": [pts for _, _, pts in clip["sampled"]] if clip else []}
+    times = [pts for _, _, pts in clip["sampled"]] if clip else []
+    keyframe_time = clip["keyframe"][1] if clip else None
+    nearest = min(range(len(times)), key=lambda i: abs(times[i] - keyframe_time)) if times and clip else -1
+    return {**base, "keyframe_time_s": keyframe_time, "frame_times_s": times, "keyframe_index": nearest}
 
 
 class _Images:
@@ -573,6 +600,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
         configs: list[ConfigInfo] = []
         full = features(inputs.label_names, pixels=True)
         bare = features(inputs.label_names, pixels=False)
+        with_text = features(inputs.label_names, pixels=True, rephrasings=True)
         clean = ws.root / "frames" / "clean"
         splits = [s for s in HF_SPLIT if s in inputs.instances]
         plan = [("default", True, False, None, None, splits,
@@ -608,7 +636,8 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                                               rephrased=rephrased, clips=clip_ids, skipped=counted, seen=seen):
                         bar.update(len(batch.rows))
                         yield batch
-                shards, unique = write_split(tmp, name, split, batches(), full if pixels else bare, pixels,
+                feats = with_text if rephrased else full if pixels else bare
+                shards, unique = write_split(tmp, name, split, batches(), feats, pixels,
                                              shard_bytes=shard_bytes, hasher=hasher)
                 info.splits[split] = shards
                 info.unique_jpeg_bytes += unique
@@ -620,14 +649,15 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
         hasher.close()
         manifest = {
             "format": "refava-dataset", "refava_version": __version__, "inputs": inputs.hashes,
-            "configs": {c.name: {"pixels": c.pixels, "description": c.description,
+            "configs": {c.name: {"pixels": c.pixels, "rephrasings": c.name == "rephrased",
+                                 "description": c.description,
                                  "unique_jpeg_bytes": c.unique_jpeg_bytes,
                                  "splits": {HF_SPLIT[s]: [vars(x) for x in shards] for s, shards in c.splits.items()}}
                         for c in configs},
             "skipped": skipped,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare))
+        (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare, with_text))
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)     # a failed build leaves the old dataset and no half folder
@@ -785,18 +815,57 @@ def _jsonable(row: dict, where: str, problems: list[str], decode: bool = False) 
 
 
 def push_to_hub(folder: str | os.PathLike, repo: str) -> str:
-    """Upload a packaged folder to a Hugging Face dataset repository (created if missing); return its URL."""
-    from huggingface_hub import HfApi, get_token
+    """Upload a packaged folder to a Hugging Face dataset repository (created if missing); return its URL.
+
+    Every failure (no token, a bad repository name, offline mode, no connection, a refused token, no write access)
+    is a :class:`PackageError` that says what happened and what to do; the folder itself is never touched."""
+    from huggingface_hub import HfApi, constants, get_token
 
     folder = Path(folder)
     report = verify_dataset(folder, rows=False)
     if report.problems:
         raise PackageError(f"{folder} does not verify ({report.problems[0]}); not pushing")
+    retry = f"then push again with `refava package --push-to-hub {repo}` (the folder {folder} is complete)"
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(repo)
+        if repo.count("/") != 1:
+            raise ValueError("expected NAMESPACE/NAME")
+    except Exception as exc:                                   # HFValidationError is a ValueError
+        raise PackageError(f"--push-to-hub {repo!r}: not a Hugging Face repository id ({_first_line(exc)}); "
+                           f"expected NAMESPACE/NAME such as me/refava") from None
     if not get_token():
-        raise PackageError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then push again with "
-                           f"`refava package --push-to-hub {repo}` (the folder {folder} is complete)")
+        raise PackageError(f"no Hugging Face token: set HF_TOKEN or run `hf auth login`, {retry}")
+    if constants.HF_HUB_OFFLINE:
+        raise PackageError(f"HF_HUB_OFFLINE is set: nothing can be uploaded; unset it, {retry}")
+    endpoint = constants.ENDPOINT
     api = HfApi()
-    api.create_repo(repo, repo_type="dataset", exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
-                      commit_message="refava package")
-    return f"https://huggingface.co/datasets/{repo}"
+    try:
+        api.create_repo(repo, repo_type="dataset", exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
+                          commit_message="refava package")
+    except Exception as exc:
+        raise PackageError(f"pushing {folder} to {repo} on {endpoint} failed: {_hub_reason(exc)}; {retry}") from None
+    return f"{endpoint.rstrip('/')}/datasets/{repo}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _hub_reason(exc: BaseException) -> str:
+    """What went wrong in a Hub call, in words, with what to check."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return (f"the server refused the token (HTTP {status}): check that HF_TOKEN (or `hf auth login`) holds a "
+                f"token with write access to this namespace")
+    if status == 404:
+        return "the repository or namespace was not found (HTTP 404): check the name and your organisation rights"
+    if status is not None:
+        return f"HTTP {status} ({_first_line(exc)})"
+    name = type(exc).__name__
+    if "Connect" in name or "Timeout" in name or isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return f"no connection to the Hub ({name}: {_first_line(exc)}); check the network, a proxy, or HF_ENDPOINT"
+    return f"{name}: {_first_line(exc)}"

@@ -116,6 +116,9 @@ def _tricky_values(prop: dict, rng) -> list:
     if prop.get("type") == "array" or "items" in prop:
         inner = _tricky_values(prop.get("items", {}), rng)
         values += [[inner[int(i)] for i in rng.integers(0, len(inner), int(n))] for n in rng.integers(0, 4, 12)]
+        for n in {prop.get("minItems", 0), prop.get("maxItems", 0)} - {0, 1, 2, 3}:     # long fixed-size lists
+            values += [[v] * n for v in (0, 1, 0.0, 0.5, 1.0, 2.0, "a", None)]
+            values += [[inner[int(i)] for i in rng.integers(0, len(inner), n + k)] for k in (-1, 0, 1)]
     return values
 
 

@@ -158,3 +158,167 @@ def test_push_to_hub_failures_are_messages_not_tracebacks(dataset, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- 3. the official scorer ------------------------------------------------------------------------------------
+
+def _truth(folder: Path, split: str = "test"):
+    from refava.scorer import load_ground_truth
+
+    return load_ground_truth(folder, split)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_scorer_gives_100_for_the_truth_and_prevalence_for_constant_scores(dataset, tmp_path):
+    folder = dataset / "refava"
+    gt = _truth(folder)
+    assert len(gt.ids) > 10 and gt.labels.shape == (len(gt.ids), 80)
+    perfect = _jsonl(tmp_path / "perfect.jsonl", [
+        {"instance_id": i, "scores": gt.labels[n].astype(float).tolist(), "box": gt.boxes[n].tolist()}
+        for n, i in enumerate(gt.ids)][::-1])                                # order does not matter
+    proc = run("evaluate", "--predictions", str(perfect), "--split", "test", "--dataset", str(folder), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "perfect.test.metrics.json").read_text())
+    assert str(tmp_path / "perfect.test.metrics.json") in proc.stdout
+    assert metrics["map_macro"] == pytest.approx(100) and metrics["map_weighted"] == pytest.approx(100)
+    assert metrics["auroc_macro"] == pytest.approx(100) and metrics["miou"] == pytest.approx(100)
+    assert metrics["map_macro_iou0.5"] == pytest.approx(100) and metrics["instances"] == len(gt.ids)
+    assert {"map_macro_person_movement", "map_macro_object_manipulation", "map_macro_person_interaction"} <= set(
+        metrics)
+    # constant scores: every class's AP is its prevalence in the split; csv, columns by action name, shuffled
+    import csv
+
+    order = list(reversed(gt.names))
+    constant = tmp_path / "constant.csv"
+    with open(constant, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["instance_id", *order])
+        for i in gt.ids:
+            w.writerow([i, *([0.5] * 80)])
+    out = tmp_path / "m" / "metrics.json"
+    proc = run("evaluate", "--predictions", str(constant), "--split", "test", "--dataset", str(folder),
+               "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    per_class = json.loads(out.read_text())["ap_per_class"]
+    prevalence = gt.labels.mean(axis=0)
+    assert per_class and per_class == pytest.approx(
+        {name: 100 * prevalence[c] for c, name in enumerate(gt.names) if prevalence[c] > 0})
+    # csv in ClassLabel order with boxes equals the JSON lines file
+    ordered = tmp_path / "perfect.csv"
+    with open(ordered, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["instance_id", *[f"score_{c}" for c in range(80)], "x1", "y1", "x2", "y2"])
+        for n, i in enumerate(gt.ids):
+            w.writerow([i, *gt.labels[n].astype(float), *gt.boxes[n]])
+    proc = run("evaluate", "--predictions", str(ordered), "--dataset", str(folder), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((tmp_path / "perfect.test.metrics.json").read_text())
+    assert {k: v for k, v in again.items() if k != "predictions"} == {
+        k: v for k, v in metrics.items() if k != "predictions"}
+
+
+def test_scorer_refuses_missing_duplicate_unknown_and_non_finite(dataset, tmp_path):
+    folder = dataset / "refava"
+    gt = _truth(folder)
+    good = [{"instance_id": i, "scores": [0.1] * 80} for i in gt.ids]
+    cases = {
+        "missing": (good[1:], [f"1 of {len(gt.ids)} instance(s)", gt.ids[0], "have no prediction"]),
+        "duplicate": (good + good[:1], ["predicted twice", gt.ids[0], f"duplicate.jsonl:{len(good) + 1}"]),
+        "unknown": (good + [{"instance_id": "nope___0001___1", "scores": [0.1] * 80}],
+                    ["not in", "nope___0001___1"]),
+        "nan": ([*good[:2], {"instance_id": good[2]["instance_id"], "scores": [float("nan")] + [0.1] * 79},
+                 *good[3:]], ["nan.jsonl:3", "finite"]),
+        "short": ([{"instance_id": gt.ids[0], "scores": [0.1] * 79}, *good[1:]], ["expected 80 scores", "79"]),
+        "boxes": ([{**good[0], "box": [0, 0, 1, 1]}, *good[1:]], ["have a box", "for every instance or for none"]),
+    }
+    for name, (rows, expected) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+        proc = run("evaluate", "--predictions", str(path), "--dataset", str(folder), cwd=tmp_path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, (name, proc.stderr[-1500:])
+        for text in expected:
+            assert text in proc.stderr, (name, text, proc.stderr)
+        assert not (tmp_path / f"{name}.test.metrics.json").exists()
+    proc = run("evaluate", "--predictions", str(tmp_path / "missing.jsonl"), "--split", "train", "--dataset",
+               str(folder / "data"), cwd=tmp_path)
+    assert proc.returncode != 0 and "not a packaged RefAVA dataset" in proc.stderr
+
+
+# --- 4. exports -------------------------------------------------------------------------------------------------
+
+def test_ava_export_round_trips_through_refavas_own_ava_reader(dataset, tmp_path):
+    import numpy as np
+
+    from refava.export import read_ava_export
+
+    out = tmp_path / "ava"
+    proc = run("export", "--format", "ava", "--out", str(out), cwd=dataset)
+    assert proc.returncode == 0, proc.stderr
+    assert f"export: {out.resolve()}" in proc.stdout
+    ds = _load(dataset / "refava", tmp_path / "cache")
+    ids = ds["train"].features["actions"].feature.names
+    from refava.ava import load_label_map
+
+    label_map = load_label_map(out / "annotations" / "ava_action_list_v2.2.pbtxt")
+    assert [label_map[i].name for i in sorted(label_map)] == ids            # the pbtxt reads back, same order
+    for split, ava in (("train", "train"), ("validation", "val"), ("test", "test")):
+        rows = ds[split]
+        back = {i.instance_id: i for i in read_ava_export(out, split)}
+        assert set(back) == set(rows["instance_id"]), split
+        for row in rows.remove_columns(["keyframe", "frames"]):
+            inst = back[row["instance_id"]]
+            assert inst.video_id == row["video_id"] and inst.timestamp == row["keyframe_s"]
+            assert inst.person_id == row["person_id"]
+            assert np.float32(inst.box_xyxy).tolist() == np.float32(row["box"]).tolist()    # the stored float32s
+            assert sorted(label_map[a].name for a in inst.action_ids) == sorted(ids[a] for a in row["actions"])
+        # the side table and the frame list
+        side = {r["instance_id"]: r for r in __import__("csv").DictReader(
+            open(out / "annotations" / f"refava_{ava}_expressions.csv", newline="", encoding="utf-8"))}
+        assert {i: side[i]["expression"] for i in side} == dict(zip(rows["instance_id"], rows["expression"]))
+        lines = (out / "frame_lists" / f"{ava}.csv").read_text().splitlines()
+        assert lines[0] == "original_vido_id video_idx frame_id path labels"
+        for line in lines[1:]:
+            video, _, frame, path, _ = line.split(" ")
+            assert (out / path).read_bytes()[:2] == b"\xff\xd8" and path.endswith(f"_{int(frame) + 1:06d}.jpg")
+    # rerun into the same folder: replaced, nothing left behind; a foreign folder is refused untouched
+    assert run("export", "--format", "ava", "--out", str(out), cwd=dataset).returncode == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    proc = run("export", "--format", "ava", "--out", str(foreign), cwd=dataset)
+    assert proc.returncode != 0 and "not a refava export" in proc.stderr
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_coco_export_loads_in_pycocotools_and_finds_every_box(dataset, tmp_path):
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "coco"
+    proc = run("export", "--format", "coco", "--dataset", str(dataset / "refava"), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ds = _load(dataset / "refava", tmp_path / "cache")
+    rephrased = _load(dataset / "refava", tmp_path / "cache", "rephrased")
+    for split, name in (("train", "train"), ("validation", "val"), ("test", "test")):
+        coco = COCO(str(out / f"refava_{name}.json"))
+        data = json.loads((out / f"refava_{name}.json").read_text())
+        refs = {r["instance_id"]: r for r in data["refs"]}
+        rows = ds[split].remove_columns(["frames"])
+        assert len(refs) == len(rows) == len(coco.getAnnIds())
+        texts = dict(zip(rephrased[split]["instance_id"], rephrased[split]["rephrasings"])) if split != "train" else {}
+        for row in rows:
+            ref = refs[row["instance_id"]]
+            ann = coco.loadAnns(ref["ann_id"])[0]
+            image = coco.loadImgs(ann["image_id"])[0]
+            x, y, w, h = ann["bbox"]
+            assert [x, y, x + w, y + h] == pytest.approx(row["box_px"], abs=1e-3)
+            assert (image["width"], image["height"]) == row["keyframe"].size
+            with Image.open(out / image["file_name"]) as im:
+                assert im.size == row["keyframe"].size
+            assert [s["raw"] for s in ref["sentences"]] == [row["expression"], *texts.get(row["instance_id"], [])]
+            assert ann["image_id"] in coco.getImgIds() and ref["ann_id"] in coco.getAnnIds(imgIds=[ann["image_id"]])

@@ -70,6 +70,17 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     result = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
     assert result["split"] == "test" and result["epoch"] == 1 and "map_macro_iou0.5" in result
     assert result["test_clips"] == 3
+    # the official scorer gives a refava run's own numbers from the run's saved predictions
+    preds = tmp_path / "preds.jsonl"
+    for args in (["evaluate", "--split", "test", "--device", "cpu", "--save-predictions", str(preds)],
+                 ["evaluate", "--predictions", str(preds), "--split", "test"]):
+        proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    own = json.loads((ws / "runs" / "refatomnet" / "eval_test.json").read_text())
+    scored = json.loads((tmp_path / "preds.test.metrics.json").read_text())
+    common = {k for k in own if k.startswith(("map_", "auroc_", "miou"))}
+    assert "map_macro_object_manipulation" in common and "miou" in common
+    assert {k: scored[k] for k in common} == pytest.approx({k: own[k] for k in common}, rel=1e-9, nan_ok=True)
     spec = json.loads((ws / "runs" / "refatomnet" / "run.json").read_text())
     assert spec["encoders"]["detections"].endswith("ava_dense_proposals_sample.pkl")
     assert spec["encoders"]["tiny"]["dim"] == 32

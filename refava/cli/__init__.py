@@ -83,8 +83,8 @@ def load_workspace(ctx: click.Context, lock: str | None = None):
 
 def _register() -> None:
     # the modules add their commands to `cli`
-    from . import (annotate_cmds, corrupt_cmds, data, package_cmds, rephrase_cmds, splits_cmds,  # noqa: F401
-                   train_cmds, workspace_cmds)
+    from . import (annotate_cmds, corrupt_cmds, data, interop_cmds, package_cmds, rephrase_cmds,  # noqa: F401
+                   splits_cmds, train_cmds, workspace_cmds)
 
 
 _register()

@@ -160,22 +160,66 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
 
 
 @cli.command("evaluate")
+@click.option("--predictions", type=click.Path(dir_okay=False),
+              help="Score this file of any model's predictions instead of a refava run: JSON lines "
+                   '({"instance_id", "scores": [80], "box": [x1, y1, x2, y2]}) or csv (instance_id, 80 score '
+                   "columns, optional x1,y1,x2,y2); needs no workspace with --dataset.")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/refatomnet).")
-@click.option("--split", default="test", show_default=True)
-@click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Another dataset folder, e.g. "
-                                                                               "with a corruption configuration.")
+@click.option("--split", default="test", show_default=True, help="train, val (validation) or test.")
+@click.option("--dataset", type=click.Path(file_okay=False, exists=True),
+              help="Packaged dataset folder (default: the workspace's refava/); for a run, e.g. one with a "
+                   "corruption configuration.")
+@click.option("--config", "config_name", help="With --predictions: score only the rows of this configuration "
+                                              "(e.g. test_fog_s3; default: all of the split).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Where metrics.json goes (default: next to the predictions, <name>.<split>.metrics.json; for a "
+                   "run: <run>/eval_<split>.json).")
+@click.option("--save-predictions", type=click.Path(dir_okay=False),
+              help="For a run: also write its predictions here (JSON lines, the --predictions format).")
 @click.option("--test-clips", type=click.IntRange(1, 90), default=1, show_default=True,
               help="Average the logits over this many clips per row, shifted within the window (the authors use 11; "
                    "needs a dataset ingested with more frames than the run trains on, e.g. --frames all).")
 @DEVICE
 @click.pass_context
-def evaluate_cmd(ctx, run_dir, split, dataset, test_clips, device):
-    """Evaluate a trained run on a split: mAP and AUROC (macro and weighted), mIOU, mAP at IoU 0.2 / 0.5."""
+def evaluate_cmd(ctx, predictions, run_dir, split, dataset, config_name, out, save_predictions, test_clips, device):
+    """Score predictions on a split with the paper's metrics: mAP and AUROC (macro and weighted), mIOU, mAP at
+    IoU 0.2 / 0.5, mAP per action group and AP per class.
+
+    \b
+    Any model (the official scorer; no workspace needed with --dataset):
+      refava evaluate --predictions preds.jsonl --split test --dataset /data/refava
+    A refava run:
+      refava evaluate --run runs/refatomnet --split test --save-predictions preds.jsonl
+    """
     import json
 
+    if predictions:
+        from ..fsutil import write_json_atomic
+        from ..scorer import load_ground_truth, read_predictions, score
+
+        if run_dir or save_predictions:
+            raise click.UsageError("--predictions scores a file: leave out --run and --save-predictions")
+        folder = dataset or str(load_workspace(ctx).root / "refava")
+        gt = load_ground_truth(folder, split, config_name)
+        result = score(gt, read_predictions(predictions, gt.names))
+        target = Path(out) if out else Path(predictions).with_name(f"{Path(predictions).stem}.{split}.metrics.json")
+        write_json_atomic(target, result)
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items() if k != "ap_per_class"}
+        click.echo(json.dumps(shown, indent=2))
+        click.echo(f"metrics: {target}")
+        return
     from ..train.loop import evaluate_run
 
+    if config_name:
+        raise click.UsageError("--config goes with --predictions; for a run, pass --dataset")
     ws = load_workspace(ctx)
-    result = evaluate_run(run_dir or ws.root / "runs" / "refatomnet", split, dataset, device=device,
-                          test_clips=test_clips)
+    run = Path(run_dir) if run_dir else ws.root / "runs" / "refatomnet"
+    result = evaluate_run(run, split, dataset, device=device, test_clips=test_clips,
+                          predictions_out=save_predictions)
+    if out:
+        from ..fsutil import write_json_atomic
+
+        write_json_atomic(out, result)
     click.echo(json.dumps(result, indent=2))
+    click.echo(f"metrics: {out or run / f'eval_{split}.json'}"
+               + (f"; predictions: {save_predictions}" if save_predictions else ""))

@@ -377,13 +377,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds, eval_split = load_train_and_held_out(dataset_dir)
-    names = ds["train"].features["actions"].feature.names
-    from ..ava import default_label_map
-
-    labels = default_label_map()
-    kinds = {v.name: v.label_type for v in labels.values()}
-    groups = [{"PERSON_MOVEMENT": 0, "OBJECT_MANIPULATION": 1, "PERSON_INTERACTION": 2}[kinds.get(n, "PERSON_MOVEMENT")]
-              for n in names]
+    groups = _groups(ds["train"])
     device = resolve_device(device)
     encoders.to(device)
     log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders "
@@ -611,9 +605,21 @@ def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dic
     return fit(RefAtomNet(mcfg), train, val, cfg, run, log=log, device=device)
 
 
+def _groups(rows) -> list[int]:
+    """Per class column of a dataset split (ClassLabel order): its action group, 0..2, from AVA's label types."""
+    from ..ava import default_label_map
+
+    kinds = {v.name: v.label_type for v in default_label_map().values()}
+    order = {"PERSON_MOVEMENT": 0, "OBJECT_MANIPULATION": 1, "PERSON_INTERACTION": 2}
+    return [order[kinds.get(n, "PERSON_MOVEMENT")] for n in rows.features["actions"].feature.names]
+
+
 def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None,
-                 device: str | None = "auto", test_clips: int = 1) -> dict:
-    """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json."""
+                 device: str | None = "auto", test_clips: int = 1,
+                 predictions_out: str | os.PathLike | None = None) -> dict:
+    """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json.  With
+    ``predictions_out`` the run's predictions are also written there as JSON lines, the file the official scorer
+    (``refava evaluate --predictions``) reads and scores to the same numbers."""
     run = Path(run_dir)
     try:
         spec = json.loads((run / "run.json").read_text())
@@ -628,8 +634,14 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: s
     table = _detections_of(spec["encoders"])
     if table is not None:
         table.k = model.config.detections                  # the slots the model was trained with
-    feats = featurize(_load(dataset_dir or spec["dataset"], split), encoders, frames=spec["train"]["frames"],
-                      detections=table, test_clips=test_clips)
-    result = {"split": split, "epoch": state["epoch"] + 1, "test_clips": test_clips, **evaluate(model, feats)}
+    rows = _load(dataset_dir or spec["dataset"], split)
+    feats = featurize(rows, encoders, frames=spec["train"]["frames"], detections=table, test_clips=test_clips)
+    scores, boxes = predict(model, feats)
+    metrics = M.evaluate(feats["labels"].numpy(), scores, boxes, feats["boxes"].numpy(), groups=_groups(rows))
+    result = {"split": split, "epoch": state["epoch"] + 1, "test_clips": test_clips, **metrics}
+    if predictions_out is not None:
+        from ..scorer import write_predictions
+
+        write_predictions(predictions_out, rows["instance_id"], scores, boxes)
     write_json_atomic(run / f"eval_{split}.json", result)
     return result

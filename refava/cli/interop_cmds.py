@@ -1,0 +1,49 @@
+"""``refava export`` and ``refava browse``: the packaged dataset for other tools and for people."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import cli, load_workspace
+
+
+def _dataset_folder(ctx, dataset: str | None) -> tuple[Path, Path | None]:
+    """The packaged dataset folder (--dataset, else the workspace's refava/) and the workspace root, if any."""
+    if dataset:
+        return Path(dataset), None
+    ws = load_workspace(ctx)
+    return ws.root / "refava", ws.root
+
+
+@cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["ava", "coco"]), required=True,
+              help="ava: AVA csv + label map pbtxt + SlowFast frame lists (+ an expressions side table); coco: "
+                   "COCO-style JSON per split with a RefCOCO-style refs list.")
+@click.option("--dataset", type=click.Path(file_okay=False, exists=True),
+              help="Packaged dataset folder (default: the workspace's refava/; with it no workspace is needed).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output folder (default: exports/<format> in the workspace, or beside --dataset).")
+@click.option("--split", help="Only this split (train, val/validation, test; default: all).")
+@click.option("--no-images", is_flag=True, help="Annotations only: no keyframe / frame JPEG files.")
+@click.pass_context
+def export_cmd(ctx, fmt, dataset, out, split, no_images):
+    """Export the packaged dataset for action-detection and grounding code.
+
+    \b
+    Examples:
+      refava export --format ava                 # -> exports/ava: annotations/, frame_lists/, frames/
+      refava export --format coco --split test   # -> exports/coco/refava_test.json + images/
+      refava export --format coco --dataset /data/refava --out /data/refava-coco
+    The folder is written beside the target and renamed into place; refava-export.json lists what is there.
+    """
+    from ..export import export_dataset
+
+    folder, root = _dataset_folder(ctx, dataset)
+    target = Path(out) if out else (root / "exports" / fmt if root else folder.parent / f"{folder.name}-{fmt}")
+    summary = export_dataset(folder, target, fmt, split=split, images=not no_images, log=click.echo)
+    rows = ", ".join(f"{s} {n:,}" for s, n in summary.rows.items())
+    click.echo(f"exported {rows} rows as {fmt}, {summary.images:,} image file(s)")
+    for name in summary.files:
+        click.echo(f"  {summary.out / name}")
+    click.echo(f"export: {summary.out}")

@@ -1,0 +1,267 @@
+"""``refava export``: a packaged RefAVA in the formats that action-detection and grounding code reads.
+
+* ``--format ava``: what SlowFast, mmaction2 and PyTorchVideo's AVA loaders read::
+
+      annotations/ava_<split>_v2.2.csv          AVA ground truth: video_id, second, x1, y1, x2, y2, action id, person id
+      annotations/ava_action_list_v2.2.pbtxt    the label map (``label { name label_id label_type }``)
+      annotations/ava_<split>_predicted_boxes.csv  the ground-truth boxes as detections (score 1.0), for loaders that
+                                                 test on detected boxes
+      annotations/refava_<split>_expressions.csv   the side table: instance_id, video_id, second, person_id,
+                                                 expression, rephrasings (a JSON list)
+      frame_lists/<split>.csv                   SlowFast's frame list: ``original_vido_id video_idx frame_id path
+                                                 labels`` (space separated), one line per stored frame
+      frames/<video_id>/<video_id>_<frame:06d>.jpg  the stored frames (keyframe and sampled ones), named by their
+                                                 1-based frame number at 30 fps from the movie's start
+
+  Only the frames refava stored are there (the keyframe and ``frames`` sampled frames per clip; ``refava ingest
+  --frames all`` stores all 90 of each window); loaders that read a contiguous frame range need the full window.
+  AVA's own split name ``val`` is used for validation.
+
+* ``--format coco``: ``refava_<split>.json`` per split, COCO-style with a RefCOCO-style ``refs`` list: one image
+  per keyframe (``images/<video_id>_<second>.jpg``), one annotation per person (``bbox`` in pixels, x, y, w, h;
+  ``category_id`` 1 = person; ``actions`` the AVA ids), and per annotation a ref with the expression and its
+  rephrasings as ``sentences``.  pycocotools' ``COCO`` loads each file.
+
+Both read the dataset folder `refava package` wrote (no workspace needed), write into a temporary folder and
+rename it into place, and end with ``refava-export.json`` (counts, the dataset's manifest digest).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import RefavaError
+from .fsutil import owner, sha256_file
+
+FORMATS = ("ava", "coco")
+EXPORT_MANIFEST = "refava-export.json"
+AVA_SPLIT = {"train": "train", "validation": "val", "test": "test"}
+FPS = 30
+
+
+class ExportError(RefavaError, ValueError):
+    """The export cannot be written."""
+
+
+@dataclass
+class ExportSummary:
+    out: Path
+    format: str
+    rows: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def _f(value) -> str:
+    """The shortest decimal that reads back to the same float32 (boxes are stored as float32)."""
+    return np.format_float_positional(np.float32(value), trim="-")
+
+
+def _dataset_rows(folder: Path, split: str, pixels: bool):
+    """Rows of ``split`` of the dataset folder, batch by batch as dicts; with ``pixels`` the default configuration
+    (keyframe and frames bytes), else annotations_only (or default without its image columns)."""
+    import pyarrow.parquet as pq
+
+    from .package import MANIFEST
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    configs = manifest["configs"]
+    name = "default" if pixels or "annotations_only" not in configs else "annotations_only"
+    rephrased = {}
+    if "rephrased" in configs and split in configs["rephrased"]["splits"]:
+        for shard in configs["rephrased"]["splits"][split]:
+            t = pq.read_table(folder / shard["path"], columns=["instance_id", "rephrasings"])
+            rephrased.update(zip(t.column("instance_id").to_pylist(), t.column("rephrasings").to_pylist()))
+    for shard in configs[name]["splits"].get(split, []):
+        pf = pq.ParquetFile(folder / shard["path"])
+        columns = [c for c in pf.schema_arrow.names if pixels or c not in ("keyframe", "frames")]
+        for batch in pf.iter_batches(batch_size=256, columns=columns):
+            for row in batch.to_pylist():
+                row["rephrasings"] = rephrased.get(row["instance_id"], [])
+                yield row
+
+
+def _splits(folder: Path, wanted: str | None) -> list[str]:
+    from .package import MANIFEST
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    have = list(manifest["configs"]["default"]["splits"])
+    if wanted is None:
+        return have
+    name = {"val": "validation"}.get(wanted, wanted)
+    if name not in have:
+        raise ExportError(f"{folder} has no split {wanted!r}; it has {', '.join(have)}")
+    return [name]
+
+
+def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str, *, split: str | None = None,
+                   images: bool = True, log: Callable[[str], None] = print) -> ExportSummary:
+    """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc)."""
+    from .package import MANIFEST, _is_refava_dataset
+
+    folder = Path(dataset)
+    if not _is_refava_dataset(folder):
+        raise ExportError(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); run `refava package` first or "
+                          f"pass --dataset with the folder it wrote")
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    out = Path(out).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / EXPORT_MANIFEST).exists():
+        raise ExportError(f"{out} exists and is not a refava export (no {EXPORT_MANIFEST}); choose an empty or new "
+                          f"folder with --out (nothing was written)")
+    tmp = out.parent / f".{out.name}.{owner()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        summary = ExportSummary(out, fmt)
+        for name in _splits(folder, split):
+            (_ava_split if fmt == "ava" else _coco_split)(folder, name, tmp, images, summary)
+        summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
+                               and p.suffix != ".jpg")
+        record = {"format": fmt, "dataset": str(folder.resolve()),
+                  "dataset_manifest_sha256": sha256_file(folder / MANIFEST), "rows": summary.rows,
+                  "images": summary.images, "files": summary.files}
+        (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        old = out.parent / f".{out.name}.{owner()}.old"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+# --- AVA ----------------------------------------------------------------------------------------------------------
+
+def _label_ids() -> list[int]:
+    from .ava import default_label_map
+
+    return sorted(default_label_map())
+
+
+def _write_csv(path: Path, rows: list[list], delimiter: str = ",", header: list[str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _ava_split(folder: Path, split: str, out: Path, images: bool, summary: ExportSummary) -> None:
+    from .ava import default_label_map, save_label_map_pbtxt
+
+    ids = _label_ids()
+    ava = AVA_SPLIT[split]
+    gt, detections, expressions, frame_list = [], [], [], []
+    written: set[str] = set()
+    video_index: dict[str, int] = {}
+    n = 0
+    for row in _dataset_rows(folder, split, images):
+        n += 1
+        video, second, person = row["video_id"], row["keyframe_s"], row["person_id"]
+        box = [_f(v) for v in row["box"]]
+        for action in sorted(row["actions"]):
+            gt.append([video, f"{second:04d}", *box, ids[action], person])
+        detections.append([video, f"{second:04d}", *box, "", "1.0"])
+        expressions.append([row["instance_id"], video, second, person, row["expression"],
+                            json.dumps(row["rephrasings"], ensure_ascii=False)])
+        if images:
+            vi = video_index.setdefault(video, len(video_index))
+            stored = [(row["keyframe_time_s"], row["keyframe"])] + list(zip(row["frame_times_s"], row["frames"]))
+            for t, image in stored:
+                if t is None or image is None:
+                    continue
+                frame = int(round(t * FPS)) + 1
+                rel = f"frames/{video}/{video}_{frame:06d}.jpg"
+                if rel in written:
+                    continue
+                written.add(rel)
+                path = out / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(image["bytes"])
+                frame_list.append((video, vi, frame - 1, rel))
+    summary.rows[split] = n
+    summary.images += len(written)
+    base = out / "annotations"
+    _write_csv(base / f"ava_{ava}_v2.2.csv", sorted(gt, key=lambda r: (r[0], r[1], r[7], r[6])))
+    _write_csv(base / f"ava_{ava}_predicted_boxes.csv", detections)
+    _write_csv(base / f"refava_{ava}_expressions.csv", expressions,
+               header=["instance_id", "video_id", "timestamp", "person_id", "expression", "rephrasings"])
+    labels = default_label_map()
+    if not (base / "ava_action_list_v2.2.pbtxt").exists():
+        save_label_map_pbtxt({i: labels[i] for i in ids}, base / "ava_action_list_v2.2.pbtxt")
+    if images:
+        _write_csv(out / "frame_lists" / f"{ava}.csv", [[v, i, f, p, '""'] for v, i, f, p in sorted(frame_list)],
+                   delimiter=" ", header=["original_vido_id", "video_idx", "frame_id", "path", "labels"])
+
+
+def read_ava_export(out: str | os.PathLike, split: str) -> list:
+    """The instances of an AVA export's ``split``, read back with refava's own AVA reader (for round trips)."""
+    from .ava.csv import group_instances, load_ava_csv
+
+    path = Path(out) / "annotations" / f"ava_{AVA_SPLIT.get(split, split)}_v2.2.csv"
+    return group_instances(load_ava_csv(path, known_actions=_label_ids()), source=path.name)
+
+
+# --- COCO -----------------------------------------------------------------------------------------------------------
+
+def _coco_split(folder: Path, split: str, out: Path, images: bool, summary: ExportSummary) -> None:
+    from .ava import default_label_map
+
+    labels = default_label_map()
+    ids = _label_ids()
+    coco = {"info": {"description": "RefAVA (refava export --format coco)", "split": split},
+            "licenses": [{"id": 1, "name": "CC BY 4.0 (annotations); frames belong to the AVA movies' rights "
+                                            "holders", "url": "https://creativecommons.org/licenses/by/4.0/"}],
+            "images": [], "annotations": [], "refs": [],
+            "categories": [{"id": 1, "name": "person", "supercategory": "person"}],
+            "action_categories": [{"id": i, "name": labels[i].name} for i in ids]}
+    image_of: dict[str, int] = {}
+    sent_id = 0
+    n = 0
+    for row in _dataset_rows(folder, split, images):
+        n += 1
+        key = f"{row['video_id']}_{row['keyframe_s']:04d}"
+        width, height = row["keyframe_width"], row["keyframe_height"]
+        if key not in image_of:
+            image_of[key] = len(image_of) + 1
+            file_name = f"images/{key}.jpg"
+            coco["images"].append({"id": image_of[key], "file_name": file_name, "width": width, "height": height,
+                                   "video_id": row["video_id"], "keyframe_s": row["keyframe_s"], "license": 1})
+            if images and row.get("keyframe"):
+                path = out / file_name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(row["keyframe"]["bytes"])
+                summary.images += 1
+        x1, y1, x2, y2 = (float(np.float32(v)) for v in row["box_px"])
+        ann_id = len(coco["annotations"]) + 1
+        coco["annotations"].append({
+            "id": ann_id, "image_id": image_of[key], "category_id": 1, "iscrowd": 0,
+            "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+            "instance_id": row["instance_id"], "person_id": row["person_id"],
+            "actions": [ids[a] for a in sorted(row["actions"])]})
+        sentences = []
+        for text in [row["expression"], *row["rephrasings"]]:
+            if text:
+                sentences.append({"sent_id": sent_id, "raw": text, "sent": text.lower(),
+                                  "tokens": text.lower().replace(",", " ").split()})
+                sent_id += 1
+        coco["refs"].append({"ref_id": ann_id, "ann_id": ann_id, "image_id": image_of[key], "category_id": 1,
+                             "split": AVA_SPLIT[split], "file_name": f"images/{key}.jpg",
+                             "instance_id": row["instance_id"], "sent_ids": [s["sent_id"] for s in sentences],
+                             "sentences": sentences})
+    summary.rows[split] = n
+    (out / f"refava_{AVA_SPLIT[split]}.json").write_text(json.dumps(coco, ensure_ascii=False) + "\n",
+                                                         encoding="utf-8")

@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python benchmarks/corrupt.py
 	$(BIN)/python benchmarks/noise_storage.py
 	$(BIN)/python benchmarks/package.py
+	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/rephrase.py
 	$(BIN)/python benchmarks/train.py
 

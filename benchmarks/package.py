@@ -53,6 +53,7 @@ def build_ava_like(root: Path, movies: int = 30, clips: int = 12, seed: int = 0)
     import numpy as np
     import simplejpeg
 
+    from refava.framestore import hash_rows
     from refava.tables import write_table
     from refava.workspace import init_workspace
 
@@ -85,7 +86,11 @@ def build_ava_like(root: Path, movies: int = 30, clips: int = 12, seed: int = 0)
                                "annotators": ["a1"], "verified": True})
                 splits.append({"instance_id": iid, "clip_id": clip_id, "video_id": video,
                                "split": ("train", "train", "val", "test")[m % 4]})
-        write_table("frames", frames, ws.root / "frames" / "clean" / f"{video}.parquet")
+        by_clip: dict[str, list] = {}
+        for row in frames:
+            by_clip.setdefault(row["clip_id"], []).append(row)
+        write_table("frames", frames, ws.root / "frames" / "clean" / f"{video}.parquet",   # checksums as ingest
+                    provenance={"clip_sha256": {c: hash_rows(rows) for c, rows in sorted(by_clip.items())}})
     write_table("instances", instances, ws.table("instances"))
     write_table("annotation_status", status, ws.table("annotation_status"))
     write_table("splits", splits, ws.table("splits"))

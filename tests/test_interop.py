@@ -322,3 +322,40 @@ def test_coco_export_loads_in_pycocotools_and_finds_every_box(dataset, tmp_path)
                 assert im.size == row["keyframe"].size
             assert [s["raw"] for s in ref["sentences"]] == [row["expression"], *texts.get(row["instance_id"], [])]
             assert ann["image_id"] in coco.getImgIds() and ref["ann_id"] in coco.getAnnIds(imgIds=[ann["image_id"]])
+
+
+# --- 2. the fast loader ------------------------------------------------------------------------------------------
+
+def test_fast_loader_gives_datasets_pixels_and_batches_in_a_dataloader(dataset, tmp_path):
+    import numpy as np
+    import torch
+
+    from refava.loader import LoaderError, RefAVAFrames, collate
+
+    folder = dataset / "refava"
+    ds = _load(folder, tmp_path / "cache")["validation"]
+    data = RefAVAFrames(folder, split="val")
+    assert len(data) == len(ds)
+    for i in (0, len(ds) // 2, len(ds) - 1):
+        ours, theirs = data[i], ds[i]
+        assert ours["instance_id"] == theirs["instance_id"] and ours["expression"] == theirs["expression"]
+        assert np.array_equal(ours["keyframe"].numpy(), np.asarray(theirs["keyframe"].convert("RGB")))
+        assert len(ours["frames"]) == len(theirs["frames"])
+        for a, b in zip(ours["frames"], theirs["frames"]):
+            assert np.array_equal(a.numpy(), np.asarray(b.convert("RGB")))
+        assert ours["labels"].tolist() == theirs["labels"] and int(ours["keyframe_index"]) == theirs["keyframe_index"]
+    # in a DataLoader, resized: fixed shapes stack
+    loader = torch.utils.data.DataLoader(RefAVAFrames(folder, split="train", size=64), batch_size=4, shuffle=True,
+                                         collate_fn=collate, generator=torch.Generator().manual_seed(0))
+    seen = 0
+    for batch in loader:
+        b = batch["labels"].shape[0]
+        assert batch["frames"].shape == (b, 8, 64, 64, 3) and batch["frames"].dtype == torch.uint8
+        assert batch["keyframe"].shape == (b, 64, 64, 3) and batch["labels"].shape == (b, 80)
+        assert len(batch["instance_id"]) == b
+        seen += b
+    assert seen == len(RefAVAFrames(folder, split="train", pixels=False))
+    with pytest.raises(LoaderError, match="no split"):
+        RefAVAFrames(folder, split="nope")
+    with pytest.raises(LoaderError, match="not a packaged RefAVA dataset"):
+        RefAVAFrames(tmp_path, split="train")

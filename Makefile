@@ -38,6 +38,11 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws package --verify $(DEMO)/ws/refava
 	$(BIN)/refava -w $(DEMO)/ws verify --no-progress
 	HF_HUB_OFFLINE=1 $(BIN)/refava -w $(DEMO)/ws validate-dataset
+	$(BIN)/refava -w $(DEMO)/ws export --format ava
+	$(BIN)/refava -w $(DEMO)/ws export --format coco
+	$(BIN)/refava -w $(DEMO)/ws browse --no-progress
+	$(BIN)/python tools/demo_scorer.py $(DEMO)/ws/refava $(DEMO)/ws/reports/class_prior_predictions.jsonl
+	$(BIN)/refava evaluate --predictions $(DEMO)/ws/reports/class_prior_predictions.jsonl --split test --dataset $(DEMO)/ws/refava
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
@@ -52,6 +57,9 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  rephrasings:    $(abspath $(DEMO)/ws/tables/rephrasings.parquet)   (report reports/rephrase.json)"
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
 	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (1. does the data carry the referent: the referent probe; 2. RefAtomNet vs controls over 3 seeds)"
+	@echo "  browser:        $(abspath $(DEMO)/ws/reports/browse/index.html)   (refava browse --serve)"
+	@echo "  exports:        $(abspath $(DEMO)/ws/exports)   (ava/: AVA csv + SlowFast frame lists; coco/: COCO + refs)"
+	@echo "  scorer:         $(abspath $(DEMO)/ws/reports/class_prior_predictions.test.metrics.json)   (a class-prior model's predictions, scored)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 # Label Studio pins packages that clash with refava's: its own virtual environment, for the real-server tests

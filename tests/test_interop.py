@@ -359,3 +359,83 @@ def test_fast_loader_gives_datasets_pixels_and_batches_in_a_dataloader(dataset, 
         RefAVAFrames(folder, split="nope")
     with pytest.raises(LoaderError, match="not a packaged RefAVA dataset"):
         RefAVAFrames(tmp_path, split="train")
+
+
+# --- 5. the browser -----------------------------------------------------------------------------------------------
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+
+
+def test_browser_filters_and_draws_boxes_in_chromium(dataset):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs `pip install playwright` (the test extra)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`apt-get install chromium`; .ci/run does)")
+    proc = run("browse", "--no-progress", cwd=dataset)
+    assert proc.returncode == 0, proc.stderr
+    site = dataset / "reports" / "browse"
+    assert f"open: {site / 'index.html'}" in proc.stdout
+    instances = read_table("instances", dataset / "tables" / "instances.parquet").to_pylist()
+    splits = {r["instance_id"]: r["split"] for r in read_table("splits", dataset / "tables" / "splits.parquet").to_pylist()}
+    status = {r["instance_id"]: r for r in
+              read_table("annotation_status", dataset / "tables" / "annotation_status.parquet").to_pylist()}
+    by_id = {i["instance_id"]: i for i in instances}
+    test_ids = {i for i, s in splits.items() if s == "test"}
+    from refava.ava import default_label_map
+
+    names = {a: c.name for a, c in default_label_map().items()}
+    walk = [i["instance_id"] for i in instances if any(names[a] == "walk" for a in i["action_ids"])]
+    assert walk
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto((site / "index.html").as_uri())
+            page.wait_for_selector(".row")
+            assert page.inner_text("#count") == f"{len(instances)} of {len(instances)} instances"
+            # filter by split: only test rows, each with its fog version beside the clean keyframe
+            page.select_option("#f-split", "test")
+            assert page.inner_text("#count").startswith(f"{len(test_ids)} of ")
+            cards = page.query_selector_all(".row")
+            assert cards and {c.get_attribute("data-id") for c in cards} <= test_ids
+            assert "split=test" in page.evaluate("location.hash")
+            for c in cards[:5]:
+                tags = [v.get_attribute("data-tag") for v in c.query_selector_all(".view")]
+                assert tags == ["clean", "fog_s3"], tags
+            # the box is drawn where the instance is: compare its rectangle with the image's
+            page.wait_for_function("Array.from(document.images).slice(0, 4).every(i => i.complete && i.naturalWidth)")
+            for c in cards[:4]:
+                inst = by_id[c.get_attribute("data-id")]
+                for v in c.query_selector_all(".view"):
+                    img, box = v.query_selector("img").bounding_box(), v.query_selector(".box").bounding_box()
+                    x1, y1, x2, y2 = inst["box_xyxy"]
+                    assert box["x"] == pytest.approx(img["x"] + x1 * img["width"], abs=1.5)
+                    assert box["y"] == pytest.approx(img["y"] + y1 * img["height"], abs=1.5)
+                    assert box["width"] == pytest.approx((x2 - x1) * img["width"], abs=1.5)
+                    assert box["height"] == pytest.approx((y2 - y1) * img["height"], abs=1.5)
+                text = c.inner_text()
+                assert status[inst["instance_id"]]["expression"] in text and status[inst["instance_id"]]["status"] in text
+            # action and status filters combine; a link with the filters in its hash opens the same view
+            page.select_option("#f-split", "")
+            page.select_option("#f-action", label="walk")
+            assert page.inner_text("#count").startswith(f"{len(walk)} of ")
+            accepted_walk = [i for i in walk if status.get(i, {}).get("status") == "accepted"]
+            page.select_option("#f-status", "accepted")
+            assert page.inner_text("#count").startswith(f"{len(accepted_walk)} of ")
+            link = page.evaluate("location.href")
+            other = browser.new_page()
+            other.goto(link)
+            other.wait_for_selector("#count")
+            assert other.inner_text("#count") == page.inner_text("#count")
+            # at RefAVA's size (36,630 rows) a filter still renders one page
+            page.evaluate("""() => { const rows = window.REFAVA.rows, n = rows.length;
+                for (let i = n; i < 36630; i++) { const r = rows[i % n].slice(); r[0] = r[0] + "_" + i; rows.push(r); } }""")
+            page.select_option("#f-status", "")
+            page.select_option("#f-action", "")
+            assert page.inner_text("#count") == "36,630 of 36,630 instances"
+            assert len(page.query_selector_all(".row")) == 48
+            page.fill("#f-text", "red")
+            ms = float(page.evaluate("document.body.dataset.renderMs"))
+            print(f"filter + render over 36,630 rows: {ms:.0f} ms")
+            assert len(page.query_selector_all(".row")) <= 48 and ms < 2000
+        finally:
+            browser.close()

@@ -47,3 +47,34 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images):
     for name in summary.files:
         click.echo(f"  {summary.out / name}")
     click.echo(f"export: {summary.out}")
+
+
+@cli.command("browse")
+@click.option("--out", type=click.Path(file_okay=False), help="Site folder (default: reports/browse).")
+@click.option("--serve", is_flag=True, help="Then serve it on 127.0.0.1 (until Ctrl-C).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port for --serve (0: any free port).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def browse_cmd(ctx, out, serve, port, no_progress):
+    """Write a static site to look through every instance: keyframe with its box, expression, rephrasings,
+    annotation status and reasons, actions, corrupted versions side by side; filters by split, action, status,
+    movie and text (kept in the URL).
+
+    \b
+    Examples:
+      refava browse                 # -> reports/browse/index.html (open it from disk)
+      refava browse --serve         # and serve it at http://127.0.0.1:8765/
+    """
+    from ..browse import build_site
+    from ..browse import serve as serve_folder
+
+    ws = load_workspace(ctx)
+    summary = build_site(ws, out, log=click.echo, progress=not no_progress)
+    missing = f"; {summary.missing_keyframes} without a stored keyframe (see `refava status`)" \
+        if summary.missing_keyframes else ""
+    click.echo(f"browser: {summary.rows:,} instances, {summary.images:,} keyframes, {summary.corrupted_images:,} "
+               f"corrupted keyframes{missing}")
+    click.echo(f"open: {summary.out / 'index.html'}")
+    if serve:
+        serve_folder(summary.out, port, log=click.echo)

@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,rephrase,train,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[test,rephrase,train,fast,ray]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time as _time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +28,8 @@ import pyarrow.parquet as pq
 from .ava import default_label_map, group_instances, load_ava_csv, load_excluded_timestamps, load_label_map
 from .errors import ConfigError, MissingMediaError, StageError, StrictModeError, VideoDecodeError
 from .framestore import hash_rows
-from .fsutil import atomic_path, sha256_file, sha256_json, write_json_atomic
+from .procs import fault_point
+from .fsutil import atomic_path, clean_stale_temporaries, sha256_file, sha256_json, write_json_atomic
 from .records import (GRID_FPS, GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Clips, Instance, Instances, Movie, Movies,
                       clip_id_of)
 from .schemas import arrow_schema
@@ -108,6 +108,26 @@ def find_movie(movies_dir: Path, video_id: str) -> Path | None:
         candidate = movies_dir / f"{video_id}{ext}"
         if candidate.exists():
             return candidate
+    return None
+
+
+FAILED_SUFFIX = ".failed.json"      # frames/clean/<video_id>.failed.json: a movie that could not be read
+
+
+def completion_record(workspace: Path, video_id: str, fingerprint: str) -> dict | None:
+    """The recorded outcome of a movie done with these inputs (``{"movie", "clips", "problems"}``), or None: the
+    frames file's own metadata, or the failure record of a movie that could not be read."""
+    previous = read_provenance(workspace / FRAMES_DIR / f"{video_id}.parquet")
+    if previous and previous.get("fingerprint") == fingerprint and "result" in previous:
+        return previous["result"]
+    failed = workspace / FRAMES_DIR / f"{video_id}{FAILED_SUFFIX}"
+    if failed.exists():
+        try:
+            record = json.loads(failed.read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("fingerprint") == fingerprint:
+            return record["result"]
     return None
 
 
@@ -237,10 +257,11 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     out_path = workspace / rel
     clips = sorted(clips)
     fingerprint = _fingerprint(movie_path, [t for t, _ in clips], settings)
-    previous = read_provenance(out_path)
-    if reuse and previous and previous.get("fingerprint") == fingerprint and "result" in previous:
-        meta = previous["result"]
-        return MovieResult(video_id, meta["movie"], meta["clips"], meta["problems"], rel, reused=True)
+    if reuse:
+        done = completion_record(workspace, video_id, fingerprint)
+        if done is not None:
+            return MovieResult(video_id, done["movie"], done["clips"], done["problems"],
+                               rel if done["clips"] is not None and done["movie"] else None, reused=True)
 
     def problem(kind, where, id, expected, found):
         result.problems.append(Problem(kind, where, id, expected, found).to_dict())
@@ -250,6 +271,9 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
     except (VideoDecodeError, MissingMediaError) as exc:
         problem("unreadable_movie", movie_path.name, video_id, "a readable video file", str(exc))
         result.seconds = _time.perf_counter() - started
+        # the outcome is recorded too (until the file changes), so shards and merges know this movie is done
+        write_json_atomic(workspace / FRAMES_DIR / f"{video_id}{FAILED_SUFFIX}",
+                          {"fingerprint": fingerprint, "result": result.to_meta()})
         return result
     result.movie = Movie(video_id=video_id, filename=movie_path.name, container=info.container, codec=info.codec,
                          width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s,
@@ -365,6 +389,8 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
                                     emit(target, current)
                                 position += 1
                             flush(writer)
+                            if 2 * position >= len(targets):
+                                fault_point(f"ingest:{video_id}")       # tests kill a worker mid-movie here
                             if position >= len(targets):
                                 break
                             if may_reseek and target_s[position] - float(current.time) > GAP_S:   # float: only decides seeking
@@ -406,6 +432,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         _cv2_threads(cv2_threads)
     result.frames_file = rel
     result.seconds = _time.perf_counter() - started
+    (workspace / FRAMES_DIR / f"{video_id}{FAILED_SUFFIX}").unlink(missing_ok=True)
     return result
 
 
@@ -489,20 +516,26 @@ def ingest_provenance(movies_dir: str | os.PathLike, annotation_files, label_map
 def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotation_files: Sequence[str | os.PathLike],
            *, label_map: str | os.PathLike | None = None, excluded_files: Sequence[str | os.PathLike] = (),
            settings: ClipSettings = ClipSettings(), workers: int = 0, strict: bool = False, force: bool = False,
-           progress: bool = True, log: Callable[[str], None] = print, allow_empty: bool = False) -> IngestResult:
+           progress: bool = True, log: Callable[[str], None] = print, allow_empty: bool = False,
+           engine: "Engine | None" = None, shard: "Shard | None" = None, merge: bool = False):
     """Ingest AVA movies and annotations into ``workspace`` (tables/, frames/clean/, reports/ingest.json).
 
-    ``workers`` movies are decoded in parallel (0: one per CPU core).  Finished movies are reused unless
-    ``force``; bad input is counted and skipped, and ``strict`` turns any problem into :class:`StrictModeError`
-    after the good part has been written.  Annotation files that yield no instance at all do not replace
-    non-empty tables unless ``allow_empty`` (a truncated or wrong csv would otherwise wipe the build).
+    Movies run under ``engine`` (default: a local pool of ``workers`` processes, 0 = one per CPU core; see
+    :mod:`refava.engine`).  Finished movies are reused unless ``force``; bad input is counted and skipped, and
+    ``strict`` turns any problem into :class:`StrictModeError` after the good part has been written.  Annotation
+    files that yield no instance at all do not replace non-empty tables unless ``allow_empty`` (a truncated or wrong
+    csv would otherwise wipe the build).  With ``shard`` only that shard's movies are done and no table is written
+    (returns a :class:`ShardResult`); ``merge`` refuses to run unless every movie is already done, then commits.
 
     >>> result = ingest("ws", "ws/movies", ["ws/annotations/ava_sample.csv"])   # doctest: +SKIP
     >>> len(result.instances)
     180
     """
+    from .engine import Engine, Task, run_tasks
+
     started = _time.perf_counter()
     workspace, movies_dir = Path(workspace), Path(movies_dir)
+    engine = engine or Engine("local", workers)
     problems = ProblemLog()
     instances, excluded_rows, excluded_keyframes = load_annotations(
         annotation_files, label_map=label_map, excluded_files=excluded_files, problems=problems)
@@ -526,36 +559,35 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
             skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
             continue
         jobs.append((video_id, path, sorted(clip_people.items())))
+    if merge or shard is not None:
+        # shards split the movies that have files, in sorted order; a merge needs every one of them done
+        undone = [(n, vid) for n, (vid, path, cp) in enumerate(jobs)
+                  if completion_record(workspace, vid, _fingerprint(path, [t for t, _ in cp], settings)) is None]
+    if merge and undone:
+        counts = {int(p.stem.rsplit("-of-", 1)[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
+                  if p.stem.rsplit("-of-", 1)[1].isdigit()}
+        count = counts.pop() if len(counts) == 1 else None
+        shown = ", ".join(f"{vid} (shard {n % count}/{count})" if count else vid for n, vid in undone[:10])
+        raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"
+                         f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava ingest`, "
+                         f"which does them here) and merge again")
+    if shard is not None:
+        jobs = shard.take(jobs)
     # --force deletes nothing: each movie's new frame file replaces the old one atomically when it is complete
-    if workers < 0:
-        raise ConfigError(f"workers: expected >= 0 (0 = one per CPU core), found {workers}")
-    results: dict[str, MovieResult] = {}
-    workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    bar = _progress(total=len(jobs), enabled=progress, desc="ingest", unit="movie")
+    bar = _progress(total=len(jobs), enabled=progress, desc=f"ingest{f' shard {shard}' if shard else ''}",
+                    unit="movie")
+    tasks = [Task(vid, ingest_movie, (vid, path, cp, settings, workspace), {"reuse": not force}, label=f"movie {vid}")
+             for vid, path, cp in jobs]
     try:
-        if workers == 1 or len(jobs) <= 1:
-            for video_id, path, clip_people in jobs:
-                results[video_id] = ingest_movie(video_id, path, clip_people, settings, workspace, threads=threads,
-                                                 reuse=not force)
-                bar.update(1)
-        else:
-            import multiprocessing
-
-            # spawn, not fork: the parent may be running threads (progress bar, JPEG pools), and forking a
-            # process with threads can deadlock the child
-            from .procs import pool_initializer
-
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=pool_initializer, initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(ingest_movie, vid, path, cp, settings, workspace, threads=threads,
-                                       reuse=not force): vid
-                           for vid, path, cp in jobs}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(1)
+        results: dict[str, MovieResult] = run_tasks(
+            tasks, engine, on_done=lambda task, result: bar.update(1),
+            threads_hint=lambda n: {"threads": max(1, (os.cpu_count() or 1) // n) if n > 1 else 0})
     finally:
         bar.close()
+    # a worker killed mid-movie (and retried elsewhere) leaves its temporary file: remove those of dead processes
+    clean_stale_temporaries(workspace, ("frames",))
+    if shard is not None:
+        return _finish_shard(workspace, shard, results, undone, jobs, engine, started, log)
 
     movies, clips = [], []
     done_clips: set[str] = set()
@@ -596,6 +628,36 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         raise StrictModeError(f"--strict: {len(problems)} problem(s) found ({problems.counts()}); the good part was "
                               f"written; see {result.report_path}")
     return result
+
+
+@dataclass
+class ShardResult:
+    """What one shard of an ingest did; the tables are written by the merge."""
+
+    shard: str
+    movies: int
+    reused: int
+    problems: int
+    report_path: Path
+    remaining: int            # movies of the whole run (any shard) not done yet
+
+
+def _finish_shard(workspace: Path, shard, results: dict, undone_before: list, jobs: list, engine, started: float,
+                  log: Callable[[str], None]) -> ShardResult:
+    mine = {vid for vid, _, _ in jobs}
+    remaining = sum(1 for _, vid in undone_before if vid not in mine)
+    reused = sum(r.reused for r in results.values())
+    problems = [p for r in results.values() for p in r.problems]
+    report = workspace / "reports" / f"ingest-shard-{shard.index}-of-{shard.count}.json"
+    write_json_atomic(report, {"stage": "ingest", "shard": str(shard), "engine": engine.kind,
+                               "movies": sorted(mine), "reused": reused, "problems": problems,
+                               "remaining_in_other_shards": remaining,
+                               "seconds": round(_time.perf_counter() - started, 3)})
+    log(f"ingest shard {shard}: {len(results)} movies ({reused} reused from an earlier run), {len(problems)} "
+        f"problem(s); report {report}")
+    log(f"  {remaining} movie(s) of other shards not done yet" if remaining else
+        "  every movie of every shard is done: `refava ingest --merge` (or a plain `refava ingest`) writes the tables")
+    return ShardResult(str(shard), len(results), reused, len(problems), report, remaining)
 
 
 def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) -> None:

@@ -45,3 +45,21 @@ def pool_initializer(parent_pid: int) -> None:
     """``ProcessPoolExecutor(initializer=pool_initializer, initargs=(os.getpid(),))``: workers die with the pool's
     owner (and so does the resource tracker, whose pipe closes when they are gone)."""
     die_with_parent(parent_pid)
+
+
+def fault_point(name: str) -> None:
+    """A testing hook for killing a worker mid-task, deterministically: with ``REFAVA_FAULT=NAME:MARKER`` in the
+    environment, the first process to reach ``fault_point(NAME)`` creates the file MARKER and SIGKILLs itself (later
+    ones, and retries, pass).  Unset, it costs one environment lookup."""
+    spec = os.environ.get("REFAVA_FAULT")
+    if not spec:
+        return
+    wanted, _, marker = spec.rpartition(":")
+    if wanted != name or not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)

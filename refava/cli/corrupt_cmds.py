@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from . import cli, load_workspace
+from .data import engine_options, make_engine
 
 TYPES = ("gaussian_noise", "shot_noise", "fog", "rain")
 
@@ -26,8 +27,12 @@ TYPES = ("gaussian_noise", "shot_noise", "fog", "rain")
                                               "under every type x severity, and fog at 224x224 vs 1280x720.")
 @click.option("--gallery-clips", default=3, show_default=True, help="Keyframes in the gallery.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="With --engine local: (setting, movie) tasks in parallel processes (0 = one per core).")
+@engine_options
 @click.pass_context
-def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force, gallery, gallery_clips, no_progress):
+def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force, gallery, gallery_clips, no_progress,
+                workers, engine, ray_address, shard, merge):
     """Corrupt the clips of a split with rain, fog, shot or Gaussian noise, as in the RAVAR robustness study.
 
     \b
@@ -41,11 +46,14 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
       refava corrupt --preset ravar                  # all four types as the authors ran them
       refava corrupt --type rain --severity 1 --severity 5 --split val --split test
       refava corrupt --gallery                       # reports/corrupt_gallery.png
+      refava corrupt --type all --engine ray --ray-address auto   # one Ray task per (setting, movie)
+      refava corrupt --type all --shard 0/8 ... then --merge      # a job array
     """
     from ..corrupt import resolve
     from ..corrupt.stage import corrupt_workspace
 
-    ws = load_workspace(ctx, lock="corrupt")
+    engine_spec, shard_spec = make_engine(engine, ray_address, workers, shard, merge)
+    ws = load_workspace(ctx, lock=f"corrupt shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "corrupt")
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     if gallery:
         _gallery(ws, splits or ("test",), gallery_clips, seed, rain_style)
@@ -56,10 +64,15 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
     levels = [None] if preset else (sorted(set(severities)) or [3])
     specs = [resolve(kind, level, preset=preset, style=rain_style) for kind in kinds for level in levels]
     summary = corrupt_workspace(ws, specs, splits or ("test",), seed=seed, force=force, log=click.echo,
-                                progress=not no_progress)
-    click.echo(f"corrupted split(s) {', '.join(splits or ('test',))} with seed {seed}:")
+                                progress=not no_progress, engine=engine_spec, shard=shard_spec, merge=merge)
+    click.echo(f"corrupted split(s) {', '.join(splits or ('test',))} with seed {seed}"
+               f"{f' (shard {shard_spec})' if shard_spec else ''}:")
     for line in summary.lines():
         click.echo(line)
+    if shard_spec:
+        click.echo(f"shard report: {summary.shard_report}\nwhen every shard is done: `refava corrupt ... --merge` "
+                   f"(the same settings) writes the manifest")
+        return
     click.echo(f"manifest: {summary.manifest}\nreport: {ws.reports_dir / 'corrupt.json'}")
 
 

@@ -75,6 +75,32 @@ def _frames_option(value: str) -> int:
         raise click.BadParameter(f"expected a number of frames 1..90 or 'all', found {value!r}") from None
 
 
+def engine_options(fn):
+    """--engine / --ray-address / --shard / --merge for the stages whose work splits by movie."""
+    fn = click.option("--merge", is_flag=True, help="After a job array: check that every shard's movies are done "
+                      "(refused otherwise, naming them), then write the tables; no movie is redone.")(fn)
+    fn = click.option("--shard", metavar="I/N", help="Do only shard I of N of the movies (0-based; for job "
+                      "arrays, e.g. Slurm: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); writes no "
+                      "table; rerun a killed shard to resume it.")(fn)
+    fn = click.option("--ray-address", metavar="ADDRESS", help="With --engine ray: auto (the cluster of "
+                      "`ray start`), HOST:PORT, ray://HOST:PORT, or local (a private cluster on this machine; "
+                      "the default).")(fn)
+    fn = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                      help="local: a process pool on this machine; ray: one Ray task per movie, retried when "
+                           "its worker dies (pip install 'refava[ray]'). The bytes are the same.")(fn)
+    return fn
+
+
+def make_engine(engine: str, ray_address: str | None, workers: int, shard: str | None, merge: bool):
+    from ..engine import Engine, parse_shard
+
+    if shard and merge:
+        raise click.UsageError("--shard and --merge go in separate runs: each shard, then one merge")
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address goes with --engine ray")
+    return Engine(engine, workers, ray_address), parse_shard(shard)
+
+
 @cli.command("ingest")
 @click.option("--movies-dir", type=click.Path(file_okay=False), help="Override [ava] movies_dir.")
 @click.option("--annotations", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Override [ava] annotations.")
@@ -90,9 +116,10 @@ def _frames_option(value: str) -> int:
 @click.option("--allow-empty", is_flag=True, help="Let annotation files without one usable row replace non-empty "
               "tables (refused by default).")
 @click.option("--no-progress", is_flag=True)
+@engine_options
 @click.pass_context
 def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_side, keyframe_short_side,
-               jpeg_quality, workers, strict, force, allow_empty, no_progress):
+               jpeg_quality, workers, strict, force, allow_empty, no_progress, engine, ray_address, shard, merge):
     """Cut AVA clips: movies + ground-truth csv -> tables/{movies,instances,clips}.parquet and
     frames/clean/<video_id>.parquet (keyframe + sampled frames per clip), with reports/ingest.json.
 
@@ -100,6 +127,12 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     A clip is [t - 1.5 s, t + 1.5 s) around keyframe t; each movie is decoded once, in order, and the
     frame nearest each target time is kept.  Finished movies are skipped on a rerun (--force redoes them).
     Missing or broken movies, bad rows, excluded keyframes: counted, reported, skipped.
+
+    \b
+    On several machines (the workspace on a shared filesystem; the bytes are the same as a local run):
+      refava ingest --engine ray --ray-address auto          # a Ray cluster, one task per movie
+      refava ingest --shard 3/16                             # one task of a job array; then:
+      refava ingest --merge                                  # writes the tables once all 16 are done
     """
     from dataclasses import replace
 
@@ -107,7 +140,9 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     from ..ingest import ingest
     from ..stages import clip_settings, stage_states
 
-    ws = load_workspace(ctx, lock="ingest")
+    workers = workers if workers is not None else ws_workers(ctx)
+    engine_spec, shard_spec = make_engine(engine, ray_address, workers, shard, merge)
+    ws = load_workspace(ctx, lock=f"ingest shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "ingest")
     settings = clip_settings(ws)
     changes = {k: v for k, v in {"frames": _frames_option(frames) if frames else None, "short_side": short_side,
                                  "keyframe_short_side": keyframe_short_side, "jpeg_quality": jpeg_quality}.items()
@@ -120,7 +155,7 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     ann = [Path(a) for a in annotations] or ws.paths("ava", "annotations")
     if not ann:
         raise ConfigError("no annotation files: set [ava] annotations in refava.toml or pass --annotations")
-    if not overridden and not force and not strict:
+    if not overridden and not force and not strict and not shard_spec and not merge:
         state = stage_states(ws)[0]
         if state.state == "done":
             click.echo(f"ingest: {state.detail}; nothing to do (--force redoes it)")
@@ -129,8 +164,15 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     ingest(ws.root, Path(movies_dir) if movies_dir else ws.path(ws.config["ava"]["movies_dir"]), ann,
            label_map=label_map or ws.optional_path("ava", "label_map"),
            excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
-           workers=workers if workers is not None else ws.config["ingest"]["workers"], strict=strict, force=force,
-           progress=not no_progress, log=click.echo, allow_empty=allow_empty)
+           workers=workers, strict=strict, force=force, progress=not no_progress, log=click.echo,
+           allow_empty=allow_empty, engine=engine_spec, shard=shard_spec, merge=merge)
+
+
+def ws_workers(ctx) -> int:
+    """[ingest] workers of the workspace (read without taking any lock)."""
+    from ..workspace import find_workspace
+
+    return int(find_workspace(ctx.obj.get("workspace") if ctx.obj else None).config["ingest"]["workers"])
 
 
 def _repeat_problems(ws, most: int = 10) -> None:

@@ -32,7 +32,6 @@ class SettingSummary:
     frames: int = 0
     movies_done: int = 0
     movies_reused: int = 0
-    seconds: float = 0.0
     folder: str = ""
 
 
@@ -41,13 +40,17 @@ class CorruptSummary:
     settings: list[SettingSummary] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)     # reason -> clips
     manifest: str = ""
+    seconds: float = 0.0
+    shard_report: str = ""
 
     def lines(self) -> list[str]:
         out = []
         for s in self.settings:
-            rate = f", {s.frames / s.seconds:.0f} frames/s" if s.seconds > 0 and s.frames else ""
             out.append(f"  {s.configuration:<22} {s.clips:>5} clips, {s.frames:>6} frames; movies: {s.movies_done} "
-                       f"corrupted, {s.movies_reused} already done{rate} -> {s.folder}")
+                       f"corrupted, {s.movies_reused} already done -> {s.folder}")
+        frames = sum(s.frames for s in self.settings)
+        if frames and self.seconds > 0:
+            out.append(f"  {frames} frames corrupted in {self.seconds:.1f} s ({frames / self.seconds:.0f} frames/s)")
         for reason, n in sorted(self.skipped.items()):
             out.append(f"  skipped {n} clip(s): {reason}")
         return out
@@ -100,8 +103,10 @@ def encode_stored(image: np.ndarray, storage: dict) -> bytes:
 
 
 def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int,
-                  quality: int, *, pool=None, force: bool = False) -> tuple[list[dict], dict[str, int]]:
-    """Corrupt the ``clips`` of one movie's clean frames file into ``out_path``; return manifest rows and skips."""
+                  quality: int, *, pool=None, force: bool = False,
+                  only_check: bool = False) -> tuple[list[dict], dict[str, int]] | None:
+    """Corrupt the ``clips`` of one movie's clean frames file into ``out_path``; return manifest rows and skips.
+    With ``only_check`` nothing is written: None when the movie still has work to do."""
     table = read_table("frames", clean_path)
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for row in table.to_pylist():
@@ -120,6 +125,8 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
     stored = read_provenance(out_path)
     if not force and stored is not None and all(stored.get(k) == v for k, v in record.items()) and "outputs" in stored:
         return _manifest_rows(stored, out_path), skipped | {"__reused__": 1}
+    if only_check:
+        return None
     out_rows, outputs = [], {}
     mapper = pool.map if pool is not None else map
     for clip_id in sources:
@@ -154,15 +161,28 @@ def _manifest_rows(record: dict, path: Path) -> list[dict]:
             for clip_id in record["outputs"]]
 
 
-def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str] = ("test",), *,
-                      seed: int | None = None, force: bool = False, log: Callable[[str], None] = print,
-                      progress: bool = True) -> CorruptSummary:
-    """Corrupt the clips of ``splits`` with every setting in ``specs``; write frames, manifest and report."""
+def _corrupt_task(clean: Path, out: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int, quality: int,
+                  force: bool, only_check: bool = False):
+    """One movie under one setting, as an engine task (in any process): JPEG work on two threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..fsutil import write_json_atomic
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refava-jpeg") as pool:
+        return corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force, only_check=only_check)
+
+
+def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str] = ("test",), *,
+                      seed: int | None = None, force: bool = False, log: Callable[[str], None] = print,
+                      progress: bool = True, engine=None, shard=None, merge: bool = False) -> CorruptSummary:
+    """Corrupt the clips of ``splits`` with every setting in ``specs``; write frames, manifest and report.
+
+    Each (setting, movie) is a task for ``engine`` (default: in this process; see :mod:`refava.engine`).  With
+    ``shard`` only that shard's tasks run and neither manifest nor report is written; ``merge`` refuses unless every
+    task is done, then writes them."""
+    from ..engine import Engine, Task, run_tasks
+    from ..fsutil import clean_stale_temporaries, write_json_atomic
     from ..ingest import _progress
 
+    engine = engine or Engine("local", 1)
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     quality = int(ws.config["clips"]["jpeg_quality"])
     chosen = selected_clips(ws, splits)
@@ -170,33 +190,55 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     total_clips = sum(len(c) for c in chosen.values())
     if not total_clips:
         raise StageError(f"no clips in split(s) {', '.join(splits)} of {ws.table('splits')}: nothing to corrupt")
-    bar = _progress(total=total_clips * len(specs), enabled=progress, desc="corrupt", unit="clip")
     skipped: dict[str, int] = defaultdict(int)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refava-jpeg") as pool:
-        for spec in specs:
-            s = SettingSummary(spec.name, folder=str(ws.root / CORRUPTED_DIR / spec.name))
-            start = time.perf_counter()
-            for video_id, clips in chosen.items():
-                clean = ws.root / CLEAN_DIR / f"{video_id}.parquet"
-                if not clean.exists():
-                    skipped[f"movie has no clean frames file ({CLEAN_DIR}/<video>.parquet)"] += len(clips)
-                    bar.update(len(clips))
-                    continue
-                out = ws.root / CORRUPTED_DIR / spec.name / f"{video_id}.parquet"
-                rows, skips = corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force)
-                reused = skips.pop("__reused__", 0)
-                for reason, n in skips.items():
-                    skipped[reason] += n
-                s.movies_reused += reused
-                s.movies_done += 1 - reused
-                s.clips += len(rows)
-                if not reused:
-                    s.frames += sum(r["frames"] for r in rows)
-                bar.update(len(clips))
-            s.seconds = time.perf_counter() - start
-            summary.settings.append(s)
-    bar.close()
+    tasks = []
+    for spec in specs:
+        for video_id, clips in chosen.items():
+            clean = ws.root / CLEAN_DIR / f"{video_id}.parquet"
+            if not clean.exists():
+                skipped[f"movie has no clean frames file ({CLEAN_DIR}/<video>.parquet)"] += len(clips)
+                continue
+            out = ws.root / CORRUPTED_DIR / spec.name / f"{video_id}.parquet"
+            tasks.append(Task((spec.name, video_id), _corrupt_task, (clean, out, clips, spec, seed, quality, force),
+                              label=f"{spec.name} movie {video_id}"))
+    if merge:
+        undone = [t.label for t in tasks if _corrupt_task(*t.args, only_check=True) is None]
+        if undone:
+            raise StageError(f"--merge: {len(undone)} of {len(tasks)} (setting, movie) task(s) are not done yet: "
+                             f"{', '.join(undone[:10])}{' ...' if len(undone) > 10 else ''}; run their shards (or "
+                             f"a plain `refava corrupt`) and merge again")
+    if shard is not None:
+        tasks = shard.take(tasks)
+    bar = _progress(total=sum(len(t.args[2]) for t in tasks), enabled=progress,
+                    desc=f"corrupt{f' shard {shard}' if shard else ''}", unit="clip")
+    start = time.perf_counter()
+    try:
+        results = run_tasks(tasks, engine, on_done=lambda task, _: bar.update(len(task.args[2])))
+    finally:
+        bar.close()
+    clean_stale_temporaries(ws.root, ("frames",))     # those of workers killed mid-movie (and retried)
+    per_setting = {spec.name: SettingSummary(spec.name, folder=str(ws.root / CORRUPTED_DIR / spec.name))
+                   for spec in specs}
+    for (name, _video), (rows, skips) in sorted(results.items()):
+        s = per_setting[name]
+        reused = skips.pop("__reused__", 0)
+        for reason, n in skips.items():
+            skipped[reason] += n
+        s.movies_reused += reused
+        s.movies_done += 1 - reused
+        s.clips += len(rows)
+        if not reused:
+            s.frames += sum(r["frames"] for r in rows)
+    summary.seconds = time.perf_counter() - start
+    summary.settings = list(per_setting.values())
     summary.skipped = dict(skipped)
+    if shard is not None:
+        report = ws.reports_dir / f"corrupt-shard-{shard.index}-of-{shard.count}.json"
+        write_json_atomic(report, {"shard": str(shard), "tasks": [list(k) for k in sorted(results)],
+                                   "settings": [vars(s) for s in summary.settings], "skipped": summary.skipped})
+        summary.manifest = ""
+        summary.shard_report = str(report)
+        return summary
     summary.manifest = str(write_manifest(ws))
     write_json_atomic(ws.reports_dir / "corrupt.json", {
         "seed": seed, "splits": list(splits), "settings": [vars(s) for s in summary.settings],

@@ -95,7 +95,7 @@ def run_tasks(tasks: Sequence[Task], engine: Engine = Engine(), *, on_done: Call
     if not tasks:
         return {}
     if engine.kind == "ray":
-        return _run_ray(tasks, engine, on_done)
+        return _run_ray(tasks, engine, on_done, threads_hint)
     workers = engine.workers or min(len(tasks), os.cpu_count() or 1) or 1
     extra = threads_hint(workers) if threads_hint else {}
     results = {}
@@ -149,11 +149,14 @@ def ensure_ray(address: str | None) -> None:
                           f"--ray-address auto (or HOST:PORT)") from None
 
 
-def _run_ray(tasks: list[Task], engine: Engine, on_done) -> dict:
+def _run_ray(tasks: list[Task], engine: Engine, on_done, threads_hint=None) -> dict:
     ray = _ray()
     ensure_ray(engine.ray_address)
+    # one CPU per task, as the local pool's workers when there are several: the same per-task settings
+    cpus = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    extra = threads_hint(cpus) if threads_hint else {}
     remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(_call)
-    pending = {remote.remote(task.fn, task.args, task.kwargs or {}): task for task in tasks}
+    pending = {remote.remote(task.fn, task.args, {**(task.kwargs or {}), **extra}): task for task in tasks}
     results = {}
     try:
         while pending:

@@ -17,14 +17,16 @@ from . import cli, load_workspace
 @click.option("--backend", type=click.Choice(["local", "openai", "base_url"]),
               help="local: embedded llama.cpp with Gemma 3 270M (no key, no network); openai: api.openai.com with "
                    "OPENAI_API_KEY; base_url: any OpenAI-compatible server. Default: [llm] in refava.toml.")
-@click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp, "
-                                 "Ollama); the key, if any, comes from OPENAI_API_KEY.")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, llama.cpp, ...); repeat it for "
+                   "several servers of the same model: requests go to the one with the fewest in flight, and a "
+                   "failed request is retried on another.")
 @click.option("--model", help="Model name (default: gpt-3.5-turbo for openai, as in the paper).")
 @click.option("--template", help="Prompt template: chat-v1 (chat models) or fewshot-v2 (base models, the local "
                                  "default), or a .json file.")
 @click.option("--temperature", default=0.8, show_default=True, type=float)
 @click.option("--seed", type=int, help="Seed sent with each request where supported (default: [seeds] rephrase).")
-@click.option("--concurrency", default=8, show_default=True, help="Requests in flight at once.")
+@click.option("--concurrency", default=8, show_default=True, help="Requests in flight at once, per endpoint.")
 @click.option("--timeout", "timeout_s", default=60.0, show_default=True, help="Seconds per request.")
 @click.option("--max-attempts", default=3, show_default=True, help="Fresh samples for an output failing the checks.")
 @click.option("--max-retries", default=5, show_default=True, help="Retries per request on 429, 5xx, timeouts.")
@@ -33,7 +35,7 @@ from . import cli, load_workspace
 @click.option("--dry-run", is_flag=True, help="Count the requests and estimate tokens and cost; send nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def rephrase_cmd(ctx, splits, n, backend, base_url, model, template, temperature, seed, concurrency, timeout_s,
+def rephrase_cmd(ctx, splits, n, backend, base_urls, model, template, temperature, seed, concurrency, timeout_s,
                  max_attempts, max_retries, price_in, price_out, dry_run, no_progress):
     """Rephrase every accepted expression of a split N times with an LLM, as in the RAVAR robustness study.
 
@@ -49,13 +51,14 @@ def rephrase_cmd(ctx, splits, n, backend, base_url, model, template, temperature
       refava rephrase --test                             # embedded local model, no key needed
       OPENAI_API_KEY=... refava rephrase --val --test --backend openai --dry-run
       refava rephrase --test --base-url http://127.0.0.1:8000/v1 --model my-model --template chat-v1
+      refava rephrase --all --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1 --concurrency 32
     """
     from ..rephrase.engine import Params, load_template
     from ..rephrase.stage import default_template, make_backend, rephrase_workspace
 
     ws = load_workspace(ctx, lock="rephrase")
     chosen = tuple(dict.fromkeys(splits)) or ("test",)
-    be = make_backend(ws, backend=backend, base_url=base_url, model=model, price_in=price_in, price_out=price_out)
+    be = make_backend(ws, backend=backend, base_url=list(base_urls), model=model, price_in=price_in, price_out=price_out)
     tpl = load_template(template or default_template(be))
     params = Params(n=n, temperature=temperature, seed=int(ws.config["seeds"]["rephrase"] if seed is None else seed),
                     max_attempts=max_attempts, max_retries=max_retries, timeout_s=timeout_s, concurrency=concurrency)

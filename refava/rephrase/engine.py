@@ -80,6 +80,11 @@ class Backend:
     api_key: str = field(repr=False, default="")
     price_in: float = 0.0              # USD per million prompt tokens
     price_out: float = 0.0             # USD per million completion tokens
+    more_urls: tuple[str, ...] = ()    # further endpoints serving the same model: requests are spread over all
+
+    @property
+    def urls(self) -> tuple[str | None, ...]:
+        return (self.base_url, *self.more_urls)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ class Stats:
     checked: int = 0                   # outputs that went through the checks (every attempt)
     accepted: int = 0
     rejected: dict = field(default_factory=dict)   # reason -> outputs it rejected
+    by_endpoint: dict = field(default_factory=dict)  # endpoint -> answers received from it
 
     def cost(self, backend: Backend) -> float:
         return (self.prompt_tokens * backend.price_in + self.completion_tokens * backend.price_out) / 1e6
@@ -191,23 +197,36 @@ class Runner:
         self.on_done = on_done
         self._fatal: Exception | None = None
 
-    def _client(self):
+    def _client(self) -> list:
+        """One client per endpoint; requests go to the endpoint with the fewest in flight (see ``_pick``)."""
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.backend.base_url, api_key=self.backend.api_key or "not-needed",
-                                  max_retries=0, timeout=self.params.timeout_s)
+        self._inflight = [0] * len(self.backend.urls)
+        return [openai.AsyncOpenAI(base_url=url, api_key=self.backend.api_key or "not-needed", max_retries=0,
+                                   timeout=self.params.timeout_s) for url in self.backend.urls]
 
-    async def _ask(self, client, job: Job, attempt: int) -> dict:
-        """One answer from the server (with transport retries), as a cache entry."""
+    def _pick(self, avoid: int | None) -> int:
+        """The endpoint with the fewest requests in flight (the lowest index on a tie), other than ``avoid`` (the
+        one that just failed) when there is another.  Which endpoint answers never changes the answer's cache key:
+        the endpoints serve the same model with the same seeds."""
+        order = sorted(range(len(self._inflight)), key=lambda i: (i == avoid, self._inflight[i], i))
+        return order[0]
+
+    async def _ask(self, clients: list, job: Job, attempt: int) -> dict:
+        """One answer from a server (with transport retries, moving to another endpoint after a failure)."""
         import openai
 
         p = self.params
         seed = request_seed(p.seed, job, attempt)
         last = None
+        avoid = None
         for retry in range(p.max_retries + 1):
             if self._fatal is not None:
                 raise self._fatal
             started = time.perf_counter()
+            at = self._pick(avoid)
+            client = clients[at]
+            self._inflight[at] += 1
             try:
                 if self.template.kind == "chat":
                     response = await client.chat.completions.create(
@@ -222,6 +241,8 @@ class Runner:
                     text = _first_choice(response).text or ""
                 usage = getattr(response, "usage", None)
                 self.stats.requests += 1
+                url = redact(self.backend.urls[at] or "api.openai.com", self.backend.api_key)
+                self.stats.by_endpoint[url] = self.stats.by_endpoint.get(url, 0) + 1
                 self.stats.seconds += time.perf_counter() - started
                 # a server that echoes the key must not get it into the cache or the tables
                 return {"raw": redact(text, self.backend.api_key) if self.backend.api_key else text, "model": getattr(response, "model", None) or self.backend.model,
@@ -231,7 +252,7 @@ class Runner:
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
                     openai.BadRequestError) as exc:
                 self._fatal = RephraseError(
-                    f"{self.backend.name} at {self.backend.base_url or 'api.openai.com'} refused the request "
+                    f"{self.backend.name} at {self.backend.urls[at] or 'api.openai.com'} refused the request "
                     f"({type(exc).__name__}, HTTP {getattr(exc, 'status_code', '?')}): "
                     f"{redact(exc, self.backend.api_key)[:300]}; check the key (OPENAI_API_KEY), the model name "
                     f"({self.backend.model}) and the URL. Answers received so far are cached.")
@@ -243,6 +264,7 @@ class Runner:
                 if isinstance(exc, openai.APIStatusError):
                     kind += f" {exc.status_code}"
                 self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+                avoid = at if len(clients) > 1 else None
                 if retry == p.max_retries:
                     break
                 self.stats.retries += 1
@@ -250,6 +272,8 @@ class Runner:
                 if wait is None:
                     wait = min(p.backoff_cap_s, p.backoff_s * 2 ** retry) * (0.5 + random.random() / 2)
                 await asyncio.sleep(min(wait, p.backoff_cap_s * 3))
+            finally:
+                self._inflight[at] -= 1
         raise _TransportFailure(f"{type(last).__name__}: {redact(last, self.backend.api_key)[:200]} "
                                 f"(after {p.max_retries + 1} tries)")
 
@@ -309,7 +333,7 @@ class Runner:
         return record
 
     async def run_async(self, jobs: Sequence[Job]) -> list[dict]:
-        gate = asyncio.Semaphore(self.params.concurrency)
+        gate = asyncio.Semaphore(self.params.concurrency * len(self.backend.urls))     # `concurrency` per endpoint
         client = self._client()
         groups: dict[str, list[Job]] = {}
         for job in jobs:
@@ -326,7 +350,8 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         finally:
-            await client.close()
+            for c in client:
+                await c.close()
 
     def run(self, jobs: Sequence[Job]) -> list[dict]:
         return asyncio.run(self.run_async(jobs))

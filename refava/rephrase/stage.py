@@ -46,11 +46,18 @@ class RephraseSummary:
         return out
 
 
-def make_backend(ws, *, backend: str | None = None, base_url: str | None = None, model: str | None = None,
-                 price_in: float | None = None, price_out: float | None = None) -> Backend:
-    """The backend from the options, else refava.toml [llm]: local (embedded llama.cpp), openai, or a base URL."""
+def make_backend(ws, *, backend: str | None = None, base_url: str | Sequence[str] | None = None,
+                 model: str | None = None, price_in: float | None = None, price_out: float | None = None) -> Backend:
+    """The backend from the options, else refava.toml [llm]: local (embedded llama.cpp), openai, or base URLs (one or
+    several endpoints serving the same model: requests are spread over them)."""
     cfg = ws.config["llm"]
-    base_url = base_url or cfg.get("base_url") or None
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    if not urls and cfg.get("base_url"):
+        urls = [cfg["base_url"]] if isinstance(cfg["base_url"], str) else list(cfg["base_url"])
+    duplicates = sorted({u for u in urls if urls.count(u) > 1})
+    if duplicates:
+        raise RephraseError(f"--base-url {duplicates[0]} is given twice; give each endpoint once")
+    base_url, more = (urls[0], tuple(urls[1:])) if urls else (None, ())
     name = backend or ("base_url" if base_url else cfg.get("backend") or "local")
     if name == "openai":
         key = os.environ.get("OPENAI_API_KEY", "")
@@ -60,13 +67,15 @@ def make_backend(ws, *, backend: str | None = None, base_url: str | None = None,
         model = model or (cfg.get("model") if cfg.get("model") not in (None, "", LOCAL_MODEL) else "gpt-3.5-turbo")
         prices = PRICES.get(model, (0.0, 0.0))
         return Backend("openai", base_url, model, key, price_in if price_in is not None else prices[0],
-                       price_out if price_out is not None else prices[1])
+                       price_out if price_out is not None else prices[1], more)
     if name == "base_url":
         if not base_url:
             raise RephraseError("--backend base_url needs --base-url (or [llm] base_url in refava.toml)")
         return Backend("base_url", base_url, model or cfg.get("model") or "default",
-                       os.environ.get("OPENAI_API_KEY", ""), price_in or 0.0, price_out or 0.0)
+                       os.environ.get("OPENAI_API_KEY", ""), price_in or 0.0, price_out or 0.0, more)
     if name == "local":
+        if urls:
+            raise RephraseError("--backend local runs its own server: leave out --base-url (or use --backend base_url)")
         return Backend("local", None, LOCAL_MODEL, "", 0.0, 0.0)
     raise RephraseError(f"unknown backend {name!r}; expected local, openai or base_url")
 
@@ -173,5 +182,7 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
     write_json_atomic(ws.reports_dir / "rephrase.json", {
         **vars(summary), "splits": list(splits), "backend": backend.name, "model": backend.model,
         "base_url": redact(backend.base_url or "", backend.api_key), "template": template.id,
+        "endpoints": [redact(u or "api.openai.com", backend.api_key) for u in backend.urls],
+        "requests_by_endpoint": dict(sorted(s.by_endpoint.items())),
         "errors": s.errors, "request_seconds": round(s.seconds, 3)})
     return summary

@@ -246,3 +246,47 @@ def test_an_answer_without_choices_is_a_counted_failure_and_the_run_goes_on(tmp_
     assert [x["status"] for x in records] == ["failed", "ok"]
     assert "transport" in records[0]["reasons"][0]
     assert sum(r.stats.errors.values()) >= 2
+
+
+def test_requests_spread_over_several_endpoints_and_a_dead_one_changes_nothing(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"          # nothing listens there
+    texts = [f"the man number {i} in a grey vest on the left" for i in range(40)]
+    with FakeOpenAI(seeded=True) as one:
+        params = Params(timeout_s=5, backoff_s=0.01, max_retries=3, concurrency=4)
+        alone = Runner(Backend("base_url", one.base_url, "fake", ""), load_template("chat-v1"),
+                       Cache(tmp_path / "alone"), params).run(jobs(texts))
+        before = len(one.requests)
+        with FakeOpenAI(seeded=True) as two:
+            spread = Runner(Backend("base_url", one.base_url, "fake", "", more_urls=(two.base_url, dead)),
+                            load_template("chat-v1"), Cache(tmp_path / "spread"), params)
+            records = spread.run(jobs(texts))
+            assert records == alone                              # the endpoint never changes an answer
+            assert len(two.requests) >= 20 and len(one.requests) - before >= 20   # both did a share
+            by = spread.stats.by_endpoint
+            assert set(by) == {one.base_url, two.base_url} and sum(by.values()) == len(texts) * 2
+            assert spread.stats.errors.get("APIConnectionError", 0) >= 1     # the dead one was tried, then avoided
+            assert all(r["status"] == "ok" for r in records)
+
+
+def test_several_base_urls_on_the_command_line(workspace):
+    with FakeOpenAI(seeded=True) as one, FakeOpenAI(seeded=True) as two:
+        proc = run("rephrase", "--test", "--base-url", one.base_url, "--base-url", two.base_url, "--model", "fake",
+                   "--template", "chat-v1", "--no-progress", cwd=workspace)
+        assert proc.returncode == 0, proc.stderr
+        table = (workspace / "tables" / "rephrasings.parquet").read_bytes()
+        report = json.loads((workspace / "reports" / "rephrase.json").read_text())
+        assert report["endpoints"] == [one.base_url, two.base_url]
+        assert set(report["requests_by_endpoint"]) == {one.base_url, two.base_url}
+        shutil.rmtree(workspace / "cache" / "rephrase")
+        (workspace / "tables" / "rephrasings.parquet").unlink()
+        proc = run("rephrase", "--test", "--base-url", two.base_url, "--model", "fake", "--template", "chat-v1",
+                   "--no-progress", cwd=workspace)
+        assert proc.returncode == 0, proc.stderr
+        assert (workspace / "tables" / "rephrasings.parquet").read_bytes() == table     # same bytes, one endpoint
+        proc = run("rephrase", "--test", "--base-url", one.base_url, "--base-url", one.base_url, "--model", "fake",
+                   cwd=workspace)
+        assert proc.returncode != 0 and "given twice" in proc.stderr

@@ -165,7 +165,11 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
 
     from .video import decode_jpeg
 
-    chosen = [i for i in used if i.instance_id in expression][:: max(1, len(texts) // gallery or 1)][:gallery]
+    candidates = [i for i in used if i.instance_id in expression]
+    # the gallery draws from stored keyframes only: instances whose frame store is missing are left out, and counted
+    stored = [i for i in candidates if (ws.root / clips[i.clip_id].frames_file).exists()]
+    gallery_missing = len(candidates) - len(stored)
+    chosen = stored[:: max(1, len(stored) // gallery or 1)][:gallery]
     if chosen:
         cols = 4
         rows = (len(chosen) + cols - 1) // cols
@@ -176,6 +180,9 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
             clip = clips[inst.clip_id]
             table = pq.read_table(ws.root / clip.frames_file, filters=[("clip_id", "=", inst.clip_id),
                                                                         ("role", "=", "keyframe")])
+            if not table.num_rows:
+                gallery_missing += 1
+                continue
             img = decode_jpeg(table.column("jpeg")[0].as_py())
             h, w = img.shape[:2]
             x1, y1, x2, y2 = inst.box_xyxy
@@ -183,7 +190,10 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
             ax.imshow(img)
             ax.set_title("\n".join(_wrap(expression[inst.instance_id], 40)), fontsize=8)
             ax.text(0, h + 12, inst.instance_id, fontsize=6, va="top")
-        figures["gallery"] = (_png(fig), "Keyframes with the referred person's box and expression (the paper's Fig. 7).")
+        left_out = (f" {gallery_missing} instance(s) could not be drawn: their clip has no stored keyframe "
+                    f"(frame store missing; see `refava status`)." if gallery_missing else "")
+        figures["gallery"] = (_png(fig), "Keyframes with the referred person's box and expression (the paper's Fig. 7)."
+                              + left_out)
 
     paths = {}
     for name, (png, _) in figures.items():

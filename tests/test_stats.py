@@ -34,3 +34,21 @@ def test_stats_report_on_the_sample(sample_workspace_template, sample_corpus, tm
     assert len(re.findall(r"src='data:image/png;base64,", page)) == 7  # self-contained
     assert "http" not in page.split("<body>", 1)[1]
     assert "accepted expressions" in page
+
+
+def test_stats_with_a_frame_store_missing_draws_the_rest_and_says_so(sample_workspace_template, sample_corpus,
+                                                                      tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+    ann = sample_corpus / "annotations"
+    for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["build-splits"]):
+        run(*args, cwd=ws)
+    stores = sorted((ws / "frames" / "clean").glob("*.parquet"))
+    for store in stores[:-1]:                  # every store but one is gone (e.g. frames kept on another disk)
+        store.unlink()
+    out = run("stats", cwd=ws)
+    assert "7 figures" in out
+    page = (ws / "reports" / "stats.html").read_text()
+    assert "could not be drawn: their clip has no stored keyframe" in page

@@ -15,13 +15,12 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .fsutil import owner
+from .fsutil import new_folder
 
 THUMB_WIDTH = 480
 PAGE_ROWS = 48
@@ -91,10 +90,8 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
     ids = sorted(labels)
     index = {a: i for i, a in enumerate(ids)}
 
-    tmp = out.parent / f".{out.name}.{owner()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "img").mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:
+        (tmp / "img").mkdir()
         by_movie: dict[str, set] = defaultdict(set)
         for inst in instances:
             by_movie[inst["video_id"]].add(inst["clip_id"])
@@ -138,14 +135,6 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
                                      + ";\n", encoding="utf-8")
         (tmp / "index.html").write_text(PAGE.replace("{{title}}", html.escape(f"RefAVA browser: {ws.root.name}")),
                                         encoding="utf-8")
-        old = out.parent / f".{out.name}.{owner()}.old"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     missing = sum(1 for r in rows if not r[11])
     return BrowseSummary(out, len(rows), images, corrupted, missing)
 

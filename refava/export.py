@@ -31,7 +31,6 @@ import csv
 import io
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import RefavaError
-from .fsutil import owner, sha256_file
+from .fsutil import new_folder, sha256_file
 
 FORMATS = ("ava", "coco")
 EXPORT_MANIFEST = "refava-export.json"
@@ -117,11 +116,8 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
     if out.exists() and any(out.iterdir()) and not (out / EXPORT_MANIFEST).exists():
         raise ExportError(f"{out} exists and is not a refava export (no {EXPORT_MANIFEST}); choose an empty or new "
                           f"folder with --out (nothing was written)")
-    tmp = out.parent / f".{out.name}.{owner()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        summary = ExportSummary(out, fmt)
+    summary = ExportSummary(out, fmt)
+    with new_folder(out) as tmp:
         for name in _splits(folder, split):
             (_ava_split if fmt == "ava" else _coco_split)(folder, name, tmp, images, summary)
         summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
@@ -130,14 +126,6 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
                   "dataset_manifest_sha256": sha256_file(folder / MANIFEST), "rows": summary.rows,
                   "images": summary.images, "files": summary.files}
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        old = out.parent / f".{out.name}.{owner()}.old"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 

@@ -20,13 +20,13 @@ import time as _time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .ava import default_label_map, group_instances, load_ava_csv, load_excluded_timestamps, load_label_map
-from .errors import ConfigError, MissingMediaError, StageError, StrictModeError, VideoDecodeError
+from .errors import MissingMediaError, StageError, StrictModeError, VideoDecodeError
 from .framestore import hash_rows
 from .procs import fault_point
 from .fsutil import atomic_path, clean_stale_temporaries, sha256_file, sha256_json, write_json_atomic
@@ -35,6 +35,9 @@ from .records import (GRID_FPS, GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Clips, I
 from .schemas import arrow_schema
 from .tables import PROVENANCE_KEY, commit_together, read_provenance
 from .validate import Problem, ProblemLog
+
+if TYPE_CHECKING:
+    from .engine import Engine, Shard
 
 MOVIE_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".avi")
 GAP_S = 30
@@ -517,7 +520,7 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
            *, label_map: str | os.PathLike | None = None, excluded_files: Sequence[str | os.PathLike] = (),
            settings: ClipSettings = ClipSettings(), workers: int = 0, strict: bool = False, force: bool = False,
            progress: bool = True, log: Callable[[str], None] = print, allow_empty: bool = False,
-           engine: "Engine | None" = None, shard: "Shard | None" = None, merge: bool = False):
+           engine: Engine | None = None, shard: Shard | None = None, merge: bool = False):
     """Ingest AVA movies and annotations into ``workspace`` (tables/, frames/clean/, reports/ingest.json).
 
     Movies run under ``engine`` (default: a local pool of ``workers`` processes, 0 = one per CPU core; see

@@ -234,7 +234,7 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-def _shared(values: list) -> "torch.Tensor | None":
+def _shared(values: list):
     """The batch tensor whose consecutive rows ``values`` are, or None."""
     import torch
 

@@ -12,7 +12,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from refava.tables import read_table, write_table

@@ -2,6 +2,8 @@
 
 With concurrency 16 the ideal wall time is 1,000 x 0.2 s / 16 = 12.5 s; printed is the measured wall time divided
 by it (target <= 1.3), then a second run over the same expressions, which must send zero requests (all cached).
+``--endpoints K`` spreads the requests over K such servers (concurrency per endpoint: ideal time / K); at RefAVA's
+size: ``--n 36630 --endpoints 2 --latency 0.05 --concurrency 32``.
 The endpoint is the test suite's fake server (tests/rephrase/fake_openai.py); the client is the official openai
 package, as in `refava rephrase`.
 
@@ -10,6 +12,7 @@ package, as in `refava rephrase`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -39,22 +42,31 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, default=16, help="requests in flight per endpoint")
+    ap.add_argument("--endpoints", type=int, default=1, help="servers of the same model")
     args = ap.parse_args(argv)
-    jobs = [Job(f"bench___{i:04d}___0", 0, t) for i, t in enumerate(expressions(args.n))]
-    ideal = args.n * args.latency / args.concurrency
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(latency_s=args.latency) as server:
+    jobs = [Job(f"bench___{i:05d}___0", 0, t) for i, t in enumerate(expressions(args.n))]
+    ideal = args.n * args.latency / (args.concurrency * args.endpoints)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        servers = [stack.enter_context(FakeOpenAI(latency_s=args.latency)) for _ in range(args.endpoints)]
+        server = servers[0]
+
         def runner():
-            return Runner(Backend("base_url", server.base_url, "fake", ""), load_template("chat-v1"),
-                          Cache(Path(tmp) / "cache"), Params(n=1, concurrency=args.concurrency, timeout_s=30))
+            return Runner(Backend("base_url", server.base_url, "fake", "",
+                                  more_urls=tuple(s.base_url for s in servers[1:])),
+                          load_template("chat-v1"), Cache(Path(tmp) / "cache"),
+                          Params(n=1, concurrency=args.concurrency, timeout_s=30))
         first = runner()
         start = time.perf_counter()
         records = first.run(jobs)
         wall = time.perf_counter() - start
         ok = sum(r["status"] == "ok" for r in records)
-        print(f"{args.n} expressions, {args.latency * 1000:.0f} ms per answer, concurrency {args.concurrency}")
+        print(f"{args.n} expressions, {args.latency * 1000:.0f} ms per answer, {args.endpoints} endpoint(s), "
+              f"concurrency {args.concurrency} per endpoint")
         print(f"first run : {wall:.2f} s, ideal {ideal:.2f} s, ratio {wall / ideal:.2f} (target <= 1.3); "
-              f"{first.stats.requests} requests, {ok} accepted")
+              f"{first.stats.requests} requests, {ok} accepted; per endpoint: "
+              + ", ".join(str(v) for _, v in sorted(first.stats.by_endpoint.items())))
         second = runner()
         start = time.perf_counter()
         second.run(jobs)

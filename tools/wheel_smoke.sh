@@ -49,6 +49,10 @@ refava corrupt --type fog --severity 1 --no-progress > /dev/null
 refava rephrase --test --dry-run > /dev/null          # loads the prompt template shipped in the wheel
 refava package --no-progress > /dev/null
 refava package --verify refava > /dev/null
+refava export --format coco --no-images > /dev/null          # interop, from the wheel: export, browser, loader
+refava browse --no-progress > /dev/null
+test -s reports/browse/index.html && test -s reports/browse/rows.js
+python -c 'from refava.loader import RefAVAFrames; d = RefAVAFrames("refava", split="train"); assert d[0]["keyframe"].ndim == 3'
 refava verify --no-progress > /dev/null
 refava status
-echo "wheel smoke: OK (every --help, sample-corpus through package, from the installed wheel)"
+echo "wheel smoke: OK (every --help, sample-corpus through package, export, browse and the loader, from the installed wheel)"

@@ -69,33 +69,59 @@ def check_frame_store(path: str | Path, *, decode: bool = False, root: Path | No
     path = Path(path)
     name = str(path.relative_to(root)) if root else str(path)
     expected = recorded_hashes(path)
+    columns = ["clip_id", "role", "grid_index", "jpeg"]
     try:
-        table = pq.read_table(path, columns=["clip_id", "role", "grid_index", "jpeg"])
+        pf = pq.ParquetFile(path)
+        ids = pf.read(columns=["clip_id"]).column("clip_id").to_pylist()
     except (pa.ArrowException, OSError) as exc:
         return [StoreProblem(name, None, "unreadable", f"not readable as Parquet ({str(exc)[:160]})")]
     if expected is None:
         return [StoreProblem(name, None, "no_checksums", "records no clip checksums (written by an older refava)")]
-    by_clip: dict[str, list[dict]] = {}
-    for row in table.to_pylist():
-        by_clip.setdefault(row["clip_id"], []).append(row)
-    problems = []
-    for clip_id, digest in sorted(expected.items()):
-        rows = by_clip.get(clip_id)
-        if rows is None:
-            problems.append(StoreProblem(name, clip_id, "missing_clip", "recorded clip has no frames in the file"))
-            continue
+    problems: list[StoreProblem] = []
+    seen: set[str] = set()
+
+    def check(clip_id: str, rows: list[dict]) -> None:
+        seen.add(clip_id)
+        digest = expected.get(clip_id)
+        if digest is None:
+            return
         if hash_rows(rows) != digest:
             problems.append(StoreProblem(name, clip_id, "checksum_mismatch",
                                          f"JPEG bytes do not match the sha256 recorded when the file was written "
                                          f"({digest[:12]}...): the file was damaged after it was written"))
-            continue
+            return
         if decode:
             for row in rows:
                 bad = jpeg_problem(row["jpeg"])
                 if bad:
                     problems.append(StoreProblem(name, clip_id, "undecodable_jpeg",
                                                  f"{row['role']} frame at grid index {row['grid_index']}: {bad}"))
-    return problems
+
+    runs = [c for i, c in enumerate(ids) if i == 0 or ids[i - 1] != c]
+    try:
+        if len(runs) == len(set(runs)):
+            # each clip's rows are together (as refava writes them): one row group at a time, in bounded memory
+            current, rows = None, []
+            for batch in pf.iter_batches(columns=columns, batch_size=4096):
+                for row in batch.to_pylist():
+                    if row["clip_id"] != current:
+                        if current is not None:
+                            check(current, rows)
+                        current, rows = row["clip_id"], []
+                    rows.append(row)
+            if current is not None:
+                check(current, rows)
+        else:                                          # a file refava did not write: clips interleaved
+            by_clip: dict[str, list[dict]] = {}
+            for row in pf.read(columns=columns).to_pylist():
+                by_clip.setdefault(row["clip_id"], []).append(row)
+            for clip_id, rows in by_clip.items():
+                check(clip_id, rows)
+    except (pa.ArrowException, OSError) as exc:
+        return [StoreProblem(name, None, "unreadable", f"not readable as Parquet ({str(exc)[:160]})")]
+    for clip_id in sorted(set(expected) - seen):
+        problems.append(StoreProblem(name, clip_id, "missing_clip", "recorded clip has no frames in the file"))
+    return sorted(problems, key=lambda p: (p.clip_id or "", p.kind, p.detail))
 
 
 def jpeg_problem(data: bytes) -> str | None:

@@ -575,3 +575,31 @@ def test_an_undecodable_jpeg_during_corrupt_names_movie_clip_and_frame(ws_copy):
     assert store.stem in proc.stderr and clip in proc.stderr and "grid index" in proc.stderr
     proc = refava("-w", ws_copy, "verify", "--no-progress")
     assert proc.returncode != 0 and "undecodable_jpeg" in proc.stdout and clip in proc.stdout
+
+
+def test_store_check_streams_refavas_layout_and_still_reads_interleaved_clips(ws_copy, tmp_path):
+    """check_frame_store reads a store one batch at a time when each clip's rows are together (as refava writes
+    them); a store whose clips interleave (not refava's) is checked whole, with the same verdicts."""
+    import pyarrow.parquet as pq
+
+    from refava.framestore import check_frame_store, hash_rows
+    from refava.tables import write_table
+
+    store = sorted((ws_copy / "frames" / "clean").glob("*.parquet"))[0]
+    rows = pq.read_table(store).to_pylist()
+    hashes = {}
+    for row in rows:
+        hashes.setdefault(row["clip_id"], []).append(row)
+    record = {c: hash_rows(r) for c, r in hashes.items()}
+    interleaved = sorted(rows, key=lambda r: (r["grid_index"], r["clip_id"], r["role"]))
+    assert [r["clip_id"] for r in interleaved] != [r["clip_id"] for r in rows]
+    for name, order in (("together", rows), ("interleaved", interleaved)):
+        path = tmp_path / f"{name}.parquet"
+        write_table("frames", order, path, provenance={"clip_sha256": record})
+        assert check_frame_store(path, decode=True) == [], name
+        bad = [dict(r) for r in order]
+        victim = next(i for i, r in enumerate(bad) if r["clip_id"] == rows[len(rows) // 2]["clip_id"])
+        bad[victim]["jpeg"] = bad[victim]["jpeg"][:-40] + b"\0" * 40
+        write_table("frames", bad, path, provenance={"clip_sha256": {**record, "ghost___0001": "0" * 64}})
+        found = {(p.clip_id, p.kind) for p in check_frame_store(path)}
+        assert found == {(bad[victim]["clip_id"], "checksum_mismatch"), ("ghost___0001", "missing_clip")}, name

@@ -57,6 +57,11 @@ def _ingest_state(ws: Workspace) -> StageState:
     stored = [read_provenance(ws.table(name)) for name in outputs]
     stored = [None if s is None else {k: v for k, v in s.items() if k != "table"} for s in stored]
     if all(s is None for s in stored):
+        shards = sorted(ws.reports_dir.glob("ingest-shard-*-of-*.json"))
+        if shards:                                  # a job array under way: the merge writes the tables
+            return StageState("ingest", "partial", f"{len(shards)} shard report(s) ({shards[0].name}, ...) and no "
+                                                   f"tables yet: run the remaining shards, then `refava ingest "
+                                                   f"--merge` (it names any movie not done)")
         return StageState("ingest", "missing", "run `refava ingest`")
     if any(s is None for s in stored) or any(s != stored[0] for s in stored):
         return StageState("ingest", "partial", "the movies, instances and clips tables are not from one run: "

@@ -95,6 +95,8 @@ def test_shards_then_merge_equal_one_local_run_and_a_killed_shard_resumes(empty_
     assert proc.returncode != 0 and "not done yet" in proc.stderr and "shard" in proc.stderr
     assert not (ws / "tables" / "movies.parquet").exists()
     out0 = refava("ingest", "--no-progress", "--workers", "1", "--shard", "0/2", cwd=ws).stdout
+    status = refava("status", cwd=ws).stdout
+    assert "ingest         partial" in status and "--merge" in status
     out1 = refava("ingest", "--no-progress", "--workers", "2", "--shard", "1/2", cwd=ws).stdout
     assert "ingest shard 0/2" in out0 and "every movie of every shard is done" in out1
     assert not (ws / "tables" / "movies.parquet").exists()            # shards write no table

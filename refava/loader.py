@@ -1,10 +1,10 @@
 """A fast PyTorch loading path for a packaged RefAVA: rows as tensors, JPEGs decoded in batches.
 
 ``datasets`` decodes every image of every row with PIL, one at a time, although the people of one clip share its
-frames.  Here the image columns are read from Parquet as dictionaries (each distinct JPEG once in memory), a batch's
-distinct JPEGs are decoded once each with libjpeg-turbo (``simplejpeg``, which releases the GIL) on a few threads,
-optionally straight to a smaller size (libjpeg-turbo's DCT scaling) and resized, and the rows are assembled from
-them::
+frames.  Here the rows come from the same memory-mapped Arrow table ``datasets.load_dataset`` builds (nothing is
+held in memory but the small scalar columns, so any size of dataset loads), and a batch's JPEGs are decoded once
+per clip with libjpeg-turbo (``simplejpeg``, which releases the GIL) on a few threads, straight into the batch
+tensor, optionally at a smaller size (libjpeg-turbo's DCT scaling, then resized)::
 
     import torch
     from refava.loader import RefAVAFrames, collate
@@ -60,10 +60,8 @@ class RefAVAFrames:
     """
 
     def __init__(self, dataset: str | os.PathLike = "refava", split: str = "train", config: str = "default", *,
-                 size: int | None = None, pixels: bool = True, threads: int = _THREADS):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+                 size: int | None = None, pixels: bool = True, threads: int = _THREADS,
+                 cache_dir: str | os.PathLike | None = None):
         from .package import MANIFEST
 
         folder = Path(dataset)
@@ -80,46 +78,20 @@ class RefAVAFrames:
                               f"{', '.join(configs[config]['splits'])}")
         if size is not None and size < 1:
             raise LoaderError(f"size must be a positive number of pixels, found {size}")
+        import datasets
+
         self.pixels = pixels and configs[config]["pixels"]
         self.size = size
         self.threads = threads
-        tables = []
-        for shard in configs[config]["splits"][split]:
-            path = folder / shard["path"]
-            names = pq.read_schema(path).names
-            columns = [c for c in SCALAR_COLUMNS if c in names]
-            if self.pixels:
-                columns += ["keyframe", "frames"]
-            tables.append(pq.read_table(path, columns=columns,
-                                        read_dictionary=["keyframe.bytes", "frames.list.element.bytes"]
-                                        if self.pixels else None))
-        self._scalars = {}
-        self._rows = sum(t.num_rows for t in tables)
-        for name in (c for c in SCALAR_COLUMNS if tables and c in tables[0].column_names):
-            values = [v for t in tables for v in t.column(name).to_pylist()]
-            self._scalars[name] = values
-        # images: a global list of distinct JPEGs (per shard dictionary) and per row their indices
-        self._jpegs: list = []
-        self._key: list[int] = []
-        self._frames: list[list[int]] = []
-        if self.pixels:
-            for t in tables:
-                base = len(self._jpegs)
-                key = t.column("keyframe").combine_chunks().field("bytes")
-                frames = t.column("frames").combine_chunks()
-                inner = frames.values.field("bytes")
-                for dictionary_array in (key, inner):
-                    if not isinstance(dictionary_array.type, pa.DictionaryType):
-                        raise LoaderError(f"{folder}: image bytes are not dictionary-encoded; repackage with this "
-                                          f"refava version")
-                # one dictionary per column per shard: offset the frames' indices past the keyframes'
-                self._jpegs += key.dictionary.to_pylist()
-                offset = len(self._jpegs)
-                self._jpegs += inner.dictionary.to_pylist()
-                self._key += (key.indices.to_numpy(zero_copy_only=False) + base).tolist()
-                idx = inner.indices.to_numpy(zero_copy_only=False) + offset
-                bounds = frames.offsets.to_numpy()
-                self._frames += [idx[bounds[r]:bounds[r + 1]].tolist() for r in range(t.num_rows)]
+        # the Arrow table datasets memory-maps from its cache (built once per folder, as load_dataset does)
+        self.data = datasets.load_dataset(str(folder), config, split=split,
+                                          cache_dir=str(cache_dir) if cache_dir else None)
+        table = self.data.data.table
+        self._rows = table.num_rows
+        self._scalars = {name: table.column(name).to_pylist() for name in SCALAR_COLUMNS if name in table.column_names}
+        videos, seconds = self._scalars.get("video_id", []), self._scalars.get("keyframe_s", [])
+        self._clip = list(zip(videos, seconds))          # rows of one clip share its frames
+        self._images = table.select(["keyframe", "frames"]) if self.pixels else None
         self._pool = None
 
     def __len__(self) -> int:
@@ -137,30 +109,30 @@ class RefAVAFrames:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="refava-jpeg")
         return list(self._pool.map(fn, items))
 
-    def _shape(self, j: int) -> tuple[int, int]:
+    def _shape(self, data) -> tuple[int, int]:
         if self.size is not None:
             return self.size, self.size
         import simplejpeg
 
-        height, width, _, _ = simplejpeg.decode_jpeg_header(self._jpegs[j])
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
         return height, width
 
-    def _into(self, j: int, out: np.ndarray) -> None:
-        """Decode distinct JPEG ``j`` into ``out`` (uint8 (H, W, 3)) without an intermediate array where its
+    def _into(self, data, out: np.ndarray) -> None:
+        """Decode JPEG ``data`` into ``out`` (uint8 (H, W, 3)) without an intermediate array where its
         stored size is the requested one."""
         if self.size is None:
             import simplejpeg
 
-            simplejpeg.decode_jpeg(self._jpegs[j], colorspace="RGB", buffer=out)
+            simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
         else:
-            out[...] = _decode(self._jpegs[j], self.size)
+            out[...] = _decode(data, self.size)
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        """Rows ``indices``, decoded together: each distinct JPEG of the batch once, straight into one batch tensor
-        per image column (rows are views of it, which :func:`collate` hands on without copying)."""
+        """Rows ``indices``, decoded together: the JPEGs of each clip of the batch once, straight into one batch
+        tensor per image column (rows are views of it, which :func:`collate` hands on without copying)."""
         import torch
 
         indices = [int(i) for i in indices]
@@ -181,10 +153,22 @@ class RefAVAFrames:
             out.append(item)
         if not self.pixels:
             return out
-        # every image slot of the batch: (column, row, position) -> distinct JPEG; shapes from the headers
-        slots = {"keyframe": [[self._key[i]] for i in indices], "frames": [self._frames[i] for i in indices]}
+        # one representative row per clip of the batch: its JPEGs are read (zero-copy from the memory map) once
+        firsts: dict = {}
+        for i in indices:
+            firsts.setdefault(self._clip[i], i)
+        jpegs: list = []
+        slots_of: dict = {}                                # clip -> (keyframe jpeg index, [frame jpeg indices])
+        for clip, r in firsts.items():
+            row = self._images.slice(r, 1)                 # zero-copy views into the memory map
+            key = _binary_views(row.column("keyframe").chunk(0).flatten()[0])
+            frames = _binary_views(row.column("frames").chunk(0).flatten().flatten()[0])
+            slots_of[clip] = (len(jpegs), list(range(len(jpegs) + 1, len(jpegs) + 1 + len(frames))))
+            jpegs += key + frames
+        slots = {"keyframe": [[slots_of[self._clip[i]][0]] for i in indices],
+                 "frames": [slots_of[self._clip[i]][1] for i in indices]}
         distinct = sorted({j for rows in slots.values() for row in rows for j in row})
-        shape = dict(zip(distinct, self._map(self._shape, distinct)))
+        shape = dict(zip(distinct, self._map(lambda j: self._shape(jpegs[j]), distinct)))
         targets_of: dict[int, list[np.ndarray]] = {}
         for name, rows in slots.items():
             shapes = {shape[j] for row in rows for j in row}
@@ -204,15 +188,24 @@ class RefAVAFrames:
                     targets_of.setdefault(j, []).append(target)
             for item, tensor in zip(out, tensors):
                 item[name] = tensor[0] if name == "keyframe" else tensor
-        self._map(self._fill, list(targets_of.items()))
+        self._map(lambda job: self._fill(jpegs[job[0]], job[1]), list(targets_of.items()))
         return out
 
-    def _fill(self, job: tuple[int, list[np.ndarray]]) -> None:
-        """Decode one distinct JPEG into its first slot and copy it to the others (on a pool thread)."""
-        j, targets = job
-        self._into(j, targets[0])
+    def _fill(self, data, targets: list[np.ndarray]) -> None:
+        """Decode one JPEG into its first slot and copy it to the others (on a pool thread)."""
+        self._into(data, targets[0])
         for target in targets[1:]:
             np.copyto(target, targets[0])
+
+
+def _binary_views(array) -> list[np.ndarray]:
+    """The values of a (possibly sliced) Arrow binary array as uint8 NumPy views of its buffers, without copies."""
+    import pyarrow as pa
+
+    width = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], width)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], np.uint8) if array.buffers()[2] is not None else np.zeros(0, np.uint8)
+    return [data[offsets[i]:offsets[i + 1]] for i in range(len(array))]
 
 
 def collate(items: list[dict]) -> dict:

@@ -354,6 +354,16 @@ def test_fast_loader_gives_datasets_pixels_and_batches_in_a_dataloader(dataset, 
         assert len(batch["instance_id"]) == b
         seen += b
     assert seen == len(RefAVAFrames(folder, split="train", pixels=False))
+    # shuffled batches at the stored size: every row's pixels are its own (the people of a clip share them)
+    train = _load(folder, tmp_path / "cache")["train"]
+    row_of = {iid: n for n, iid in enumerate(train["instance_id"])}
+    loader = torch.utils.data.DataLoader(RefAVAFrames(folder, split="train"), batch_size=8, shuffle=True,
+                                         collate_fn=collate, generator=torch.Generator().manual_seed(1))
+    batch = next(iter(loader))
+    for k, iid in enumerate(batch["instance_id"]):
+        theirs = train[row_of[iid]]
+        assert np.array_equal(batch["keyframe"][k].numpy(), np.asarray(theirs["keyframe"].convert("RGB")))
+        assert np.array_equal(batch["frames"][k][-1].numpy(), np.asarray(theirs["frames"][-1].convert("RGB")))
     with pytest.raises(LoaderError, match="no split"):
         RefAVAFrames(folder, split="nope")
     with pytest.raises(LoaderError, match="not a packaged RefAVA dataset"):

@@ -170,3 +170,31 @@ def test_engine_and_shard_arguments_are_checked(empty_ws, tmp_path):
         w = Workspace.load(ws)
         ingest(ws, w.path(w.config["ava"]["movies_dir"]), w.paths("ava", "annotations"), merge=True, progress=False,
                log=lambda *_: None)
+
+
+def test_a_task_error_on_ray_comes_back_as_refavas_message(empty_ws, tmp_path, ray_cluster):
+    """An error raised by the task itself (a damaged frame store) is not retried and reaches the caller as the
+    same refava error a local run gives, naming the movie, not as a Ray traceback."""
+    from refava.corrupt import resolve
+    from refava.corrupt.stage import corrupt_workspace
+    from refava.framestore import DamagedFrameStoreError
+    from refava.ingest import ingest
+    from refava.workspace import Workspace
+
+    ws_root = fresh(empty_ws, tmp_path, "ray-error")
+    ws = Workspace.load(ws_root)
+    ingest(ws_root, ws.path(ws.config["ava"]["movies_dir"]), ws.paths("ava", "annotations"),
+           label_map=ws.optional_path("ava", "label_map"), excluded_files=ws.paths("ava", "excluded"),
+           workers=1, progress=False, log=lambda *_: None)
+    (ws_root / "tables" / "splits.parquet").write_bytes(empty_ws[1])
+    import pyarrow.parquet as pq
+
+    from refava.tables import read_provenance, write_table
+
+    store = sorted((ws_root / "frames" / "clean").glob("*.parquet"))[0]
+    rows = pq.read_table(store).to_pylist()
+    rows[0]["jpeg"] = rows[0]["jpeg"][:-10] + b"\0" * 10                  # the bytes no longer match their record
+    write_table("frames", rows, store, provenance=read_provenance(store))
+    with pytest.raises(DamagedFrameStoreError, match=store.stem):
+        corrupt_workspace(ws, [resolve("fog", 1)], ("all",), engine=Engine("ray"), progress=False,
+                          log=lambda *_: None)

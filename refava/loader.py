@@ -97,10 +97,19 @@ class RefAVAFrames:
     def __len__(self) -> int:
         return self._rows
 
-    def __getstate__(self):                          # DataLoader workers: a pool does not pickle; each makes its own
+    def __getstate__(self):
+        """For DataLoader workers: the thread pool is not sent (each worker makes its own), nor the Arrow table
+        (pickled, it would carry every JPEG); ``datasets`` pickles its Dataset as a reference to the memory-mapped
+        cache files, from which the worker takes the table again."""
         state = dict(self.__dict__)
         state["_pool"] = None
+        state["_images"] = None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.pixels:
+            self._images = self.data.data.table.select(["keyframe", "frames"])
 
     def _map(self, fn, items: list) -> list:
         if len(items) < 4 or self.threads <= 1:

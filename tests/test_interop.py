@@ -364,6 +364,17 @@ def test_fast_loader_gives_datasets_pixels_and_batches_in_a_dataloader(dataset, 
         theirs = train[row_of[iid]]
         assert np.array_equal(batch["keyframe"][k].numpy(), np.asarray(theirs["keyframe"].convert("RGB")))
         assert np.array_equal(batch["frames"][k][-1].numpy(), np.asarray(theirs["frames"][-1].convert("RGB")))
+    # DataLoader workers started with spawn get the dataset pickled: small (no JPEG inside), and the same rows
+    import pickle
+
+    data = RefAVAFrames(folder, split="validation")
+    jpeg_bytes = data.data.data.table.select(["keyframe", "frames"]).nbytes
+    assert len(pickle.dumps(data)) < jpeg_bytes / 10, (len(pickle.dumps(data)), jpeg_bytes)
+    spawned = torch.utils.data.DataLoader(data, batch_size=4, num_workers=2, collate_fn=collate,
+                                          multiprocessing_context="spawn")
+    first = next(iter(spawned))
+    assert first["instance_id"] == [data[i]["instance_id"] for i in range(4)]
+    assert torch.equal(first["keyframe"], torch.stack([data[i]["keyframe"] for i in range(4)]))
     with pytest.raises(LoaderError, match="no split"):
         RefAVAFrames(folder, split="nope")
     with pytest.raises(LoaderError, match="not a packaged RefAVA dataset"):

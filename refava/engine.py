@@ -46,9 +46,6 @@ class Shard:
         """The items of this shard: positions index, index + count, ... of ``items`` (sort them first)."""
         return list(items[self.index::self.count])
 
-    def of(self, position: int) -> int:
-        return position % self.count
-
 
 def parse_shard(text: str | None) -> Shard | None:
     """``"I/N"`` (0 <= I < N) as a :class:`Shard`; None for None.
@@ -184,5 +181,5 @@ def _run_ray(tasks: list[Task], engine: Engine, on_done, threads_hint=None) -> d
 
 
 def _call(fn, args, kwargs):
-    """What a Ray worker runs: the task, with the worker dying with its raylet (as local pool workers do)."""
+    """What a Ray worker runs: the task's function with its arguments (one remote function serves every task)."""
     return fn(*args, **kwargs)

@@ -64,14 +64,11 @@ def _f(value) -> str:
     return np.format_float_positional(np.float32(value), trim="-")
 
 
-def _dataset_rows(folder: Path, split: str, pixels: bool):
+def _dataset_rows(folder: Path, manifest: dict, split: str, pixels: bool):
     """Rows of ``split`` of the dataset folder, batch by batch as dicts; with ``pixels`` the default configuration
     (keyframe and frames bytes), else annotations_only (or default without its image columns)."""
     import pyarrow.parquet as pq
 
-    from .package import MANIFEST
-
-    manifest = json.loads((folder / MANIFEST).read_text())
     configs = manifest["configs"]
     name = "default" if pixels or "annotations_only" not in configs else "annotations_only"
     rephrased = {}
@@ -88,28 +85,14 @@ def _dataset_rows(folder: Path, split: str, pixels: bool):
                 yield row
 
 
-def _splits(folder: Path, wanted: str | None) -> list[str]:
-    from .package import MANIFEST
-
-    manifest = json.loads((folder / MANIFEST).read_text())
-    have = list(manifest["configs"]["default"]["splits"])
-    if wanted is None:
-        return have
-    name = {"val": "validation"}.get(wanted, wanted)
-    if name not in have:
-        raise ExportError(f"{folder} has no split {wanted!r}; it has {', '.join(have)}")
-    return [name]
-
-
 def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str, *, split: str | None = None,
                    images: bool = True, log: Callable[[str], None] = print) -> ExportSummary:
     """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc)."""
-    from .package import MANIFEST, _is_refava_dataset
+    from .package import MANIFEST, config_split, read_manifest
 
     folder = Path(dataset)
-    if not _is_refava_dataset(folder):
-        raise ExportError(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); run `refava package` first or "
-                          f"pass --dataset with the folder it wrote")
+    manifest = read_manifest(folder, ExportError, "run `refava package` first or pass --dataset with the folder it "
+                                                  "wrote")
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out).resolve()
@@ -118,8 +101,10 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
                           f"folder with --out (nothing was written)")
     summary = ExportSummary(out, fmt)
     with new_folder(out) as tmp:
-        for name in _splits(folder, split):
-            (_ava_split if fmt == "ava" else _coco_split)(folder, name, tmp, images, summary)
+        names = ([config_split(manifest, folder, "default", split, ExportError)] if split
+                 else list(manifest["configs"]["default"]["splits"]))
+        for name in names:
+            (_ava_split if fmt == "ava" else _coco_split)(folder, manifest, name, tmp, images, summary)
         summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
                                and p.suffix != ".jpg")
         record = {"format": fmt, "dataset": str(folder.resolve()),
@@ -147,7 +132,8 @@ def _write_csv(path: Path, rows: list[list], delimiter: str = ",", header: list[
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
-def _ava_split(folder: Path, split: str, out: Path, images: bool, summary: ExportSummary) -> None:
+def _ava_split(folder: Path, manifest: dict, split: str, out: Path, images: bool,
+               summary: ExportSummary) -> None:
     from .ava import default_label_map, save_label_map_pbtxt
 
     ids = _label_ids()
@@ -156,7 +142,7 @@ def _ava_split(folder: Path, split: str, out: Path, images: bool, summary: Expor
     written: set[str] = set()
     video_index: dict[str, int] = {}
     n = 0
-    for row in _dataset_rows(folder, split, images):
+    for row in _dataset_rows(folder, manifest, split, images):
         n += 1
         video, second, person = row["video_id"], row["keyframe_s"], row["person_id"]
         box = [_f(v) for v in row["box"]]
@@ -205,7 +191,8 @@ def read_ava_export(out: str | os.PathLike, split: str) -> list:
 
 # --- COCO -----------------------------------------------------------------------------------------------------------
 
-def _coco_split(folder: Path, split: str, out: Path, images: bool, summary: ExportSummary) -> None:
+def _coco_split(folder: Path, manifest: dict, split: str, out: Path, images: bool,
+                summary: ExportSummary) -> None:
     from .ava import default_label_map
 
     labels = default_label_map()
@@ -219,7 +206,7 @@ def _coco_split(folder: Path, split: str, out: Path, images: bool, summary: Expo
     image_of: dict[str, int] = {}
     sent_id = 0
     n = 0
-    for row in _dataset_rows(folder, split, images):
+    for row in _dataset_rows(folder, manifest, split, images):
         n += 1
         key = f"{row['video_id']}_{row['keyframe_s']:04d}"
         width, height = row["keyframe_width"], row["keyframe_height"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time as _time
 from dataclasses import asdict, dataclass, field
@@ -567,8 +568,8 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         undone = [(n, vid) for n, (vid, path, cp) in enumerate(jobs)
                   if completion_record(workspace, vid, _fingerprint(path, [t for t, _ in cp], settings)) is None]
     if merge and undone:
-        counts = {int(p.stem.rsplit("-of-", 1)[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
-                  if p.stem.rsplit("-of-", 1)[1].isdigit()}
+        counts = {int(m[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
+                  if (m := re.fullmatch(r"ingest-shard-\d+-of-(\d+)", p.stem))}
         count = counts.pop() if len(counts) == 1 else None
         shown = ", ".join(f"{vid} (shard {n % count}/{count})" if count else vid for n, vid in undone[:10])
         raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"

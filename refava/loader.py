@@ -18,7 +18,6 @@ With ``size=None`` images keep their stored size (identical pixels to ``datasets
 """
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,13 +35,11 @@ class LoaderError(RefavaError, ValueError):
     """The dataset folder or the request cannot be loaded."""
 
 
-def _decode(data: bytes, size: int | None) -> np.ndarray:
-    """One JPEG as uint8 (H, W, 3) RGB; with ``size``, decoded at the smallest DCT scale that still covers
-    size x size, then resized to exactly that (area interpolation)."""
+def _decode(data, size: int) -> np.ndarray:
+    """One JPEG as uint8 (size, size, 3) RGB: decoded at the smallest DCT scale that still covers size x size,
+    then resized to exactly that (area interpolation)."""
     import simplejpeg
 
-    if size is None:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
     image = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=size, min_width=size)
     if image.shape[0] != size or image.shape[1] != size:
         import cv2
@@ -62,25 +59,16 @@ class RefAVAFrames:
     def __init__(self, dataset: str | os.PathLike = "refava", split: str = "train", config: str = "default", *,
                  size: int | None = None, pixels: bool = True, threads: int = _THREADS,
                  cache_dir: str | os.PathLike | None = None):
-        from .package import MANIFEST
+        from .package import config_split, read_manifest
 
         folder = Path(dataset)
-        if not (folder / MANIFEST).exists():
-            raise LoaderError(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); pass the folder "
-                              f"`refava package` wrote")
-        manifest = json.loads((folder / MANIFEST).read_text())
-        configs = manifest["configs"]
-        if config not in configs:
-            raise LoaderError(f"{folder} has no configuration {config!r}; it has {', '.join(sorted(configs))}")
-        split = {"val": "validation"}.get(split, split)
-        if split not in configs[config]["splits"]:
-            raise LoaderError(f"{folder} configuration {config!r} has no split {split!r}; it has "
-                              f"{', '.join(configs[config]['splits'])}")
+        manifest = read_manifest(folder, LoaderError)
+        split = config_split(manifest, folder, config, split, LoaderError)
         if size is not None and size < 1:
             raise LoaderError(f"size must be a positive number of pixels, found {size}")
         import datasets
 
-        self.pixels = pixels and configs[config]["pixels"]
+        self.pixels = pixels and manifest["configs"][config]["pixels"]
         self.size = size
         self.threads = threads
         # the Arrow table datasets memory-maps from its cache (built once per folder, as load_dataset does)

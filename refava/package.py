@@ -233,7 +233,7 @@ def _row(inst, inputs: Inputs, clip: dict | None, *, rephrased: bool) -> dict:
         }
     times = [pts for _, _, pts in clip["sampled"]] if clip else []
     keyframe_time = clip["keyframe"][1] if clip else None
-    nearest = min(range(len(times)), key=lambda i: abs(times[i] - keyframe_time)) if times and clip else -1
+    nearest = min(range(len(times)), key=lambda i: abs(times[i] - keyframe_time)) if times else -1
     return {**base, "keyframe_time_s": keyframe_time, "frame_times_s": times, "keyframe_index": nearest}
 
 
@@ -539,6 +539,29 @@ def _write_then_hash(writer, table: pa.Table, growing: _GrowingHash, hasher) -> 
     writer.write_table(table, row_group_size=table.num_rows)
     if hasher is not None:
         hasher.submit(growing.update)
+
+
+def read_manifest(folder: str | os.PathLike, error: type[RefavaError] = PackageError,
+                  hint: str = "pass the folder `refava package` wrote") -> dict:
+    """The manifest of a packaged dataset folder; ``error`` (with ``hint`` on what to do) when there is none."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        raise error(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); {hint}")
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def config_split(manifest: dict, folder: str | os.PathLike, config: str, split: str,
+                 error: type[RefavaError] = PackageError) -> str:
+    """The Hugging Face name of ``split`` (train / val / validation / test) in configuration ``config`` of a
+    packaged dataset; ``error`` naming what the folder has when either is missing."""
+    configs = manifest["configs"]
+    if config not in configs:
+        raise error(f"{folder} has no configuration {config!r}; it has {', '.join(sorted(configs))}")
+    name = HF_SPLIT.get(split, split)
+    if name not in configs[config]["splits"]:
+        raise error(f"{folder} configuration {config!r} has no split {split!r}; it has "
+                    f"{', '.join(configs[config]['splits'])}")
+    return name
 
 
 def _is_refava_dataset(path: Path) -> bool:

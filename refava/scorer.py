@@ -29,7 +29,6 @@ import numpy as np
 from .errors import RefavaError
 
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
-SPLIT_NAMES = {"val": "validation", "validation": "validation", "train": "train", "test": "test"}
 
 
 class PredictionsError(RefavaError, ValueError):
@@ -54,23 +53,13 @@ def load_ground_truth(dataset: str | os.PathLike, split: str, config: str | None
     import pyarrow.parquet as pq
 
     from .ava import default_label_map
-    from .package import GROUP_OF_TYPE, MANIFEST
+    from .package import GROUP_OF_TYPE, config_split, read_manifest
 
     folder = Path(dataset)
-    manifest_path = folder / MANIFEST
-    if not manifest_path.exists():
-        raise PredictionsError(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); pass --dataset with the "
-                               f"folder `refava package` wrote")
-    manifest = json.loads(manifest_path.read_text())
-    hf_split = SPLIT_NAMES.get(split)
-    configs = manifest["configs"]
-    name = config or ("annotations_only" if "annotations_only" in configs else "default")
-    if name not in configs:
-        raise PredictionsError(f"{folder} has no configuration {name!r}; it has {', '.join(sorted(configs))}")
-    splits = configs[name]["splits"]
-    if hf_split not in splits:
-        raise PredictionsError(f"{folder} configuration {name!r} has no split {split!r}; it has "
-                               f"{', '.join(splits)}")
+    manifest = read_manifest(folder, PredictionsError, "pass --dataset with the folder `refava package` wrote")
+    name = config or ("annotations_only" if "annotations_only" in manifest["configs"] else "default")
+    hf_split = config_split(manifest, folder, name, split, PredictionsError)
+    splits = manifest["configs"][name]["splits"]
     ids, actions, boxes = [], [], []
     for shard in splits[hf_split]:
         table = pq.read_table(folder / shard["path"], columns=["instance_id", "actions", "box"])

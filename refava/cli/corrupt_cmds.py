@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from . import cli, load_workspace
-from .data import engine_options, make_engine
+from .data import check_engine_options, engine_options
 
 TYPES = ("gaussian_noise", "shot_noise", "fog", "rain")
 
@@ -52,7 +52,10 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
     from ..corrupt import resolve
     from ..corrupt.stage import corrupt_workspace
 
-    engine_spec, shard_spec = make_engine(engine, ray_address, workers, shard, merge)
+    from ..engine import Engine
+
+    shard_spec = check_engine_options(engine, ray_address, shard, merge)
+    engine_spec = Engine(engine, workers, ray_address)
     ws = load_workspace(ctx, lock=f"corrupt shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "corrupt")
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     if gallery:

@@ -91,14 +91,15 @@ def engine_options(fn):
     return fn
 
 
-def make_engine(engine: str, ray_address: str | None, workers: int, shard: str | None, merge: bool):
-    from ..engine import Engine, parse_shard
+def check_engine_options(engine: str, ray_address: str | None, shard: str | None, merge: bool):
+    """The options of :func:`engine_options` checked together; the shard parsed (None without --shard)."""
+    from ..engine import parse_shard
 
     if shard and merge:
         raise click.UsageError("--shard and --merge go in separate runs: each shard, then one merge")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address goes with --engine ray")
-    return Engine(engine, workers, ray_address), parse_shard(shard)
+    return parse_shard(shard)
 
 
 @cli.command("ingest")
@@ -140,9 +141,12 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     from ..ingest import ingest
     from ..stages import clip_settings, stage_states
 
-    workers = workers if workers is not None else ws_workers(ctx)
-    engine_spec, shard_spec = make_engine(engine, ray_address, workers, shard, merge)
+    from ..engine import Engine
+
+    shard_spec = check_engine_options(engine, ray_address, shard, merge)
     ws = load_workspace(ctx, lock=f"ingest shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "ingest")
+    workers = workers if workers is not None else ws.config["ingest"]["workers"]
+    engine_spec = Engine(engine, workers, ray_address)
     settings = clip_settings(ws)
     changes = {k: v for k, v in {"frames": _frames_option(frames) if frames else None, "short_side": short_side,
                                  "keyframe_short_side": keyframe_short_side, "jpeg_quality": jpeg_quality}.items()
@@ -166,13 +170,6 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
            excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
            workers=workers, strict=strict, force=force, progress=not no_progress, log=click.echo,
            allow_empty=allow_empty, engine=engine_spec, shard=shard_spec, merge=merge)
-
-
-def ws_workers(ctx) -> int:
-    """[ingest] workers of the workspace (read without taking any lock)."""
-    from ..workspace import find_workspace
-
-    return int(find_workspace(ctx.obj.get("workspace") if ctx.obj else None).config["ingest"]["workers"])
 
 
 def _repeat_problems(ws, most: int = 10) -> None:

@@ -162,12 +162,12 @@ def _manifest_rows(record: dict, path: Path) -> list[dict]:
 
 
 def _corrupt_task(clean: Path, out: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int, quality: int,
-                  force: bool, only_check: bool = False):
+                  force: bool):
     """One movie under one setting, as an engine task (in any process): JPEG work on two threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refava-jpeg") as pool:
-        return corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force, only_check=only_check)
+        return corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force)
 
 
 def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str] = ("test",), *,
@@ -201,21 +201,24 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
             out = ws.root / CORRUPTED_DIR / spec.name / f"{video_id}.parquet"
             tasks.append(Task((spec.name, video_id), _corrupt_task, (clean, out, clips, spec, seed, quality, force),
                               label=f"{spec.name} movie {video_id}"))
+    start = time.perf_counter()
     if merge:
-        undone = [t.label for t in tasks if _corrupt_task(*t.args, only_check=True) is None]
+        # every task must be done already: what the check reads (each movie's record) is the result
+        results = {t.key: corrupt_movie(*t.args[:6], only_check=True) for t in tasks}
+        undone = [t.label for t in tasks if results[t.key] is None]
         if undone:
             raise StageError(f"--merge: {len(undone)} of {len(tasks)} (setting, movie) task(s) are not done yet: "
                              f"{', '.join(undone[:10])}{' ...' if len(undone) > 10 else ''}; run their shards (or "
                              f"a plain `refava corrupt`) and merge again")
-    if shard is not None:
-        tasks = shard.take(tasks)
-    bar = _progress(total=sum(len(t.args[2]) for t in tasks), enabled=progress,
-                    desc=f"corrupt{f' shard {shard}' if shard else ''}", unit="clip")
-    start = time.perf_counter()
-    try:
-        results = run_tasks(tasks, engine, on_done=lambda task, _: bar.update(len(task.args[2])))
-    finally:
-        bar.close()
+    else:
+        if shard is not None:
+            tasks = shard.take(tasks)
+        bar = _progress(total=sum(len(t.args[2]) for t in tasks), enabled=progress,
+                        desc=f"corrupt{f' shard {shard}' if shard else ''}", unit="clip")
+        try:
+            results = run_tasks(tasks, engine, on_done=lambda task, _: bar.update(len(task.args[2])))
+        finally:
+            bar.close()
     clean_stale_temporaries(ws.root, ("frames",))     # those of workers killed mid-movie (and retried)
     per_setting = {spec.name: SettingSummary(spec.name, folder=str(ws.root / CORRUPTED_DIR / spec.name))
                    for spec in specs}

@@ -202,6 +202,7 @@ class Runner:
         import openai
 
         self._inflight = [0] * len(self.backend.urls)
+        self._names = [redact(url or "api.openai.com", self.backend.api_key) for url in self.backend.urls]
         return [openai.AsyncOpenAI(base_url=url, api_key=self.backend.api_key or "not-needed", max_retries=0,
                                    timeout=self.params.timeout_s) for url in self.backend.urls]
 
@@ -209,8 +210,7 @@ class Runner:
         """The endpoint with the fewest requests in flight (the lowest index on a tie), other than ``avoid`` (the
         one that just failed) when there is another.  Which endpoint answers never changes the answer's cache key:
         the endpoints serve the same model with the same seeds."""
-        order = sorted(range(len(self._inflight)), key=lambda i: (i == avoid, self._inflight[i], i))
-        return order[0]
+        return min(range(len(self._inflight)), key=lambda i: (i == avoid, self._inflight[i], i))
 
     async def _ask(self, clients: list, job: Job, attempt: int) -> dict:
         """One answer from a server (with transport retries, moving to another endpoint after a failure)."""
@@ -241,8 +241,7 @@ class Runner:
                     text = _first_choice(response).text or ""
                 usage = getattr(response, "usage", None)
                 self.stats.requests += 1
-                url = redact(self.backend.urls[at] or "api.openai.com", self.backend.api_key)
-                self.stats.by_endpoint[url] = self.stats.by_endpoint.get(url, 0) + 1
+                self.stats.by_endpoint[self._names[at]] = self.stats.by_endpoint.get(self._names[at], 0) + 1
                 self.stats.seconds += time.perf_counter() - started
                 # a server that echoes the key must not get it into the cache or the tables
                 return {"raw": redact(text, self.backend.api_key) if self.backend.api_key else text, "model": getattr(response, "model", None) or self.backend.model,
@@ -277,17 +276,18 @@ class Runner:
         raise _TransportFailure(f"{type(last).__name__}: {redact(last, self.backend.api_key)[:200]} "
                                 f"(after {p.max_retries + 1} tries)")
 
-    async def _instance(self, client, jobs: list[Job], gate: asyncio.Semaphore) -> list[dict]:
+    async def _instance(self, clients: list, jobs: list[Job], gate: asyncio.Semaphore) -> list[dict]:
         """An instance's jobs in index order, each checked against the rephrasings accepted before it."""
         records, accepted = [], []
         for job in jobs:
-            record = await self._job(client, job, gate, tuple(accepted))
+            record = await self._job(clients, job, gate, tuple(accepted))
             if record["status"] == "ok":
                 accepted.append(record["text"])
             records.append(record)
         return records
 
-    async def _job(self, client, job: Job, gate: asyncio.Semaphore, earlier: tuple[str, ...] = ()) -> dict:
+    async def _job(self, clients: list, job: Job, gate: asyncio.Semaphore,
+                   earlier: tuple[str, ...] = ()) -> dict:
         reasons: list[str] = []
         entry = None
         attempts = 0
@@ -300,7 +300,7 @@ class Runner:
             else:
                 async with gate:
                     try:
-                        entry = await self._ask(client, job, attempt)
+                        entry = await self._ask(clients, job, attempt)
                     except _TransportFailure as exc:
                         return self._record(job, None, [f"transport: {exc}"], attempts, None)
                     # written before the slot is freed: at most `concurrency` answers are unsaved at any moment
@@ -334,12 +334,12 @@ class Runner:
 
     async def run_async(self, jobs: Sequence[Job]) -> list[dict]:
         gate = asyncio.Semaphore(self.params.concurrency * len(self.backend.urls))     # `concurrency` per endpoint
-        client = self._client()
+        clients = self._client()
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             groups.setdefault(job.instance_id, []).append(job)
         try:
-            tasks = [asyncio.ensure_future(self._instance(client, sorted(g, key=lambda j: j.index), gate))
+            tasks = [asyncio.ensure_future(self._instance(clients, sorted(g, key=lambda j: j.index), gate))
                      for g in groups.values()]
             try:
                 done = {(r["instance_id"], r["index"]): r for records in await asyncio.gather(*tasks) for r in records}
@@ -350,8 +350,8 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
         finally:
-            for c in client:
-                await c.close()
+            for client in clients:
+                await client.close()
 
     def run(self, jobs: Sequence[Job]) -> list[dict]:
         return asyncio.run(self.run_async(jobs))

@@ -295,7 +295,9 @@ def make_sample_corpus(out: str | Path, *, seconds: int = 14, seed: int = 0, log
         background = _background(rng)
         n_frames = int(seconds * fps)
         path = movies_dir / f"{video_id}{ext}"
-        with VideoWriter(path, width=WIDTH, height=HEIGHT, fps=fps, crf=20) as writer:
+        # H.264 lossless (crf 0): x264 encodes the same frames differently from run to run on a loaded machine
+        # (seen here, with one thread too), so only lossless coding gives every run the same decoded pixels
+        with VideoWriter(path, width=WIDTH, height=HEIGHT, fps=fps, crf=0 if ext != ".webm" else 20) as writer:
             for i in range(n_frames):
                 t = float(i / fps)
                 img = background.copy()

@@ -492,8 +492,7 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            # one thread: x264's frame threads made the same frames encode differently on a loaded machine
-            self._stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         elif codec == "mpeg4":        # MPEG-4 Part 2 as XviD/DivX AVIs hold it: two B-frames between references
             self._stream.options = {"bf": "2", "g": "12", "qscale": "3"}
         elif codec == "libvpx-vp9":

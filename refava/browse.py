@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .fsutil import new_folder
+from .framestore import DamagedFrameStoreError, read_keyframes
+from .io import output_folder
 
 THUMB_WIDTH = 480
 PAGE_ROWS = 48
@@ -33,6 +34,7 @@ class BrowseSummary:
     images: int
     corrupted_images: int
     missing_keyframes: int
+    damaged_stores: list[str]
 
 
 def _thumb(data: bytes) -> bytes:
@@ -51,17 +53,6 @@ def _thumb(data: bytes) -> bytes:
     return buf.tobytes() if ok else data
 
 
-def _keyframes(path: Path, clip_ids: set[str]) -> dict[str, bytes]:
-    """clip id -> keyframe JPEG bytes from one frame store (only the clips asked for)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=["clip_id", "role", "jpeg"], filters=[("role", "=", "keyframe")])
-    table = table.filter(pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(clip_ids))))
-    return dict(zip(table.column("clip_id").to_pylist(), table.column("jpeg").to_pylist()))
-
-
 def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str], None] = print,
                progress: bool = True) -> BrowseSummary:
     """Write the browser for workspace ``ws`` to ``out`` (default ``reports/browse``), atomically."""
@@ -70,6 +61,7 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
     from .tables import read_table
 
     out = Path(out) if out is not None else ws.root / "reports" / "browse"
+    damaged: list[str] = []
     instances = read_table("instances", ws.table("instances")).to_pylist()
     status = {}
     if ws.table("annotation_status").exists():
@@ -90,7 +82,7 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
     ids = sorted(labels)
     index = {a: i for i, a in enumerate(ids)}
 
-    with new_folder(out) as tmp:
+    with output_folder(out, protected=ws.protected_paths(), what="browser") as tmp:
         (tmp / "img").mkdir()
         by_movie: dict[str, set] = defaultdict(set)
         for inst in instances:
@@ -107,7 +99,12 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
                     continue
                 folder = tmp / "img" / ("" if name == "clean" else name)
                 folder.mkdir(parents=True, exist_ok=True)
-                for clip_id, data in _keyframes(path, wanted).items():
+                try:
+                    keyframes = read_keyframes(path, wanted)
+                except DamagedFrameStoreError as exc:
+                    damaged.append(str(exc))
+                    continue
+                for clip_id, data in keyframes.items():
                     (folder / f"{clip_id}.jpg").write_bytes(_thumb(data))
                     have[name].add(clip_id)
                     if name == "clean":
@@ -136,7 +133,7 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
         (tmp / "index.html").write_text(PAGE.replace("{{title}}", html.escape(f"RefAVA browser: {ws.root.name}")),
                                         encoding="utf-8")
     missing = sum(1 for r in rows if not r[11])
-    return BrowseSummary(out, len(rows), images, corrupted, missing)
+    return BrowseSummary(out.resolve(), len(rows), images, corrupted, missing, damaged)
 
 
 def serve(folder: Path, port: int = 0, log: Callable[[str], None] = print) -> None:
@@ -148,7 +145,14 @@ def serve(folder: Path, port: int = 0, log: Callable[[str], None] = print) -> No
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(folder)))
+    from .errors import ConfigError
+
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(folder)))
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}): another program uses that "
+                          f"port; pass --port with a free one (--port 0 picks any). The site is written: "
+                          f"{folder / 'index.html'}") from None
     log(f"serving {folder} at http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)")
     try:
         server.serve_forever()

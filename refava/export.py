@@ -38,7 +38,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import RefavaError
-from .fsutil import new_folder, sha256_file
+from .fsutil import sha256_file
+from .io import OUTPUT_MARK, output_folder
 
 FORMATS = ("ava", "coco")
 EXPORT_MANIFEST = "refava-export.json"
@@ -86,7 +87,7 @@ def _dataset_rows(folder: Path, manifest: dict, split: str, pixels: bool):
 
 
 def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str, *, split: str | None = None,
-                   images: bool = True, log: Callable[[str], None] = print) -> ExportSummary:
+                   images: bool = True, log: Callable[[str], None] = print, protected=()) -> ExportSummary:
     """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc)."""
     from .package import MANIFEST, config_split, read_manifest
 
@@ -96,22 +97,35 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()) and not (out / EXPORT_MANIFEST).exists():
-        raise ExportError(f"{out} exists and is not a refava export (no {EXPORT_MANIFEST}); choose an empty or new "
-                          f"folder with --out (nothing was written)")
     summary = ExportSummary(out, fmt)
-    with new_folder(out) as tmp:
+    with output_folder(out, protected=[folder, *protected], owned=_export_files, what=f"{fmt} export") as tmp:
         names = ([config_split(manifest, folder, "default", split, ExportError)] if split
                  else list(manifest["configs"]["default"]["splits"]))
         for name in names:
             (_ava_split if fmt == "ava" else _coco_split)(folder, manifest, name, tmp, images, summary)
         summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
-                               and p.suffix != ".jpg")
+                               and p.suffix != ".jpg" and p.name != OUTPUT_MARK)
         record = {"format": fmt, "dataset": str(folder.resolve()),
                   "dataset_manifest_sha256": sha256_file(folder / MANIFEST), "rows": summary.rows,
                   "images": summary.images, "files": summary.files}
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _export_files(folder: Path) -> set[str] | None:
+    """The files refava wrote in an export folder (None: not an export).  Exports made before the folder recorded
+    them name their files in refava-export.json, images aside."""
+    from .io import _marked_files
+
+    marked = _marked_files(folder)
+    if marked is not None:
+        return marked
+    try:
+        record = json.loads((folder / EXPORT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    listed = {f for f in record.get("files") or [] if isinstance(f, str)}
+    return listed | {EXPORT_MANIFEST} | {p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")}
 
 
 # --- AVA ----------------------------------------------------------------------------------------------------------

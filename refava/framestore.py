@@ -124,6 +124,23 @@ def check_frame_store(path: str | Path, *, decode: bool = False, root: Path | No
     return sorted(problems, key=lambda p: (p.clip_id or "", p.kind, p.detail))
 
 
+def read_keyframes(path: str | Path, clip_ids: set[str] | None = None) -> dict[str, bytes]:
+    """clip id -> keyframe JPEG bytes of one frame store (only ``clip_ids`` when given); a store that cannot be
+    read raises :class:`DamagedFrameStoreError` naming it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["clip_id", "role", "jpeg"], filters=[("role", "=", "keyframe")])
+    except (pa.ArrowException, OSError) as exc:
+        raise DamagedFrameStoreError(f"{path}: not readable as a frame store ({str(exc)[:160]}); delete it and rerun "
+                                     f"the stage that wrote it") from None
+    if clip_ids is not None:
+        table = table.filter(pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(clip_ids), pa.string())))
+    return dict(zip(table.column("clip_id").to_pylist(), table.column("jpeg").to_pylist()))
+
+
 def jpeg_problem(data: bytes) -> str | None:
     """Why ``data`` is not a decodable JPEG (None: it decodes)."""
     import simplejpeg
@@ -155,4 +172,4 @@ def require_intact(path: str | Path, computed: dict[str, str]) -> None:
 
 
 __all__ = ["DamagedFrameStoreError", "StoreProblem", "check_frame_store", "clip_hash", "clip_order", "hash_rows",
-           "jpeg_problem", "recorded_hashes", "require_intact"]
+           "jpeg_problem", "read_keyframes", "recorded_hashes", "require_intact"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ import pyarrow.parquet as pq
 
 from .errors import RefavaError, StageError
 from .framestore import DamagedFrameStoreError, clip_hash, require_intact
-from .fsutil import pid_alive, sha256_file
+from .fsutil import sha256_file
+from .io import output_folder
 
 MANIFEST = "refava-manifest.json"
 GROUPS = ("person_movement", "object_manipulation", "person_interaction")
@@ -609,16 +609,16 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
     start = time.perf_counter()
     out = Path(out) if out is not None else ws.root / "refava"
     out = out.resolve()
-    recover_interrupted(out, log)
     check_target(out)
     inputs = read_inputs(ws)
     if not any(inputs.instances.values()):
         raise StageError("no accepted instances with a split: nothing to package (see `refava status`)")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    writer = output_folder(out, protected=[p for p in ws.protected_paths() if p != ws.root / "refava"],
+                           owned=lambda folder: _own_files(folder) if _is_refava_dataset(folder) else None,
+                           what="dataset", mark=False)
+    with writer as tmp:
+        for line in writer.recovered:
+            log(f"package: {line}")
         skipped: dict[str, int] = {}
         configs: list[ConfigInfo] = []
         full = features(inputs.label_names, pixels=True)
@@ -681,10 +681,6 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare, with_text))
-        _replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)     # a failed build leaves the old dataset and no half folder
-        raise
     packaged = sum(x.bytes for c in configs for shards in c.splits.values() for x in shards)
     return PackageSummary(out, configs, sum(len(v) for v in inputs.instances.values()), skipped,
                           time.perf_counter() - start, packaged)
@@ -703,58 +699,11 @@ def _own_files(folder: Path) -> set[str]:
     return own
 
 
-def _foreign_files(folder: Path) -> list[Path]:
-    """Files in a dataset folder that its manifest does not list (the user's: never deleted)."""
-    own = _own_files(folder)
-    return sorted(p for p in folder.rglob("*") if (p.is_file() or p.is_symlink())
-                  and p.relative_to(folder).as_posix() not in own)
-
-
-def _move_foreign(old: Path, out: Path) -> None:
-    """Move the files of ``old`` that its manifest does not list into ``out`` (where nothing is in their way)."""
-    for path in _foreign_files(old):
-        target = out / path.relative_to(old)
-        if target.exists():
-            continue                     # the new dataset wrote a file of that name: the old copy goes
-        target.parent.mkdir(parents=True, exist_ok=True)
-        path.rename(target)
-
-
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` at ``out`` with renames only; an old dataset there is moved aside first, then deleted, except
-    for files its manifest does not list, which move into the new folder.  A kill at any point leaves either
-    ``out`` or ``.<out>.old-PID`` for :func:`recover_interrupted` to put back."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        _move_foreign(old, out)
-        shutil.rmtree(old)
-
-
 def recover_interrupted(out: Path, log: Callable[[str], None] = print) -> list[str]:
-    """Undo what a killed ``package`` left beside ``out``: its half-built ``.<out>.tmp-PID`` folders are deleted;
-    an old copy ``.<out>.old-PID`` is put back when ``out`` is missing, else its foreign files are moved in and
-    it is deleted.  Folders of live processes are left alone.  Returns what was done."""
-    done = []
-    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
-        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
-        if kind not in ("tmp", "old") or not pid.isdigit() or pid_alive(int(pid)):
-            continue
-        if kind == "tmp":
-            shutil.rmtree(path, ignore_errors=True)
-            done.append(f"removed the half-built {path.name} of a dead run")
-        elif not out.exists():
-            path.rename(out)
-            done.append(f"restored {out} from {path.name} (a run was killed while swapping it)")
-        else:
-            _move_foreign(path, out)
-            shutil.rmtree(path, ignore_errors=True)
-            done.append(f"removed {path.name}, the previous dataset of a killed run")
+    """Put right what a killed ``package`` on this host left beside ``out`` (see :func:`refava.io.output_folder`)."""
+    from .io import recover_output_folder
+
+    done = recover_output_folder(Path(out), lambda folder: _own_files(folder) if _is_refava_dataset(folder) else None)
     for line in done:
         log(f"package: {line}")
     return done

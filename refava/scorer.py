@@ -17,7 +17,6 @@ the AP of every class.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -103,10 +102,14 @@ def read_predictions(path: str | os.PathLike, names: list[str]) -> Predictions:
 
 
 def _finite(values, where: str, what: str) -> np.ndarray:
+    if any(isinstance(v, bool) or (isinstance(v, str) and len(v) > 64) for v in values):
+        wrong = next(v for v in values if isinstance(v, bool) or (isinstance(v, str) and len(v) > 64))
+        raise PredictionsError(f"{where}: {what} must be numbers, found {type(wrong).__name__} {str(wrong)[:40]!r}")
     try:
         out = np.asarray([float(v) for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PredictionsError(f"{where}: {what} must be numbers, found {list(values)[:5]!r}...") from None
+    except (TypeError, ValueError, OverflowError):
+        raise PredictionsError(f"{where}: {what} must be numbers, found {[str(v)[:20] for v in list(values)[:5]]!r}"
+                               f"...") from None
     bad = [i for i, v in enumerate(out) if not math.isfinite(v)]
     if bad:
         raise PredictionsError(f"{where}: {what} must be finite, found {out[bad[0]]} at position {bad[0]}"
@@ -117,9 +120,12 @@ def _finite(values, where: str, what: str) -> np.ndarray:
 
 def _add(pred: dict, boxes: dict, seen: dict, instance_id, scores, box, where: str, n: int) -> None:
     if not isinstance(instance_id, str) or not instance_id:
-        raise PredictionsError(f"{where}: expected a non-empty instance_id string, found {instance_id!r}")
+        raise PredictionsError(f"{where}: expected a non-empty instance_id string, found {str(instance_id)[:60]!r}")
+    if len(instance_id) > 200:
+        raise PredictionsError(f"{where}: an instance_id of {len(instance_id):,} characters ({instance_id[:40]!r}...): "
+                               f"expected VIDEO___TIMESTAMP___PERSON")
     if instance_id in seen:
-        raise PredictionsError(f"{where}: instance {instance_id} is predicted twice (first at {seen[instance_id]}); "
+        raise PredictionsError(f"{where}: instance {instance_id[:120]} is predicted twice (first at {seen[instance_id]}); "
                                f"keep one prediction per instance")
     seen[instance_id] = where
     if not isinstance(scores, (list, tuple)) or len(scores) != n:
@@ -142,32 +148,39 @@ def _check_boxes(pred: dict, boxes: dict, path: Path):
 
 
 def _read_jsonl(path: Path, n: int) -> Predictions:
+    from .io import InputError, iter_json_lines
+
     pred, boxes, seen = {}, {}, {}
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    try:
+        for number, obj in iter_json_lines(path, what="predictions"):
             where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PredictionsError(f"{where}: not JSON ({exc.msg}); expected one object per line: "
-                                       f'{{"instance_id": ..., "scores": [{n} numbers], "box": [4 numbers]}}') from None
             if not isinstance(obj, dict):
-                raise PredictionsError(f"{where}: expected a JSON object, found {type(obj).__name__}")
-            _add(pred, boxes, seen, obj.get("instance_id"), obj.get("scores"), obj.get("box"), where, n)
+                raise PredictionsError(f"{where}: expected a JSON object, found {type(obj).__name__}; one object per "
+                                       f'line: {{"instance_id": ..., "scores": [{n} numbers], "box": [4 numbers]}}')
+            scores, box = obj.get("scores"), obj.get("box")
+            for what, values in (("scores", scores), ("box", box)):
+                if isinstance(values, list):
+                    wrong = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+                    if wrong is not None or any(isinstance(v, bool) for v in values):
+                        raise PredictionsError(f"{where}: {what} must be JSON numbers, found "
+                                               f"{type(wrong).__name__} {str(wrong)[:40]!r}")
+            _add(pred, boxes, seen, obj.get("instance_id"), scores, box, where, n)
+    except InputError as exc:
+        raise PredictionsError(str(exc)) from None
     return Predictions(pred, _check_boxes(pred, boxes, path), str(path))
 
 
 def _read_csv(path: Path, names: list[str]) -> Predictions:
+    from .io import InputError, iter_csv
+
     n = len(names)
     pred, boxes, seen = {}, {}, {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+    try:
+        rows = iter_csv(path, what="predictions csv")
+        _, header = next(rows, (1, None))
         if not header or header[0].strip() != "instance_id":
             raise PredictionsError(f"{path}:1: expected a header starting with instance_id, found "
-                                   f"{(header or ['(empty file)'])[:3]}")
+                                   f"{[h[:40] for h in (header or ['(empty file)'])[:3]]}")
         header = [h.strip() for h in header]
         has_box = header[-4:] == list(BOX_COLUMNS)
         score_cols = header[1:len(header) - 4 if has_box else len(header)]
@@ -175,7 +188,7 @@ def _read_csv(path: Path, names: list[str]) -> Predictions:
             raise PredictionsError(f"{path}:1: expected {n} score columns after instance_id"
                                    f"{' (then x1, y1, x2, y2)' if has_box else ''}, found {len(score_cols)}")
         order = _column_order(score_cols, names)
-        for number, row in enumerate(reader, 2):
+        for number, row in rows:
             if not row or not any(c.strip() for c in row):
                 continue
             where = f"{path}:{number}"
@@ -184,6 +197,8 @@ def _read_csv(path: Path, names: list[str]) -> Predictions:
             scores = [row[1 + i] for i in order]
             box = row[-4:] if has_box else None
             _add(pred, boxes, seen, row[0].strip(), scores, box, where, n)
+    except InputError as exc:
+        raise PredictionsError(str(exc)) from None
     return Predictions(pred, _check_boxes(pred, boxes, path), str(path))
 
 

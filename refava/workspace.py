@@ -176,6 +176,14 @@ class Workspace:
     def table(self, name: str) -> Path:
         return self.tables_dir / f"{name}.parquet"
 
+    def protected_paths(self) -> list[Path]:
+        """What an output folder must never be or hold: the workspace's own files and folders and its inputs."""
+        own = [self.root / n for n in (CONFIG_NAME, "tables", "frames", "cache", "locks", "labelstudio", "refava",
+                                       "reports")]
+        inputs = [self.path(self.config["ava"]["movies_dir"])] if self.config["ava"].get("movies_dir") else []
+        inputs += [p for key in ("annotations", "excluded") for p in self.paths("ava", key)]
+        return own + inputs
+
     def recover(self) -> list[str]:
         """Put right what killed runs left: finish an interrupted joint table commit, delete their temporary
         files, restore or remove the packaged dataset's swap folders.  Returns what was done (for a log line);
@@ -190,7 +198,7 @@ class Workspace:
             removed = clean_stale_temporaries(self.root)
             if removed:
                 done.append(f"removed {len(removed)} temporary file(s) of killed runs")
-            if any(self.root.glob(".refava.*-*")):
+            if any(self.root.glob(".refava.*~*.*")):
                 from .package import recover_interrupted
 
                 done += recover_interrupted(self.root / "refava", log=lambda *_: None)

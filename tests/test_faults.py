@@ -308,14 +308,21 @@ def test_package_verify_decodes_every_jpeg(packaged_ws, tmp_path):
 # -- 3. nothing stale, nothing torn --------------------------------------------------------------------------------
 
 def test_a_killed_swap_leaves_the_dataset_recoverable(ws_copy):
+    from refava.fsutil import HOST
+
     before = snapshot(ws_copy / "refava")
-    (ws_copy / "refava").rename(ws_copy / ".refava.old-999999")          # killed between the two renames
-    (ws_copy / ".refava.tmp-999998").mkdir()                               # and a half-built folder of another
-    (ws_copy / ".refava.tmp-999998" / "half.parquet").write_bytes(b"x")
+    (ws_copy / "refava").rename(ws_copy / f".refava.{HOST}~999999.old")      # killed between the two renames
+    (ws_copy / f".refava.{HOST}~999998.tmp").mkdir()                           # and a half-built folder of another
+    (ws_copy / f".refava.{HOST}~999998.tmp" / "half.parquet").write_bytes(b"x")
+    # another node's build on a shared filesystem: its PID means nothing here, so it is never touched
+    other = ws_copy / f".refava.{'other' if HOST != 'other' else 'node2'}~999997.tmp"
+    other.mkdir()
+    (other / "half.parquet").write_bytes(b"y")
     proc = refava("-w", ws_copy, "status", check=True)
     assert "restored" in proc.stderr
     assert snapshot(ws_copy / "refava") == before
-    assert not [p for p in ws_copy.iterdir() if p.name.startswith(".refava.")]
+    assert [p.name for p in ws_copy.iterdir() if p.name.startswith(".refava.")] == [other.name]
+    assert (other / "half.parquet").read_bytes() == b"y"
 
 
 def test_package_out_keeps_files_its_manifest_does_not_list(ws_copy, tmp_path):

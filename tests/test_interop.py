@@ -290,7 +290,7 @@ def test_ava_export_round_trips_through_refavas_own_ava_reader(dataset, tmp_path
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     proc = run("export", "--format", "ava", "--out", str(foreign), cwd=dataset)
-    assert proc.returncode != 0 and "not a refava export" in proc.stderr
+    assert proc.returncode != 0 and "refava did not write it" in proc.stderr
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 

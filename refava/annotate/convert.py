@@ -135,6 +135,10 @@ def task_shape_problem(task: dict) -> tuple[str, str] | None:
 
     if not isinstance(task.get("data", {}), dict):
         return "'data' an object", kind(task["data"])
+    for key in ("clip_id", "task_key", "expression"):
+        value = (task.get("data") or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            return f"data.{key} a string", kind(value)
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
         return "'annotations' a list", kind(annotations)
@@ -154,6 +158,12 @@ def task_shape_problem(task: dict) -> tuple[str, str] | None:
             for key in ("text", "choices"):
                 if key in value and not isinstance(value[key], list):
                     return f"{where}.value.{key} a list", kind(value[key])
+                wrong = [v for v in value.get(key) or [] if not isinstance(v, str)]
+                if wrong:
+                    return f"{where}.value.{key} a list of strings", f"{kind(wrong[0])} {str(wrong[0])[:40]}"
+            for key in ("id", "from_name"):
+                if key in result and not isinstance(result[key], (str, int)) or isinstance(result.get(key), bool):
+                    return f"{where}.{key} a string", kind(result[key])
     return None
 
 

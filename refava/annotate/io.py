@@ -2,7 +2,6 @@
 annotations table."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +26,15 @@ class ImportResult:
 
 def load_label_studio_export(path: str | os.PathLike) -> list[dict]:
     """Read a Label Studio full JSON export (a list of tasks); a truncated or malformed file is refused whole."""
+    from ..io import InputError, read_json
+
     path = Path(path)
+    if not path.exists():
+        raise AnnotationFormatError(f"{path}: export file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnnotationFormatError(f"{path}: export file not found") from None
-    except json.JSONDecodeError as exc:
-        raise AnnotationFormatError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
-                                    f"the export looks truncated: export it again (JSON, not JSON_MIN)") from None
+        data = read_json(path, what="Label Studio export")
+    except InputError as exc:
+        raise AnnotationFormatError(f"{exc}; export it again from Label Studio (JSON, not JSON_MIN)") from None
     if not isinstance(data, list) or any(not isinstance(t, dict) for t in data):
         raise AnnotationFormatError(f"{path}: expected a Label Studio JSON export (a list of tasks), "
                                     f"found {type(data).__name__}")

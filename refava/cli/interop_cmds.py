@@ -8,12 +8,12 @@ import click
 from . import cli, load_workspace
 
 
-def _dataset_folder(ctx, dataset: str | None) -> tuple[Path, Path | None]:
-    """The packaged dataset folder (--dataset, else the workspace's refava/) and the workspace root, if any."""
+def _dataset_folder(ctx, dataset: str | None):
+    """The packaged dataset folder (--dataset, else the workspace's refava/) and the workspace, if any."""
     if dataset:
         return Path(dataset), None
     ws = load_workspace(ctx)
-    return ws.root / "refava", ws.root
+    return ws.root / "refava", ws
 
 
 @cli.command("export")
@@ -39,9 +39,10 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images):
     """
     from ..export import export_dataset
 
-    folder, root = _dataset_folder(ctx, dataset)
-    target = Path(out) if out else (root / "exports" / fmt if root else folder.parent / f"{folder.name}-{fmt}")
-    summary = export_dataset(folder, target, fmt, split=split, images=not no_images, log=click.echo)
+    folder, ws = _dataset_folder(ctx, dataset)
+    target = Path(out) if out else (ws.root / "exports" / fmt if ws else folder.parent / f"{folder.name}-{fmt}")
+    summary = export_dataset(folder, target, fmt, split=split, images=not no_images, log=click.echo,
+                             protected=ws.protected_paths() if ws else ())
     rows = ", ".join(f"{s} {n:,}" for s, n in summary.rows.items())
     click.echo(f"exported {rows} rows as {fmt}, {summary.images:,} image file(s)")
     for name in summary.files:
@@ -75,6 +76,8 @@ def browse_cmd(ctx, out, serve, port, no_progress):
         if summary.missing_keyframes else ""
     click.echo(f"browser: {summary.rows:,} instances, {summary.images:,} keyframes, {summary.corrupted_images:,} "
                f"corrupted keyframes{missing}")
+    for line in summary.damaged_stores:
+        click.echo(f"  skipped a damaged frame store (its keyframes are not shown): {line}", err=True)
     click.echo(f"open: {summary.out / 'index.html'}")
     if serve:
         serve_folder(summary.out, port, log=click.echo)

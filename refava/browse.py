@@ -57,7 +57,7 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
                progress: bool = True) -> BrowseSummary:
     """Write the browser for workspace ``ws`` to ``out`` (default ``reports/browse``), atomically."""
     from .ava import default_label_map
-    from .ingest import _progress
+    from .progress import bar as _progress
     from .tables import read_table
 
     out = Path(out) if out is not None else ws.root / "reports" / "browse"

@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -169,7 +170,7 @@ def download(names: Iterable[str], out_dir: str | os.PathLike, *, base_url: str,
     result = DownloadResult(out_dir=out_dir)
     prefix = base_url.rstrip("/") + (f"/{subset}" if subset else "")
     bar = None
-    if progress:
+    if progress and sys.stderr.isatty():          # a log file gets no bar
         from tqdm import tqdm
 
         bar = tqdm(total=None, unit="B", unit_scale=True, desc=f"download {len(names)} files", dynamic_ncols=True)

@@ -120,6 +120,27 @@ def run_tasks(tasks: Sequence[Task], engine: Engine = Engine(), *, on_done: Call
     return results
 
 
+def check_stores(stores: dict[str, "os.PathLike"]) -> list[str]:
+    """Before a merge: each finished task's output file against the checksums its completion record holds (a
+    damaged block or a tampered record is refused, naming the task); one line per problem."""
+    from .framestore import check_frame_store
+
+    problems = []
+    for label, path in sorted(stores.items()):
+        for p in check_frame_store(path):
+            problems.append(f"{label}: {p.path}{f' clip {p.clip_id}' if p.clip_id else ''}: {p.kind}: {p.detail}")
+    return problems
+
+
+def refuse_merge(problems: list[str], redo: str) -> None:
+    """Raise the merge's refusal when ``problems`` is not empty (``redo``: the command that redoes a task)."""
+    if problems:
+        shown = "; ".join(problems[:5])
+        raise EngineError(f"--merge: {len(problems)} completion record(s) do not agree with their files: {shown}"
+                          f"{' ...' if len(problems) > 5 else ''}. Nothing was written; delete those files and rerun "
+                          f"their shards (or {redo}), then merge again")
+
+
 def _ray():
     try:
         import ray
@@ -135,6 +156,8 @@ def ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address not in (None, "", "local", "auto"):
+        _probe(address)
     try:
         if address in (None, "", "local"):
             ray.init(**kwargs)
@@ -144,6 +167,26 @@ def ensure_ray(address: str | None) -> None:
         raise EngineError(f"could not start or join the Ray cluster at {address or 'a new local one'}: "
                           f"{str(exc).strip().splitlines()[0][:300]}; start one with `ray start --head` and pass "
                           f"--ray-address auto (or HOST:PORT)") from None
+
+
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def _probe(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` when nothing answers at a Ray ``HOST:PORT`` (``ray.init`` would wait forever)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r}: expected auto, local, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise EngineError(f"no Ray cluster answers at {hostport} ({exc.strerror or type(exc).__name__} within "
+                          f"{timeout_s:.0f} s): start one there with `ray start --head --port {port}`, or pass "
+                          f"--ray-address auto on a node of a running cluster (nothing was changed)") from None
 
 
 def _run_ray(tasks: list[Task], engine: Engine, on_done, threads_hint=None) -> dict:

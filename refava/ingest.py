@@ -35,6 +35,7 @@ from .records import (GRID_FPS, GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Clips, I
                       clip_id_of)
 from .schemas import arrow_schema
 from .tables import PROVENANCE_KEY, commit_together, read_provenance
+from .progress import bar as _progress
 from .validate import Problem, ProblemLog
 
 if TYPE_CHECKING:
@@ -106,23 +107,68 @@ class MovieResult:
         return {"video_id": self.video_id, "movie": self.movie, "clips": self.clips, "problems": self.problems}
 
 
+def movie_files(movies_dir: Path) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """({file name: [size, mtime_ns]} of the movie files in ``movies_dir``, {name: why it cannot be read}) for
+    entries that look like movies but cannot be stat'ed (a symlink loop, a dangling link, no permission)."""
+    movies, unreadable = {}, {}
+    try:
+        entries = sorted(movies_dir.iterdir()) if movies_dir.is_dir() else []
+    except OSError as exc:
+        return {}, {str(movies_dir): exc.strerror or str(exc)}
+    for path in entries:
+        if path.suffix in MOVIE_EXTENSIONS and not path.name.startswith("."):
+            try:
+                st = path.stat()
+            except OSError as exc:
+                unreadable[path.name] = exc.strerror or str(exc)
+                continue
+            movies[path.name] = [st.st_size, st.st_mtime_ns]
+    return movies, unreadable
+
+
+def _check_movies_dir(movies_dir: Path, jobs: list, by_movie: dict, workspace: Path) -> None:
+    """Refuse a run that would find no movie at all (a wrong or empty movies_dir) instead of writing empty tables."""
+    if jobs or not by_movie:
+        return
+    if not movies_dir.is_dir():
+        found = "does not exist" if not movies_dir.exists() else "is not a folder"
+    else:
+        found = "holds none of the annotated movies"
+    kept = " The tables already there are kept." if (workspace / "tables" / "instances.parquet").exists() else ""
+    raise StageError(f"movies_dir {movies_dir} {found}: expected the movie files of {len(by_movie)} annotated "
+                     f"movie(s) ({', '.join(sorted(by_movie)[:3])}{', ...' if len(by_movie) > 3 else ''}) named "
+                     f"<video_id>{{{','.join(MOVIE_EXTENSIONS)}}}.{kept} Set [ava] movies_dir in refava.toml (or "
+                     f"--movies-dir), or run `refava download`")
+
+
 def find_movie(movies_dir: Path, video_id: str) -> Path | None:
     """The movie file of ``video_id`` in ``movies_dir`` (first of .mkv, .mp4, .webm, .mov, .avi), or None."""
     for ext in MOVIE_EXTENSIONS:
         candidate = movies_dir / f"{video_id}{ext}"
-        if candidate.exists():
-            return candidate
+        try:
+            candidate.stat()
+        except OSError:
+            continue
+        return candidate
     return None
 
 
 FAILED_SUFFIX = ".failed.json"      # frames/clean/<video_id>.failed.json: a movie that could not be read
 
 
+def _well_formed(result) -> bool:
+    """Whether a completion record's result has the shape ingest writes (else it is as good as none)."""
+    return (isinstance(result, dict) and isinstance(result.get("problems"), list)
+            and (result.get("clips") is None or isinstance(result.get("clips"), list)
+                 and all(isinstance(r, dict) for r in result["clips"]))
+            and (result.get("movie") is None or isinstance(result.get("movie"), dict)))
+
+
 def completion_record(workspace: Path, video_id: str, fingerprint: str) -> dict | None:
     """The recorded outcome of a movie done with these inputs (``{"movie", "clips", "problems"}``), or None: the
     frames file's own metadata, or the failure record of a movie that could not be read."""
     previous = read_provenance(workspace / FRAMES_DIR / f"{video_id}.parquet")
-    if previous and previous.get("fingerprint") == fingerprint and "result" in previous:
+    if previous and previous.get("fingerprint") == fingerprint and _well_formed(previous.get("result")):
         return previous["result"]
     failed = workspace / FRAMES_DIR / f"{video_id}{FAILED_SUFFIX}"
     if failed.exists():
@@ -130,7 +176,7 @@ def completion_record(workspace: Path, video_id: str, fingerprint: str) -> dict 
             record = json.loads(failed.read_text())
         except (OSError, ValueError):
             return None
-        if record.get("fingerprint") == fingerprint:
+        if isinstance(record, dict) and record.get("fingerprint") == fingerprint and _well_formed(record.get("result")):
             return record["result"]
     return None
 
@@ -507,13 +553,7 @@ def ingest_provenance(movies_dir: str | os.PathLike, annotation_files, label_map
     files = {}
     for path in [*annotation_files, *([label_map] if label_map else []), *excluded_files]:
         files[Path(path).name] = sha256_file(path)
-    movies_dir = Path(movies_dir)
-    movies = {}
-    if movies_dir.is_dir():
-        for path in sorted(movies_dir.iterdir()):
-            if path.suffix in MOVIE_EXTENSIONS and not path.name.startswith("."):
-                st = path.stat()
-                movies[path.name] = [st.st_size, st.st_mtime_ns]
+    movies, _ = movie_files(Path(movies_dir))
     return {"stage": "ingest", "params": asdict(settings), "inputs": files, "movies": sha256_json(movies)}
 
 
@@ -563,6 +603,10 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
             skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
             continue
         jobs.append((video_id, path, sorted(clip_people.items())))
+    _, unreadable = movie_files(movies_dir)
+    for name, why in sorted(unreadable.items()):
+        problems.add(Problem("unreadable_movie", str(movies_dir), name, "a readable movie file", why))
+    _check_movies_dir(movies_dir, jobs, by_movie, workspace)
     if merge or shard is not None:
         # shards split the movies that have files, in sorted order; a merge needs every one of them done
         undone = [(n, vid) for n, (vid, path, cp) in enumerate(jobs)
@@ -575,6 +619,8 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"
                          f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava ingest`, "
                          f"which does them here) and merge again")
+    if merge:
+        _check_records(workspace, jobs, settings)
     if shard is not None:
         jobs = shard.take(jobs)
     # --force deletes nothing: each movie's new frame file replaces the old one atomically when it is complete
@@ -664,6 +710,47 @@ def _finish_shard(workspace: Path, shard, results: dict, undone_before: list, jo
     return ShardResult(str(shard), len(results), reused, len(problems), report, remaining)
 
 
+def _check_records(workspace: Path, jobs: list, settings: ClipSettings) -> None:
+    """A merge trusts no record it has not checked: every store against its checksums, and every clip row of its
+    record against what the store holds (keyframe time and size, number and size of sampled frames)."""
+    from .engine import check_stores, refuse_merge
+    from .framestore import DamagedFrameStoreError, clip_layout
+
+    stores, problems = {}, []
+    for video_id, path, clip_people in jobs:
+        record = completion_record(workspace, video_id, _fingerprint(path, [t for t, _ in clip_people], settings))
+        store = workspace / FRAMES_DIR / f"{video_id}.parquet"
+        if not record or not record.get("clips") or not store.exists():
+            continue                                    # a failure record: the movie has no store
+        stores[f"movie {video_id}"] = store
+        try:
+            layout = clip_layout(store)
+        except DamagedFrameStoreError as exc:
+            problems.append(f"movie {video_id}: {exc}")
+            continue
+        problems += [f"movie {video_id}: {line}" for line in _record_disagrees(record, layout)]
+    refuse_merge(check_stores(stores) + problems, "a plain `refava ingest --force`")
+
+
+def _record_disagrees(record: dict, layout: dict[str, dict]) -> list[str]:
+    out = []
+    rows = {row.get("clip_id"): row for row in record["clips"] if isinstance(row, dict)}
+    if set(rows) != set(layout):
+        out.append(f"the record lists clips {sorted(rows)[:3]}..., the store holds {sorted(layout)[:3]}...")
+    for clip_id in sorted(set(rows) & set(layout)):
+        row, held = rows[clip_id], layout[clip_id]
+        said = (row.get("keyframe_pts_s"), row.get("keyframe_width"), row.get("keyframe_height"))
+        if held["keyframe"] is None or tuple(held["keyframe"]) != said:
+            out.append(f"clip {clip_id}: the record says keyframe (pts_s, width, height) {said}, the store holds "
+                       f"{held['keyframe']}")
+        if row.get("n_frames") != held["sampled"] or held["sampled_size"] - {(row.get("frame_width"),
+                                                                             row.get("frame_height"))}:
+            out.append(f"clip {clip_id}: the record says {row.get('n_frames')} sampled frames of "
+                       f"{row.get('frame_width')}x{row.get('frame_height')}, the store holds {held['sampled']} of "
+                       f"{sorted(held['sampled_size'])}")
+    return out
+
+
 def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) -> None:
     table = workspace / "tables" / "instances.parquet"
     if not table.exists() or not len(Instances.from_parquet(table)):
@@ -672,19 +759,3 @@ def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) ->
     raise StageError(f"{', '.join(str(a) for a in annotation_files)}: expected AVA rows, found no usable instance{why}; "
                      f"{table} holds instances and is kept. Fix the file, or pass --allow-empty to replace the "
                      f"tables with empty ones")
-
-
-class _NullBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(*, total: int, enabled: bool, desc: str, unit: str):
-    if not enabled:
-        return _NullBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)

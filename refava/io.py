@@ -147,7 +147,7 @@ def iter_lines(path: str | os.PathLike, *, what: str, max_line_bytes: int = MAX_
         fh.seek(0)
         if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
             raise _encoding_problem(head, str(path))
-        number = 0
+        number, offset = 0, 0
         while True:
             raw = fh.readline(max_line_bytes + 1)
             if not raw:
@@ -156,14 +156,17 @@ def iter_lines(path: str | os.PathLike, *, what: str, max_line_bytes: int = MAX_
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 raise InputError(f"{path}:{number}: a line longer than {max_line_bytes:,} bytes: expected one "
                                  f"{what} record per line")
+            start = offset
+            offset += len(raw)
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+                raw, start = raw[3:], 3
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                kind = "binary data" if b"\x00" in raw else "a byte that is not UTF-8 (Latin-1?)"
-                raise InputError(f"{path}:{number}: expected UTF-8 text, found {kind} at column {exc.start + 1}; "
-                                 f"save the {what} as UTF-8 and rerun") from None
+                kind = "binary data" if b"\x00" in raw else "Latin-1 or another legacy encoding?"
+                raise InputError(f"{path} line {number}: byte {start + exc.start} (column {exc.start + 1}, "
+                                 f"0x{raw[exc.start]:02x}) is not UTF-8 ({kind}); expected UTF-8 text: re-save the "
+                                 f"{what} as UTF-8") from None
 
 
 def iter_json_lines(path: str | os.PathLike, *, what: str,

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RefavaError, StageError
-from .framestore import DamagedFrameStoreError, clip_hash, require_intact
+from .framestore import DamagedFrameStoreError, clip_hash, jpeg_problem, require_intact
 from .fsutil import sha256_file
 from .io import output_folder
 
@@ -201,6 +201,17 @@ class _Movie:
                 ordered = sorted((int(grid[i]), not keyframe[i], int(i)) for i in rows.tolist())
                 computed[names[clip[rows[0]]]] = clip_hash(self.view(i) for *_, i in ordered)
             require_intact(path, computed)
+            # a JPEG written damaged (its checksum taken of the damaged bytes) must not ship either
+            for clip_id, entry in self.clips.items():
+                rows = [i for _, i, _ in entry["sampled"]] + ([entry["keyframe"][0]] if entry["keyframe"] else [])
+                for i in rows:
+                    bad = jpeg_problem(self.view(i), cheap=True)
+                    if bad:
+                        raise DamagedFrameStoreError(
+                            f"{path} (movie {path.stem}) clip {clip_id}, frame at grid index {int(grid[i])}: the JPEG "
+                            f"{bad}; it was damaged before its checksum was taken. Rerun the stage that wrote the "
+                            f"file with --force (`refava ingest --force` for frames/clean, `refava corrupt --force` "
+                            f"for frames/corrupted), then package again")
 
     def view(self, row: int) -> memoryview:
         return self.data[self.offsets[row]:self.offsets[row + 1]]
@@ -644,7 +655,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                     plan.append((name, True, False, ws.root / "frames" / "corrupted" / setting, clip_ids, [split],
                                  f"{HF_SPLIT[split]} under {setting}: " + entry["row"]["params"]))
         total = sum(len(inputs.instances[s]) for *_, spl, _ in plan for s in spl)
-        from .ingest import _progress
+        from .progress import bar as _progress
 
         bar = _progress(total=total, enabled=progress, desc="package", unit="row")
         hasher = _Hasher()

@@ -88,7 +88,13 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     except (pa.ArrowInvalid, OSError):
         return None
     raw = meta.get(PROVENANCE_KEY)
-    return json.loads(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:                     # damaged metadata: as good as none (the stage redoes the file)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 JOURNAL = ".commit.json"

@@ -123,7 +123,7 @@ def _check_tables(ws, report: WorkspaceReport) -> None:
 def verify_workspace(ws, *, decode: bool = True, progress: bool = True) -> WorkspaceReport:
     """Check every frame store (recorded per-clip sha256, and with ``decode`` every JPEG) and the agreement of
     the tables; return the findings, each with what to rerun."""
-    from .ingest import _progress
+    from .progress import bar as _progress
 
     report = WorkspaceReport()
     n = len(list((ws.root / "frames").glob("clean/*.parquet"))) + len(list((ws.root / "frames").glob("corrupted/*/*.parquet")))

@@ -420,14 +420,23 @@ def _states(ws) -> dict[str, tuple[str, str]]:
     return {s["stage"]: (s["state"], s["detail"]) for s in out["stages"]}
 
 
-def test_an_ingest_whose_movies_are_all_missing_is_failed_and_a_rerun_repeats_why(tmp_path):
+def test_an_ingest_that_finds_no_movie_fails_and_writes_no_table(tmp_path):
+    """Issue 25: a wrong or empty movies_dir used to exit 0 with empty tables (and empty the tables of a build)."""
     ws = make_workspace(tmp_path, tmp_path / "no-movies", people_rows("gone", [2, 3]))
-    first = refava("-w", ws, "ingest", "--no-progress", check=True)
-    assert "missing_movie" in first.stdout
-    state, detail = _states(ws)["ingest"]
-    assert state == "failed" and "missing_movie" in detail
-    again = refava("-w", ws, "ingest", "--no-progress", check=True)
-    assert "nothing to do" not in again.stdout and "missing_movie" in again.stdout
+    for _ in range(2):                                       # a rerun says the same
+        proc = refava("-w", ws, "ingest", "--no-progress")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "no-movies does not exist" in proc.stderr and "gone" in proc.stderr
+        assert not (ws / "tables" / "instances.parquet").exists()
+    assert _states(ws)["ingest"][0] == "missing"
+
+
+def test_an_empty_movies_dir_keeps_the_tables_of_a_build(ingested, tmp_path):
+    before = snapshot(ingested / "tables")
+    (tmp_path / "empty").mkdir()
+    proc = refava("-w", ingested, "ingest", "--no-progress", "--movies-dir", tmp_path / "empty")
+    assert proc.returncode != 0 and "holds none of the annotated movies" in proc.stderr
+    assert "tables already there are kept" in proc.stderr and snapshot(ingested / "tables") == before
 
 
 def test_a_rerun_with_nothing_to_do_repeats_the_problems(tmp_path):

@@ -1,8 +1,6 @@
 """AVA ground-truth and results csv files."""
 from __future__ import annotations
 
-import csv as _csv
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +10,6 @@ from ..errors import AnnotationFormatError
 from ..fsutil import SAFE_ID
 from ..records import Instance, clip_id_of, instance_id_of
 from ..validate import Problem, ProblemLog, check_box
-from .text import read_text
 
 
 @dataclass(frozen=True)
@@ -42,11 +39,15 @@ class ResultRow:
 def _open_rows(path: Path):
     if not path.exists():
         raise AnnotationFormatError(f"{path}: file not found; give the path of an AVA csv file")
-    text = read_text(path, "AVA csv file")
-    for line_no, cols in enumerate(_csv.reader(io.StringIO(text, newline="")), start=1):
-        if not cols or (len(cols) == 1 and not cols[0].strip()):
-            continue
-        yield line_no, [c.strip() for c in cols]
+    from ..io import InputError, iter_csv
+
+    try:
+        for line_no, cols in iter_csv(path, what="AVA csv file"):      # one line in memory at a time
+            if not cols or (len(cols) == 1 and not cols[0].strip()):
+                continue
+            yield line_no, [c.strip() for c in cols]
+    except InputError as exc:
+        raise AnnotationFormatError(str(exc)) from None
 
 
 def _parse_common(cols: list[str], where: str) -> tuple[str, int, tuple[float, float, float, float], int]:

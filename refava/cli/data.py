@@ -170,6 +170,33 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
            excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
            workers=workers, strict=strict, force=force, progress=not no_progress, log=click.echo,
            allow_empty=allow_empty, engine=engine_spec, shard=shard_spec, merge=merge)
+    if overridden:              # what this run did is what refava.toml says from now on (a failed run records nothing)
+        _record_settings(ws, changes, movies_dir, annotations, label_map, excluded)
+
+
+def _record_settings(ws, changes: dict, movies_dir, annotations, label_map, excluded) -> None:
+    """Settings given on the command line go into refava.toml, so that `refava status` and the next plain
+    `refava ingest` agree with what this run does (said on stdout)."""
+    import os
+
+    def rel(path) -> str:
+        return os.path.relpath(Path(path).absolute(), ws.root)
+
+    said = []
+    for key, value in changes.items():
+        if ws.config["clips"].get(key) != value:
+            ws.config["clips"][key] = value
+            said.append(f"[clips] {key} = {value}")
+    paths = {"movies_dir": rel(movies_dir) if movies_dir else None,
+             "annotations": [rel(a) for a in annotations] or None, "label_map": rel(label_map) if label_map else None,
+             "excluded": [rel(e) for e in excluded] or None}
+    for key, value in paths.items():
+        if value is not None and ws.config["ava"].get(key) != value:
+            ws.config["ava"][key] = value
+            said.append(f"[ava] {key} = {value}")
+    if said:
+        ws.save()
+        click.echo(f"recorded in {ws.root / 'refava.toml'}: {'; '.join(said)}")
 
 
 def _repeat_problems(ws, most: int = 10) -> None:

@@ -12,9 +12,13 @@ from . import cli, load_workspace
 
 def _rel(path: Path, root: Path) -> str:
     try:
-        return os.path.relpath(path.resolve(), root.resolve())
+        path = path.resolve()
+    except (OSError, RuntimeError):      # a symlink loop: kept as given, ingest reports it
+        path = path.absolute()
+    try:
+        return os.path.relpath(path, root.resolve())
     except ValueError:  # another drive on Windows
-        return str(path.resolve())
+        return str(path)
 
 
 @cli.command("init")
@@ -71,7 +75,11 @@ def init_cmd(directory, sample, movies_dir, annotations, label_map, excluded, fi
         for value in ws.paths("ava", key):
             note = "" if value.exists() else ("   (does not exist yet: `refava download` fills it)"
                                               if key == "movies_dir" else "   (missing)")
-            click.echo(f"  {key:<12} {os.path.relpath(value, ws.root)} -> {value.resolve()}{note}")
+            try:
+                where = value.resolve()
+            except (OSError, RuntimeError) as exc:        # a symlink loop
+                where, note = value, f"   (cannot be resolved: {exc})"
+            click.echo(f"  {key:<12} {os.path.relpath(value, ws.root)} -> {where}{note}")
     click.echo(f"next: cd {ws.root} && refava ingest")
 
 

@@ -180,7 +180,7 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     task is done, then writes them."""
     from ..engine import Engine, Task, run_tasks
     from ..fsutil import clean_stale_temporaries, write_json_atomic
-    from ..ingest import _progress
+    from ..progress import bar as _progress
 
     engine = engine or Engine("local", 1)
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
@@ -210,6 +210,9 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
             raise StageError(f"--merge: {len(undone)} of {len(tasks)} (setting, movie) task(s) are not done yet: "
                              f"{', '.join(undone[:10])}{' ...' if len(undone) > 10 else ''}; run their shards (or "
                              f"a plain `refava corrupt`) and merge again")
+        from ..engine import check_stores, refuse_merge
+
+        refuse_merge(check_stores({t.label: t.args[1] for t in tasks}), "a plain `refava corrupt --force`")
     else:
         if shard is not None:
             tasks = shard.take(tasks)

@@ -121,7 +121,7 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
     Rows of instances outside this run are kept, so ``--test`` then ``--val`` builds up one table.
     """
     from ..fsutil import write_json_atomic
-    from ..ingest import _progress
+    from ..progress import bar as _progress
     from ..tables import read_table, write_table
 
     if params is None:

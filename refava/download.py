@@ -58,14 +58,22 @@ class DownloadResult:
 
 def load_checksums(path: str | os.PathLike) -> dict[str, str]:
     """Read a ``<hex digest>  <file name>`` list (md5sum / sha256sum output) into {name: digest}."""
+    from .io import InputError, iter_lines, quote
+
     path = Path(path)
     out = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = list(iter_lines(path, what="checksum list", max_line_bytes=1 << 12))
+    except InputError as exc:
+        raise DownloadError(str(exc)) from None
+    for line_no, line in lines:
+        line = line.rstrip("\r\n")
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) != 2 or len(parts[0]) not in (32, 64):
-            raise DownloadError(f"{path.name} line {line_no}: expected '<md5 or sha256 hex>  <file name>', found {line!r}")
+            raise DownloadError(f"{path.name} line {line_no}: expected '<md5 or sha256 hex>  <file name>', found "
+                                f"{quote(line)}")
         out[parts[1].lstrip("*")] = parts[0].lower()
     return out
 
@@ -164,8 +172,15 @@ def download(names: Iterable[str], out_dir: str | os.PathLike, *, base_url: str,
     names = list(names)
     for name in names:
         _check_name(name)
+    from .io import folder_lock
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, "movies", out_dir / ".refava-download.lock"):     # two downloads share .part files
+        return _download(names, out_dir, base_url, subset, checksums, workers, retries, timeout, progress, log)
+
+
+def _download(names, out_dir: Path, base_url, subset, checksums, workers, retries, timeout, progress, log):
     started = time.perf_counter()
     result = DownloadResult(out_dir=out_dir)
     prefix = base_url.rstrip("/") + (f"/{subset}" if subset else "")

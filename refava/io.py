@@ -216,7 +216,7 @@ def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> 
 
 
 __all__ = ["InputError", "OutputFolderError", "check_output_folder", "decode_text", "expect", "iter_csv",
-           "iter_json_lines", "iter_lines", "output_folder", "parse_json", "recover_output_folder",
+           "folder_lock", "iter_json_lines", "iter_lines", "output_folder", "parse_json", "recover_output_folder",
            "quote", "read_json"]
 
 
@@ -314,12 +314,12 @@ def _move_foreign(old: Path, out: Path, owned) -> None:
         path.rename(target)
 
 
-class _FolderLock:
-    """An exclusive ``flock`` on ``.<out>.lock`` beside ``out``, removed when released; a second writer of the
-    same folder is refused at once."""
+class folder_lock:
+    """An exclusive ``flock`` on ``.<out>.lock`` beside ``out`` (or on ``path``), removed when released; a second
+    writer of the same folder is refused at once, naming the first."""
 
-    def __init__(self, out: Path, what: str):
-        self.path = out.parent / f".{out.name}.lock"
+    def __init__(self, out: Path, what: str, path: Path | None = None):
+        self.path = path or out.parent / f".{out.name}.lock"
         self.what = what
         self.fd = None
 
@@ -335,8 +335,8 @@ class _FolderLock:
             except BlockingIOError:
                 holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise LockedError(f"{self.path.parent / self.path.name[1:-5]} is being written by {holder}; wait for "
-                                  f"it to end (nothing was changed)") from None
+                raise LockedError(f"{self.path} is held: the {self.what} there is being written by {holder}; wait "
+                                  f"for it to end (nothing was changed)") from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -394,7 +394,7 @@ class output_folder:
 
         check_output_folder(self.out, protected=self.protected, owned=lambda p: set(), what=self.what)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = _FolderLock(self.out, self.what).__enter__()
+        self.lock = folder_lock(self.out, self.what).__enter__()
         try:
             self.recovered = recover_output_folder(self.out, self.owned)
             check_output_folder(self.out, owned=self.owned, what=self.what)

@@ -6,7 +6,18 @@ from pathlib import Path
 
 from ..errors import AnnotationFormatError
 from ..fsutil import SAFE_ID
-from .text import read_text
+from ..io import quote
+
+
+def _lines(path: Path, what: str):
+    """(line number, stripped text) of a small AVA text file, a line at a time through refava's bounded reader."""
+    from ..io import InputError, iter_lines
+
+    try:
+        for line_no, line in iter_lines(path, what=what, max_line_bytes=1 << 16):
+            yield line_no, line.strip()
+    except InputError as exc:
+        raise AnnotationFormatError(str(exc)) from None
 
 
 def load_excluded_timestamps(path: str | os.PathLike) -> set[tuple[str, int]]:
@@ -15,17 +26,16 @@ def load_excluded_timestamps(path: str | os.PathLike) -> set[tuple[str, int]]:
     if not path.exists():
         raise AnnotationFormatError(f"{path}: excluded-timestamps file not found")
     out = set()
-    for line_no, line in enumerate(read_text(path, "excluded-timestamps file").splitlines(), start=1):
-        line = line.strip()
+    for line_no, line in _lines(path, "excluded-timestamps file"):
         if not line:
             continue
         cols = [c.strip() for c in line.split(",")]
         if len(cols) != 2:
-            raise AnnotationFormatError(f"{path.name} line {line_no}: expected 'video_id,timestamp', found {line!r}")
+            raise AnnotationFormatError(f"{path.name} line {line_no}: expected 'video_id,timestamp', found {quote(line)}")
         try:
             out.add((cols[0], int(cols[1])))
         except ValueError:
-            raise AnnotationFormatError(f"{path.name} line {line_no}: expected an integer timestamp, found {cols[1]!r}") from None
+            raise AnnotationFormatError(f"{path.name} line {line_no}: expected an integer timestamp, found {quote(cols[1])}") from None
     return out
 
 
@@ -38,13 +48,12 @@ def load_file_list(path: str | os.PathLike) -> dict[str, str]:
     if not path.exists():
         raise AnnotationFormatError(f"{path}: file-name list not found")
     out: dict[str, str] = {}
-    for line_no, line in enumerate(read_text(path, "file-name list").splitlines(), start=1):
-        name = line.strip()
+    for line_no, name in _lines(path, "file-name list"):
         if not name:
             continue
         stem, dot, ext = name.rpartition(".")
         if not dot or not SAFE_ID.match(stem) or not ext.isalnum():
-            raise AnnotationFormatError(f"{path.name} line {line_no}: expected '<video_id>.<ext>' with a safe id, found {name!r}")
+            raise AnnotationFormatError(f"{path.name} line {line_no}: expected '<video_id>.<ext>' with a safe id, found {quote(name)}")
         if stem in out:
             raise AnnotationFormatError(f"{path.name} line {line_no}: video id {stem!r} listed twice ({out[stem]}, {name})")
         out[stem] = name

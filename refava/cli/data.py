@@ -15,9 +15,21 @@ from . import cli, load_workspace
 def sample_corpus_cmd(out, seconds, seed):
     """Write a small AVA-format corpus into OUT: 8 short movies (mp4/mkv/webm), their ground-truth csv, label
     map, excluded timestamps, file list, proposals, checksums, and a two-annotator Label Studio export."""
+    from ..io import _marked_files, output_folder
     from ..sample_corpus import make_sample_corpus
 
-    summary = make_sample_corpus(out, seconds=seconds, seed=seed, log=click.echo)
+    def owned(folder: Path):
+        """What sample-corpus wrote there: its record, or (an older refava's) movies/ and annotations/ alone."""
+        marked = _marked_files(folder)
+        if marked is not None or {p.name for p in folder.iterdir()} - {"movies", "annotations", ".complete"}:
+            return marked
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {".complete"}
+
+    with output_folder(out, owned=owned, what="sample corpus") as tmp:     # built beside OUT, swapped in
+        final = str(Path(out).resolve())
+        summary = make_sample_corpus(tmp, seconds=seconds, seed=seed,
+                                     log=lambda line: click.echo(str(line).replace(str(tmp), final)))
+    summary["out"] = str(Path(out).resolve())
     click.echo(f"next: refava init ws --from-sample {out}")
     return summary
 

@@ -70,6 +70,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     ws = load_workspace(ctx, lock="validate-dataset")
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
+    _check_folder(Path(out), ws, "report.json", "validation report")
     encoders = make_encoders(_encoder_spec(blip2, detr, seed, text_encoder, size=size,   # as `refava train` does
                                            person_threshold=person_threshold))
     cfg = TrainConfig(seed=seed) if blip2 else tiny_train_config(seed=seed)
@@ -90,6 +91,24 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     if report["near_chance"] and report["pretrained_encoders"]:
         click.echo(f"note: {', '.join(report['near_chance'])} rank at chance (macro AUROC near 50): see the report")
     click.echo(f"report: {out}/report.md")
+
+
+def _check_folder(out: Path, ws, own_file: str, what: str) -> None:
+    """A run or report folder: new, empty, or one refava wrote (it holds ``own_file``); never one holding the
+    workspace's own folders or inputs."""
+    from ..io import check_output_folder
+
+    check_output_folder(out.resolve(), protected=[p for p in ws.protected_paths() if p != ws.reports_dir],
+                        owned=lambda folder: {own_file} if (folder / own_file).exists() else None, what=what)
+
+
+def _read_settings(path: str) -> dict:
+    """The training settings of a --config JSON file: an object, read through refava's bounded reader."""
+    from ..io import expect, read_json
+
+    settings = expect(read_json(path, what="training settings", max_bytes=1 << 20), dict, path, "the settings")
+    expect(settings.get("model", {}), dict, path, "'model'")
+    return settings
 
 
 def _detections_path(ws, detections: str | None, detr: str | None) -> str | None:
@@ -136,16 +155,21 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
               encoder_size, device, detections, person_threshold):
     """Train RefAtomNet on a packaged dataset (checkpoint every epoch; a rerun resumes). Several processes or
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
-    import json
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     from ..train.loop import TrainConfig, tiny_train_config, train_run
 
     size = _size(encoder_size, blip2)
     ws = load_workspace(ctx, lock="train")
-    settings = json.loads(open(config_file).read()) if config_file else {}
+    settings = _read_settings(config_file) if config_file else {}
     model_overrides = settings.pop("model", {})
     base = TrainConfig() if blip2 else tiny_train_config()
+    unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise click.UsageError(f"{config_file}: unknown training setting(s) {unknown}; expected some of "
+                               f"{sorted(f.name for f in fields(TrainConfig))} and 'model'")
+    run_folder = Path(run_dir) if run_dir else ws.root / "runs" / "refatomnet"
+    _check_folder(run_folder, ws, "run.json", "run")
     flags = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}.items()
              if v is not None}
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}, **flags)

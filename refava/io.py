@@ -346,8 +346,11 @@ class folder_lock:
             os.close(fd)
         from .fsutil import owner
 
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"the {self.what} of {owner()}\n".encode(), 0)
+        try:                                        # who holds it, for the refusal (a full disk: said by nobody)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{owner()}\n".encode(), 0)
+        except OSError:
+            pass
         self.fd = fd
         return self
 

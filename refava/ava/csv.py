@@ -8,6 +8,7 @@ from typing import Iterable
 
 from ..errors import AnnotationFormatError
 from ..fsutil import SAFE_ID
+from ..io import quote
 from ..records import Instance, clip_id_of, instance_id_of
 from ..validate import Problem, ProblemLog, check_box
 
@@ -50,20 +51,30 @@ def _open_rows(path: Path):
         raise AnnotationFormatError(str(exc)) from None
 
 
+MAX_TIMESTAMP = 10 ** 6        # seconds: no movie is 11 days long (AVA's keyframes are 902..1798)
+MAX_ID = 10 ** 9
+
+
 def _parse_common(cols: list[str], where: str) -> tuple[str, int, tuple[float, float, float, float], int]:
     video_id = cols[0]
     try:
-        timestamp = int(cols[1])
+        timestamp = int(cols[1]) if len(cols[1]) <= 12 else None
     except ValueError:
-        raise AnnotationFormatError(f"{where}: expected an integer timestamp in column 2, found {cols[1]!r}") from None
+        timestamp = None
+    if timestamp is None or not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise AnnotationFormatError(f"{where}: expected an integer timestamp 0..{MAX_TIMESTAMP} in column 2, found "
+                                    f"{quote(cols[1])}")
     try:
         box = tuple(float(c) for c in cols[2:6])
     except ValueError:
-        raise AnnotationFormatError(f"{where}: expected numbers x1,y1,x2,y2 in columns 3-6, found {cols[2:6]}") from None
+        raise AnnotationFormatError(f"{where}: expected numbers x1,y1,x2,y2 in columns 3-6, found "
+                                    f"{quote(cols[2:6])}") from None
     try:
-        action_id = int(cols[6])
+        action_id = int(cols[6]) if len(cols[6]) <= 12 else MAX_ID + 1
     except ValueError:
-        raise AnnotationFormatError(f"{where}: expected an integer action id in column 7, found {cols[6]!r}") from None
+        action_id = MAX_ID + 1
+    if not 0 <= action_id <= MAX_ID:
+        raise AnnotationFormatError(f"{where}: expected an integer action id in column 7, found {quote(cols[6])}")
     return video_id, timestamp, box, action_id  # type: ignore[return-value]
 
 
@@ -93,19 +104,21 @@ def load_ava_csv(path: str | os.PathLike, *, known_actions: Iterable[int] | None
     for line_no, cols in _open_rows(path):
         where = f"{path.name} line {line_no}"
         if len(cols) != 8:
-            report(Problem("malformed_row", where, cols[0] if cols else "?", "8 columns", f"{len(cols)} columns"))
+            report(Problem("malformed_row", where, quote(cols[0])[:40] if cols else "?", "8 columns",
+                           f"{len(cols)} columns"))
             continue
         try:
             video_id, timestamp, box, action_id = _parse_common(cols, where)
-            person_id = int(cols[7])
+            person_id = int(cols[7]) if len(cols[7]) <= 12 else int("x")
         except AnnotationFormatError as exc:
-            report(Problem("malformed_row", where, cols[0], "numbers in columns 2-8", str(exc).split(": ", 1)[1]))
+            report(Problem("malformed_row", where, quote(cols[0])[:40], "numbers in columns 2-8", str(exc).split(": ", 1)[1]))
             continue
         except ValueError:
-            report(Problem("malformed_row", where, cols[0], "an integer person id in column 8", repr(cols[7])))
+            report(Problem("malformed_row", where, cols[0], "an integer person id in column 8", quote(cols[7])))
             continue
         if not SAFE_ID.match(video_id):
-            report(Problem("unsafe_id", where, video_id, "a video id of letters, digits, '-' or '_'", repr(video_id)))
+            report(Problem("unsafe_id", where, quote(video_id)[:40], "a video id of letters, digits, '-' or '_'",
+                           quote(video_id)))
             continue
         key_id = instance_id_of(video_id, timestamp, person_id) if timestamp >= 0 and person_id >= 0 else video_id
         if timestamp < 0 or person_id < 0:

@@ -62,6 +62,8 @@ def download_cmd(ctx, file_list, out_dir, base_url, subset, checksums, workers, 
     if not file_list:
         raise ConfigError("no file list: pass --file-list or set [ava] file_list in refava.toml")
     names = list(load_file_list(file_list).values())
+    if not names:
+        raise ConfigError(f"{file_list}: expected movie file names, one a line; found none (nothing to download)")
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:

@@ -89,7 +89,7 @@ def _dataset_rows(folder: Path, manifest: dict, split: str, pixels: bool):
 def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str, *, split: str | None = None,
                    images: bool = True, log: Callable[[str], None] = print, protected=()) -> ExportSummary:
     """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc)."""
-    from .package import MANIFEST, config_split, read_manifest
+    from .package.format import MANIFEST, config_split, read_manifest
 
     folder = Path(dataset)
     manifest = read_manifest(folder, ExportError, "run `refava package` first or pass --dataset with the folder it "

@@ -59,7 +59,7 @@ class RefAVAFrames:
     def __init__(self, dataset: str | os.PathLike = "refava", split: str = "train", config: str = "default", *,
                  size: int | None = None, pixels: bool = True, threads: int = _THREADS,
                  cache_dir: str | os.PathLike | None = None):
-        from .package import config_split, read_manifest
+        from .package.format import config_split, read_manifest
 
         folder = Path(dataset)
         manifest = read_manifest(folder, LoaderError)

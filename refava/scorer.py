@@ -52,7 +52,7 @@ def load_ground_truth(dataset: str | os.PathLike, split: str, config: str | None
     import pyarrow.parquet as pq
 
     from .ava import default_label_map
-    from .package import GROUP_OF_TYPE, config_split, read_manifest
+    from .package.format import GROUP_OF_TYPE, config_split, read_manifest
 
     folder = Path(dataset)
     manifest = read_manifest(folder, PredictionsError, "pass --dataset with the folder `refava package` wrote")

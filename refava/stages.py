@@ -20,6 +20,28 @@ class StageState:
     detail: str
 
 
+def recover(ws: Workspace) -> list[str]:
+    """Put right what killed runs left in ``ws``: finish an interrupted joint table commit, delete their temporary
+    files, restore or remove the packaged dataset's swap folders (only those of this host).  Returns what was done
+    (for a log line); a read-only workspace is left as it is."""
+    from .fsutil import clean_stale_temporaries
+    from .package import recover_interrupted
+    from .tables import recover_commit
+
+    done: list[str] = []
+    try:
+        if ws.tables_dir.is_dir():
+            done += [f"finished the interrupted commit of tables/{name}" for name in recover_commit(ws.tables_dir)]
+        removed = clean_stale_temporaries(ws.root)
+        if removed:
+            done.append(f"removed {len(removed)} temporary file(s) of killed runs")
+        if any(ws.root.glob(".refava.*~*.*")):
+            done += recover_interrupted(ws.root / "refava", log=lambda *_: None)
+    except OSError:
+        pass
+    return done
+
+
 def ingest_inputs(ws: Workspace, settings=None) -> dict:
     from .ingest import ingest_provenance
 
@@ -131,7 +153,7 @@ def _stats_state(ws: Workspace) -> StageState | None:
 
 def _package_state(ws: Workspace) -> tuple[StageState | None, str | None]:
     from .fsutil import sha256_file
-    from .package import MANIFEST
+    from .package.format import MANIFEST
 
     path = ws.root / "refava" / MANIFEST
     if not path.exists():

@@ -184,28 +184,6 @@ class Workspace:
         inputs += [p for key in ("annotations", "excluded") for p in self.paths("ava", key)]
         return own + inputs
 
-    def recover(self) -> list[str]:
-        """Put right what killed runs left: finish an interrupted joint table commit, delete their temporary
-        files, restore or remove the packaged dataset's swap folders.  Returns what was done (for a log line);
-        a read-only workspace is left as it is."""
-        from .fsutil import clean_stale_temporaries
-        from .tables import recover_commit
-
-        done: list[str] = []
-        try:
-            if self.tables_dir.is_dir():
-                done += [f"finished the interrupted commit of tables/{name}" for name in recover_commit(self.tables_dir)]
-            removed = clean_stale_temporaries(self.root)
-            if removed:
-                done.append(f"removed {len(removed)} temporary file(s) of killed runs")
-            if any(self.root.glob(".refava.*~*.*")):
-                from .package import recover_interrupted
-
-                done += recover_interrupted(self.root / "refava", log=lambda *_: None)
-        except OSError:
-            pass
-        return done
-
     @contextmanager
     def lock(self, stage: str):
         """Hold the write lock of ``stage`` while the block runs: a second writer of the same stage is refused

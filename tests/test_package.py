@@ -130,7 +130,7 @@ def test_manifest_checksums_are_the_files_and_a_failed_checksum_stops_the_build(
     that fails raises and leaves the old dataset as it was."""
     import hashlib
 
-    import refava.package as package
+    import refava.package.build as package
 
     ws, _ = packaged
     out = tmp_path / "small-shards"

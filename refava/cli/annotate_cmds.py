@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 @cli.group("annotate")

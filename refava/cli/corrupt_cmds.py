@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from . import cli, load_workspace
-from .data import check_engine_options, engine_options
+from .root import cli, load_workspace
+from .options import check_engine_options, engine_options
 
 TYPES = ("gaussian_noise", "shot_noise", "fog", "rain")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 def _dataset_folder(ctx, dataset: str | None):

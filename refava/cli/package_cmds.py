@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 @cli.command("package")

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 @cli.command("rephrase")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..splits import accepted_instances
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 @cli.command("build-splits")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 DEVICE = click.option("--device", default="auto", show_default=True,
                       help="cpu, cuda, cuda:N, or auto (this process's GPU when torch sees one, else the CPU).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import cli, load_workspace
+from .root import cli, load_workspace
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -1,19 +1,5 @@
-"""``refava package``: the workspace as a Hugging Face dataset folder that ``datasets.load_dataset`` reads offline.
-
-Layout of the folder (no loading script; the card's YAML names every configuration's files)::
-
-    README.md                  dataset card: YAML (configs, dataset_info, license, ...) and the documentation
-    refava-manifest.json       shard checksums and row counts, refava version, input hashes
-    data/<config>/<split>-00000-of-00002.parquet
-
-Configurations: ``default`` (train / validation / test, with pixels), ``annotations_only`` (no pixels: what can be
-published without redistributing movie frames), ``rephrased`` (validation and test with LLM rephrasings, when the
-workspace has them) and one per corruption setting and split that was generated (``test_fog_s3``).
-
-Rows of one clip share their frames.  They are stored once per row group by Parquet's dictionary encoding (rows of a
-clip are adjacent and the dictionary may hold a whole row group), so every row stays self-contained when loaded and
-the files are barely larger than the unique JPEG bytes.
-"""
+"""``refava package``: build the dataset folder from the workspace (read the tables, make the rows, write the
+shards with their checksums, swap the folder in)."""
 from __future__ import annotations
 
 import hashlib
@@ -29,62 +15,22 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import RefavaError, StageError
-from .framestore import DamagedFrameStoreError, clip_hash, jpeg_problem, require_intact
-from .fsutil import sha256_file
-from .io import output_folder
-
-MANIFEST = "refava-manifest.json"
-GROUPS = ("person_movement", "object_manipulation", "person_interaction")
-GROUP_OF_TYPE = {"PERSON_MOVEMENT": 0, "OBJECT_MANIPULATION": 1, "PERSON_INTERACTION": 2}
-HF_SPLIT = {"train": "train", "val": "validation", "test": "test"}
-ROW_GROUP_BYTES = 64 << 20        # unique JPEG bytes per row group: the dictionary page holds them once
-SHARD_BYTES = 512 << 20
-IMAGE_COLUMNS = ("keyframe.bytes", "frames.list.element.bytes")
-
-
-class PackageError(RefavaError, ValueError):
-    """The dataset folder cannot be written or does not verify."""
-
-
-# --- features ---------------------------------------------------------------------------------------------------
-
-def features(action_names: list[str], *, pixels: bool = True, rephrasings: bool = False):
-    """The ``datasets.Features`` of a RefAVA row; ``pixels=False`` for the annotations-only configuration,
-    ``rephrasings=True`` for the configuration that holds the LLM rephrasings (the others have no such column).
-
-    ``labels`` is ``actions`` as a fixed-length multi-hot vector (one float per class, in ClassLabel order), so that
-    PyTorch's default collate stacks it; ``box_px`` is ``box`` in pixels of the stored keyframe image
-    (``keyframe_width`` x ``keyframe_height``); ``keyframe_index`` is the position in ``frames`` of the sampled frame
-    nearest the keyframe in time (-1 when a row has no sampled frames).
-    """
-    from datasets import ClassLabel, Features, Image, List, Value
-
-    spec = {
-        "instance_id": Value("string"),
-        "video_id": Value("string"),
-        "keyframe_s": Value("int32"),
-        "person_id": Value("int32"),
-        "box": List(Value("float32"), length=4),
-        "box_px": List(Value("float32"), length=4),
-        "keyframe_width": Value("int32"),
-        "keyframe_height": Value("int32"),
-        "actions": List(ClassLabel(names=action_names)),
-        "labels": List(Value("float32"), length=len(action_names)),
-        "action_groups": List(ClassLabel(names=list(GROUPS))),
-        "expression": Value("string"),
-        **({"rephrasings": List(Value("string"))} if rephrasings else {}),
-        "keyframe_time_s": Value("float64"),
-        "frame_times_s": List(Value("float64")),
-        "keyframe_index": Value("int32"),
-        "annotators": List(Value("string")),
-        "verified": Value("bool"),
-    }
-    if pixels:
-        spec["keyframe"] = Image()
-        spec["frames"] = List(Image())
-    return Features(spec)
-
+from ..errors import StageError
+from ..framestore import DamagedFrameStoreError, clip_hash, jpeg_problem, require_intact
+from ..fsutil import sha256_file
+from ..io import output_folder
+from .format import (
+    GROUP_OF_TYPE,
+    HF_SPLIT,
+    IMAGE_COLUMNS,
+    MANIFEST,
+    ROW_GROUP_BYTES,
+    SHARD_BYTES,
+    PackageError,
+    _is_refava_dataset,
+    _own_files,
+    features,
+)
 
 # --- inputs -----------------------------------------------------------------------------------------------------
 
@@ -109,9 +55,9 @@ class Inputs:
 
 
 def read_inputs(ws) -> Inputs:
-    from .ava import default_label_map
-    from .splits import accepted_instances
-    from .tables import read_table
+    from ..ava import default_label_map
+    from ..splits import accepted_instances
+    from ..tables import read_table
 
     if not ws.table("splits").exists():
         raise StageError(f"{ws.table('splits')} not found: run `refava build-splits` first (the package has splits)")
@@ -552,36 +498,6 @@ def _write_then_hash(writer, table: pa.Table, growing: _GrowingHash, hasher) -> 
         hasher.submit(growing.update)
 
 
-def read_manifest(folder: str | os.PathLike, error: type[RefavaError] = PackageError,
-                  hint: str = "pass the folder `refava package` wrote") -> dict:
-    """The manifest of a packaged dataset folder; ``error`` (with ``hint`` on what to do) when there is none."""
-    folder = Path(folder)
-    if not (folder / MANIFEST).exists():
-        raise error(f"{folder}: not a packaged RefAVA dataset (no {MANIFEST}); {hint}")
-    return json.loads((folder / MANIFEST).read_text())
-
-
-def config_split(manifest: dict, folder: str | os.PathLike, config: str, split: str,
-                 error: type[RefavaError] = PackageError) -> str:
-    """The Hugging Face name of ``split`` (train / val / validation / test) in configuration ``config`` of a
-    packaged dataset; ``error`` naming what the folder has when either is missing."""
-    configs = manifest["configs"]
-    if config not in configs:
-        raise error(f"{folder} has no configuration {config!r}; it has {', '.join(sorted(configs))}")
-    name = HF_SPLIT.get(split, split)
-    if name not in configs[config]["splits"]:
-        raise error(f"{folder} configuration {config!r} has no split {split!r}; it has "
-                    f"{', '.join(configs[config]['splits'])}")
-    return name
-
-
-def _is_refava_dataset(path: Path) -> bool:
-    try:
-        return json.loads((path / MANIFEST).read_text()).get("format") == "refava-dataset"
-    except (OSError, ValueError):
-        return False
-
-
 def check_target(out: Path) -> None:
     """Refuse a target folder that holds anything but a refava dataset."""
     if out.exists() and not out.is_dir():
@@ -614,7 +530,7 @@ class PackageSummary:
 def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: int = SHARD_BYTES,
                       log: Callable[[str], None] = print, progress: bool = True) -> PackageSummary:
     """Write the workspace's dataset to ``out`` (default ``<workspace>/refava``), atomically; see the module doc."""
-    from . import __version__
+    from .. import __version__
     from .card import dataset_card
 
     start = time.perf_counter()
@@ -655,7 +571,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                     plan.append((name, True, False, ws.root / "frames" / "corrupted" / setting, clip_ids, [split],
                                  f"{HF_SPLIT[split]} under {setting}: " + entry["row"]["params"]))
         total = sum(len(inputs.instances[s]) for *_, spl, _ in plan for s in spl)
-        from .progress import bar as _progress
+        from ..progress import bar as _progress
 
         bar = _progress(total=total, enabled=progress, desc="package", unit="row")
         hasher = _Hasher()
@@ -697,22 +613,9 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                           time.perf_counter() - start, packaged)
 
 
-def _own_files(folder: Path) -> set[str]:
-    """The paths (relative, posix) that the refava dataset in ``folder`` wrote: its manifest lists them."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return set()
-    own = {MANIFEST, "README.md"}
-    for entry in (manifest.get("configs") or {}).values():
-        for shards in (entry.get("splits") or {}).values():
-            own.update(shard["path"] for shard in shards)
-    return own
-
-
 def recover_interrupted(out: Path, log: Callable[[str], None] = print) -> list[str]:
     """Put right what a killed ``package`` on this host left beside ``out`` (see :func:`refava.io.output_folder`)."""
-    from .io import recover_output_folder
+    from ..io import recover_output_folder
 
     done = recover_output_folder(Path(out), lambda folder: _own_files(folder) if _is_refava_dataset(folder) else None)
     for line in done:
@@ -720,135 +623,3 @@ def recover_interrupted(out: Path, log: Callable[[str], None] = print) -> list[s
     return done
 
 
-# --- verification -----------------------------------------------------------------------------------------------
-
-@dataclass
-class VerifyReport:
-    shards: int
-    rows: int
-    problems: list[str]
-
-
-def verify_dataset(folder: str | os.PathLike, *, rows: bool = True, decode: bool = True) -> VerifyReport:
-    """Recompute every shard's checksum and row count against the manifest and check every row against
-    ``schemas/dataset.schema.json``; with ``decode`` every JPEG is decoded (else only its magic number is read)."""
-    from .schemas import validate_rows
-
-    folder = Path(folder)
-    if not _is_refava_dataset(folder):
-        raise PackageError(f"{folder}: not a refava dataset (no {MANIFEST}); package one with `refava package`")
-    manifest = json.loads((folder / MANIFEST).read_text())
-    problems: list[str] = []
-    n_shards = n_rows = 0
-    listed = set()
-    for config, entry in manifest["configs"].items():
-        for split, shards in entry["splits"].items():
-            for shard in shards:
-                n_shards += 1
-                path = folder / shard["path"]
-                listed.add(path.resolve())
-                if not path.exists():
-                    problems.append(f"{shard['path']}: missing (manifest lists it with {shard['rows']} rows)")
-                    continue
-                digest = sha256_file(path)
-                if digest != shard["sha256"]:
-                    problems.append(f"{shard['path']}: sha256 {digest[:12]}... but the manifest says "
-                                    f"{shard['sha256'][:12]}...; the file changed after packaging")
-                try:
-                    pf = pq.ParquetFile(path)
-                except (pa.ArrowInvalid, OSError) as exc:
-                    problems.append(f"{shard['path']}: not readable as Parquet ({exc})")
-                    continue
-                if pf.metadata.num_rows != shard["rows"]:
-                    problems.append(f"{shard['path']}: {pf.metadata.num_rows} rows, manifest says {shard['rows']}")
-                n_rows += pf.metadata.num_rows
-                if rows:
-                    for i, batch in enumerate(pf.iter_batches(batch_size=256)):
-                        records = [_jsonable(r, shard["path"], problems, decode) for r in batch.to_pylist()]
-                        try:
-                            validate_rows("dataset", records, source=f"{shard['path']} batch {i}")
-                        except RefavaError as exc:
-                            problems.append(str(exc))
-    extra = [p for p in (folder / "data").rglob("*.parquet") if p.resolve() not in listed]
-    problems += [f"{p.relative_to(folder)}: not in the manifest" for p in extra]
-    return VerifyReport(n_shards, n_rows, problems)
-
-
-def _jsonable(row: dict, where: str, problems: list[str], decode: bool = False) -> dict:
-    from .framestore import jpeg_problem
-
-    def image(value, what):
-        if value is None:
-            return None
-        data = value.get("bytes") or b""
-        if data[:2] != b"\xff\xd8":
-            problems.append(f"{where}: {row.get('instance_id')}: {what} is not JPEG data ({len(data)} bytes)")
-        elif decode:
-            bad = jpeg_problem(data)
-            if bad:
-                problems.append(f"{where}: {row.get('instance_id')}: {what} {bad}")
-        return {"jpeg_bytes": len(data)}
-
-    out = dict(row)
-    if "keyframe" in out:
-        out["keyframe"] = image(out["keyframe"], "keyframe")
-    if "frames" in out:
-        out["frames"] = [image(f, f"frame {i}") for i, f in enumerate(out["frames"])]
-    return out
-
-
-def push_to_hub(folder: str | os.PathLike, repo: str) -> str:
-    """Upload a packaged folder to a Hugging Face dataset repository (created if missing); return its URL.
-
-    Every failure (no token, a bad repository name, offline mode, no connection, a refused token, no write access)
-    is a :class:`PackageError` that says what happened and what to do; the folder itself is never touched."""
-    from huggingface_hub import HfApi, constants, get_token
-
-    folder = Path(folder)
-    report = verify_dataset(folder, rows=False)
-    if report.problems:
-        raise PackageError(f"{folder} does not verify ({report.problems[0]}); not pushing")
-    retry = f"then push again with `refava package --push-to-hub {repo}` (the folder {folder} is complete)"
-    try:
-        from huggingface_hub.utils import validate_repo_id
-
-        validate_repo_id(repo)
-        if repo.count("/") != 1:
-            raise ValueError("expected NAMESPACE/NAME")
-    except Exception as exc:                                   # HFValidationError is a ValueError
-        raise PackageError(f"--push-to-hub {repo!r}: not a Hugging Face repository id ({_first_line(exc)}); "
-                           f"expected NAMESPACE/NAME such as me/refava") from None
-    if not get_token():
-        raise PackageError(f"no Hugging Face token: set HF_TOKEN or run `hf auth login`, {retry}")
-    if constants.HF_HUB_OFFLINE:
-        raise PackageError(f"HF_HUB_OFFLINE is set: nothing can be uploaded; unset it, {retry}")
-    endpoint = constants.ENDPOINT
-    api = HfApi()
-    try:
-        api.create_repo(repo, repo_type="dataset", exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
-                          commit_message="refava package")
-    except Exception as exc:
-        raise PackageError(f"pushing {folder} to {repo} on {endpoint} failed: {_hub_reason(exc)}; {retry}") from None
-    return f"{endpoint.rstrip('/')}/datasets/{repo}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
-
-
-def _hub_reason(exc: BaseException) -> str:
-    """What went wrong in a Hub call, in words, with what to check."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403):
-        return (f"the server refused the token (HTTP {status}): check that HF_TOKEN (or `hf auth login`) holds a "
-                f"token with write access to this namespace")
-    if status == 404:
-        return "the repository or namespace was not found (HTTP 404): check the name and your organisation rights"
-    if status is not None:
-        return f"HTTP {status} ({_first_line(exc)})"
-    name = type(exc).__name__
-    if "Connect" in name or "Timeout" in name or isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-        return f"no connection to the Hub ({name}: {_first_line(exc)}); check the network, a proxy, or HF_ENDPOINT"
-    return f"{name}: {_first_line(exc)}"

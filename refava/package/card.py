@@ -1,7 +1,7 @@
 """The dataset card (README.md) of a packaged RefAVA: YAML metadata that ``datasets`` reads, and the documentation."""
 from __future__ import annotations
 
-from .package import GROUPS, HF_SPLIT
+from .format import GROUPS, HF_SPLIT
 
 RAVAR_BIBTEX = """@inproceedings{peng2024ravar,
   title     = {Referring Atomic Video Action Recognition},

@@ -101,7 +101,7 @@ def test_config_values_are_range_checked_before_force_deletes_anything(ingested,
 
 
 def test_force_replaces_each_movie_only_when_its_new_frames_are_complete(ingested, monkeypatch):
-    from refava import ingest as ingest_module
+    from refava.ingest import stage as ingest_module
 
     before = snapshot(ingested / "frames")
     calls = []

@@ -237,7 +237,7 @@ def test_rerun_reuses_movies_and_gives_identical_bytes(tmp_path, two_movies):
 
 
 def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, two_movies, monkeypatch):
-    import refava.ingest as ingest_mod
+    import refava.ingest.stage as ingest_mod
 
     movies, rows = two_movies
     clean = tmp_path / "clean"

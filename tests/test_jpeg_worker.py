@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from factories import make_indexed_video
-from refava import jpeg_worker
+from refava.ingest import jpeg_worker
 from refava.ingest import ClipSettings, ingest_movie
 from refava.video import DecodedFrame, encode_frame_jpeg
 

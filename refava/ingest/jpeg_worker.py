@@ -20,7 +20,7 @@ other busy processes, where low-priority threads were 4x slower), and idle time 
 The helper runs two encoding threads: a gap on either CPU then finds one ready.  Linux only (``memfd_create``,
 ``SCHED_IDLE``); elsewhere ingest keeps its thread pool.
 
-Run as ``python -m refava.jpeg_worker JOBS_FD RESULTS_FD MEMFD SIZE THREADS`` by :class:`ProcessEncoder`, never by hand.
+Run as ``python -m refava.ingest.jpeg_worker JOBS_FD RESULTS_FD MEMFD SIZE THREADS`` by :class:`ProcessEncoder`, never by hand.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     import threading
     from multiprocessing.connection import Connection
 
-    from .video import encode_planes_jpeg
+    from ..video import encode_planes_jpeg
 
     _lower_priority()
     try:
@@ -148,7 +148,7 @@ def available() -> bool:
 
 
 class ProcessEncoder:
-    """The ingest :class:`~refava.ingest._Encoder` interface (``submit``, ``close``) backed by an idle-priority
+    """The ingest :class:`~refava.ingest.pool._Encoder` interface (``submit``, ``close``) backed by an idle-priority
     helper process; see the module docstring.
 
     ``memory_bytes`` bounds the shared ring (at least 4 slots of one frame each).  Jobs that find the ring full
@@ -161,8 +161,8 @@ class ProcessEncoder:
         import subprocess
         from multiprocessing.connection import Pipe
 
-        from .ingest import _Encoder
-        from .procs import preexec_die_with_parent
+        from .pool import _Encoder
+        from ..procs import preexec_die_with_parent
 
         self.settings = settings
         self._frame_size = (width, height)
@@ -190,7 +190,7 @@ class ProcessEncoder:
         fds = (jobs_read.fileno(), results_write.fileno(), self._memfd)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "refava.jpeg_worker", *map(str, fds), str(size), str(helper_threads)],
+                [sys.executable, "-m", "refava.ingest.jpeg_worker", *map(str, fds), str(size), str(helper_threads)],
                 pass_fds=fds, env=env, stdin=subprocess.DEVNULL, preexec_fn=preexec_die_with_parent())
         except OSError:
             self._process = None
@@ -237,7 +237,7 @@ class ProcessEncoder:
         return (self.settings.keyframe_short_side if role == "keyframe" else self.settings.short_side) or None
 
     def _submit(self, decoded, role: str):
-        from .video import encode_planes_jpeg, planes_420
+        from ..video import encode_planes_jpeg, planes_420
 
         planes = planes_420(decoded.frame)
         self._drain()
@@ -287,7 +287,7 @@ class ProcessEncoder:
 
     def _resolve(self, job: _Job) -> None:
         """Give ``job`` its value now: the helper's if it has answered, else encoded here from the slot."""
-        from .video import encode_planes_jpeg
+        from ..video import encode_planes_jpeg
 
         self._drain()
         if job.value is not None:

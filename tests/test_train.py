@@ -16,8 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from refava.train.encoders import tiny_encoders  # noqa: E402
-from refava.train.loop import (fit, near_chance, shuffle_text_within_clips, tiny_train_config,  # noqa: E402
-                               validate_dataset)
+from refava.train.controls import shuffle_text_within_clips  # noqa: E402
+from refava.train.loop import fit, tiny_train_config  # noqa: E402
+from refava.train.validation import near_chance, validate_dataset  # noqa: E402
 from refava.train.model import ModelConfig, RefAtomNet  # noqa: E402
 
 
@@ -181,7 +182,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_the_verdict_claims_the_referent_only_for_a_model_that_ranks_above_chance():
-    from refava.train.loop import _verdict
+    from refava.train.validation import _verdict
 
     beats = {"shuffled_text": True, "no_text": True, "class_prior": True}
     margins = {k: {"beyond_seed_noise": True} for k in beats}
@@ -242,7 +243,7 @@ def test_a_device_that_is_not_there_is_a_clear_error():
 
 def test_a_run_spec_rebuilds_the_named_encoder_size():
     from refava.cli.train_cmds import _encoder_spec
-    from refava.train.loop import make_encoders
+    from refava.train.runs import make_encoders
 
     for size, (pixels, width, tokens) in {"tiny": (64, 32, 8), "small": (128, 128, 16)}.items():
         spec = json.loads(json.dumps(_encoder_spec(None, None, 0, "qformer", size=size)))   # as run.json keeps it

@@ -9,7 +9,8 @@ import argparse
 
 from refava.train.detections import load_detection_table
 from refava.train.encoders import tiny_encoders
-from refava.train.loop import featurize, load_train_and_held_out
+from refava.train.loop import featurize
+from refava.train.validation import load_train_and_held_out
 from refava.train.probe import PROBE_EPOCHS, referent_probe
 
 

@@ -64,7 +64,9 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     from dataclasses import replace
 
     from ..train.detections import load_detection_table
-    from ..train.loop import TrainConfig, make_encoders, tiny_train_config, validate_dataset
+    from ..train.loop import TrainConfig, tiny_train_config
+    from ..train.runs import make_encoders
+    from ..train.validation import validate_dataset
 
     size = _size(encoder_size, blip2)
     ws = load_workspace(ctx, lock="validate-dataset")
@@ -157,7 +159,8 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     machines: `torchrun --nproc_per_node 2 -m refava train ...` (gloo on CPU, nccl on GPUs)."""
     from dataclasses import fields, replace
 
-    from ..train.loop import TrainConfig, tiny_train_config, train_run
+    from ..train.loop import TrainConfig, tiny_train_config
+    from ..train.runs import train_run
 
     size = _size(encoder_size, blip2)
     ws = load_workspace(ctx, lock="train")
@@ -232,7 +235,7 @@ def evaluate_cmd(ctx, predictions, run_dir, split, dataset, config_name, out, sa
         click.echo(json.dumps(shown, indent=2))
         click.echo(f"metrics: {target}")
         return
-    from ..train.loop import evaluate_run
+    from ..train.runs import evaluate_run
 
     if config_name:
         raise click.UsageError("--config goes with --predictions; for a run, pass --dataset")

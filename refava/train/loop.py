@@ -8,7 +8,6 @@ weight decay 0.2, none on biases and LayerNorms), linear warm-up then cosine, gr
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -21,10 +20,10 @@ import torch
 
 from .. import metrics as M
 from ..errors import RefavaError
-from ..fsutil import atomic_path, write_json_atomic, write_text_atomic
-from .detections import DetectionTable, load_detection_table
+from ..fsutil import atomic_path, write_json_atomic
+from .detections import DetectionTable
 from .encoders import COCO_NAMES
-from .model import ModelConfig, RefAtomNet
+from .model import RefAtomNet
 
 
 class TrainError(RefavaError, RuntimeError):
@@ -142,23 +141,6 @@ def _encode_batch(chunk: dict, encoders, frames: int, out: dict, clips: list, de
     out["labels"].append(labels)
     out["boxes"].append(torch.tensor(chunk["box"], dtype=torch.float32))
     clips += [f"{v}___{t:04d}" for v, t in zip(chunk["video_id"], chunk["keyframe_s"])]
-
-
-def shuffle_text_within_clips(feats: dict, seed: int) -> dict:
-    """The control 'text shuffled among the people of each clip': every person gets another's expression."""
-    rng = np.random.default_rng(seed)
-    order = np.arange(len(feats["clips"]))
-    by_clip: dict[str, list[int]] = {}
-    for i, c in enumerate(feats["clips"]):
-        by_clip.setdefault(c, []).append(i)
-    for members in by_clip.values():
-        if len(members) > 1:
-            order[members] = np.roll(members, int(rng.integers(1, len(members))))
-    return {**feats, "text": feats["text"][order], "mask": feats["mask"][order]}
-
-
-def without_text(feats: dict) -> dict:
-    return {**feats, "text": torch.zeros_like(feats["text"]), "mask": torch.ones_like(feats["mask"])}
 
 
 # --- training -----------------------------------------------------------------------------------------------------
@@ -338,271 +320,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def class_prior(train: dict, test: dict, groups=None) -> dict:
-    """The control that predicts the training frequency of every class for everyone, and the mean box."""
-    prior = train["labels"].mean(0, keepdim=True).expand_as(test["labels"]).numpy()
-    box = train["boxes"].mean(0, keepdim=True).expand_as(test["boxes"]).numpy()
-    return M.evaluate(test["labels"].numpy(), prior, box, test["boxes"].numpy(), groups=groups)
-
-
-def load_train_and_held_out(dataset_dir: str | os.PathLike):
-    """The packaged dataset through ``datasets.load_dataset``, with every held-out movie joined into one evaluation
-    split (the sample's test split alone is one movie); returns the DatasetDict and that split's name
-    (``validation+test``, or whichever of the two has rows)."""
-    import datasets
-
-    ds = datasets.load_dataset(str(dataset_dir))
-    held_out = [s for s in ("validation", "test") if s in ds and len(ds[s])]
-    if "train" not in ds or not len(ds["train"]) or not held_out:
-        raise TrainError(f"{dataset_dir}: needs a train split and a validation or test split with rows")
-    eval_split = "+".join(held_out)
-    ds[eval_split] = datasets.concatenate_datasets([ds[s] for s in held_out])
-    return ds, eval_split
-
-
-def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, encoders, cfg: TrainConfig,
-                     model_cfg: ModelConfig | None = None, log: Callable[[str], None] = print,
-                     device: str | None = "auto", detections: DetectionTable | None = None, seeds: int = 1,
-                     pretrained: bool = False, probe_epochs: int | None = None) -> dict:
-    """The dataset's validation, in two parts, written to report.json/.md.
-
-    1. Does the data carry the referent?  The referent probe (:mod:`refava.train.probe`), true against clip-shuffled
-       expressions over ``seeds`` seeds, on the person proposals of ``detections``; it stands on random encoders.
-    2. Does RefAtomNet beat the controls?  The reference model and two trained controls (shuffled text, no text) on
-       the train split, they and the class-prior control evaluated on the held-out split.  The report calls this
-       evidence only with ``pretrained`` encoders (real BLIP-2 and DETR); with random ones it says it cannot tell.
-
-    ``detections``: a proposals/detections table for the location stream instead of the detector; ``seeds``: each
-    trained model is trained that many times (seeds cfg.seed, cfg.seed + 1, ...), and reported as mean and sd."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ds, eval_split = load_train_and_held_out(dataset_dir)
-    groups = _groups(ds["train"])
-    device = resolve_device(device)
-    encoders.to(device)
-    log(f"encoding train ({len(ds['train'])}) and {eval_split} ({len(ds[eval_split])}) with frozen encoders "
-        f"on {device} ...")
-    train = featurize(ds["train"], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
-    test = featurize(ds[eval_split], encoders, frames=cfg.frames, detections=detections, log=_quiet(log))
-    base = model_cfg or _model_config(encoders, detections)
-    runs: dict[str, list[dict]] = {}
-    for k in range(seeds):
-        seed_cfg = replace(cfg, seed=cfg.seed + k)
-        for name, tr, te in (("refatomnet", train, test),
-                             ("shuffled_text", shuffle_text_within_clips(train, seed_cfg.seed),
-                              shuffle_text_within_clips(test, seed_cfg.seed + 1)),
-                             ("no_text", without_text(train), without_text(test))):
-            log(f"training {name} (seed {seed_cfg.seed}) ...")
-            seed_everything(seed_cfg.seed)
-            model = RefAtomNet(base)
-            fit(model, tr, te, seed_cfg, out / name / f"seed-{seed_cfg.seed}", groups=groups, log=log, device=device,
-                restart_other=True)
-            runs.setdefault(name, []).append(evaluate(model, te, groups))
-    results = {name: _mean_of_runs(r) for name, r in runs.items()}
-    results["class_prior"] = class_prior(train, test, groups)
-    ref = results["refatomnet"]
-    beats, margins = {}, {}
-    for name, v in results.items():
-        if name == "refatomnet":
-            continue
-        diff = ref["map_macro"] - v["map_macro"]
-        noise = math.hypot(ref.get("map_macro_sd", 0.0), v.get("map_macro_sd", 0.0))
-        beats[name] = diff > 0
-        margins[name] = {"difference": diff, "seed_sd": noise, "beyond_seed_noise": diff > noise if seeds > 1 else None}
-    chance = near_chance({name: results[name] for name in runs})
-    verdict = _verdict(beats, margins, chance) if pretrained else (
-        "cannot be told with random encoders: RefAtomNet singles out the referent only through its attention over "
-        "visual tokens, which random towers fill with the scene; the comparison is evidence only with pretrained "
-        "encoders (--blip2, --detr). The numbers are shown for reference")
-    data = _data_part(train, test, detections, max(3, seeds), probe_epochs, log)   # the probe is cheap
-    report = {"dataset": str(dataset_dir), "dataset_manifest_sha256": _manifest_hash(dataset_dir),
-              "evaluated_on": eval_split, "train_rows": len(ds["train"]),
-              "eval_rows": len(ds[eval_split]), "config": asdict(cfg), "seeds": seeds, "model": asdict(base),
-              "encoders": _encoder_shape(encoders), "location_stream": _location_source(encoders, detections),
-              "keyframes_without_detections": len(detections.missing) if detections is not None else None,
-              "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict,
-              "near_chance": chance, "pretrained_encoders": pretrained, "data": data,
-              "data_verdict": data["verdict"], "model_verdict": verdict}
-    write_json_atomic(out / "report.json", report)
-    spread = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else ""
-    lines = ["# Dataset validation", "", "## 1. Does the data carry the referent?", ""]
-    lines += _data_lines(data)
-    lines += ["## 2. Does RefAtomNet beat the controls?", "",
-              f"Evaluated on `{eval_split}` ({report['eval_rows']} rows) after training on "
-              f"{report['train_rows']} rows for {cfg.epochs} epochs; encoders: {report['encoders']}"
-              f"{'' if pretrained else ' (random)'}; location stream: {report['location_stream']}.", "",
-              f"| model | mAP (macro){spread} | mAP (weighted) | AUROC (macro) | mIOU |", "|---|---:|---:|---:|---:|"]
-    for k, v in results.items():
-        sd = f" +- {v['map_macro_sd']:.2f}" if "map_macro_sd" in v else ""
-        lines.append(f"| {k} | {v['map_macro']:.2f}{sd} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
-                     f"{v.get('miou', float('nan')):.2f} |")
-    lines += ["", f"**Verdict:** {report['verdict']}.", ""]
-    if chance and pretrained:
-        lines += [f"**Note:** {', '.join(chance)} rank the people of each class no better than chance (macro AUROC "
-                  f"within {CHANCE_AUROC:g} of 50, a constant score's): they learned the class frequencies, not who "
-                  f"does what, so the comparison above says little about the expressions. With random encoders "
-                  f"it stayed so over seven draws of the sample corpus (`tools/validation_sweep.py`); real encoders "
-                  f"(--blip2, --detr) are needed before it does. "
-                  f"`tools/referent_probe.py` asks whether the text picks out the person directly.", ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
-    return report
-
-
-CHANCE_AUROC = 3.0       # macro AUROC points around 50 within which a trained model is said to rank at chance
-
-
-def _data_part(train: dict, test: dict, detections: DetectionTable | None, seeds: int, epochs: int | None,
-               log: Callable[[str], None]) -> dict:
-    """Part 1 of the report: the referent probe on the person proposals, or why it cannot run."""
-    from .probe import PROBE_EPOCHS, referent_probe
-
-    if detections is None:
-        return {"verdict": "cannot be told without person proposals: pass --detections (AVA's dense proposals or a "
-                           "detections csv), or set [ava] proposals in refava.toml", "carries_referent": None}
-    log(f"referent probe: true and clip-shuffled expressions, {seeds} seed(s) ...")
-    return referent_probe(train, test, seeds=seeds, epochs=epochs or PROBE_EPOCHS)
-
-
-def _data_lines(data: dict) -> list[str]:
-    if "arms" not in data:
-        return [f"**Verdict:** {data['verdict']}.", ""]
-    spread = f" (mean +- sd over {data['seeds']} seeds)" if data["seeds"] > 1 else ""
-    lines = ["A text-conditioned attention over the keyframe's person proposals picks one box and classifies the "
-             "actions from it (`refava.train.probe`), trained with the true expressions and with the expressions "
-             "shuffled among the people of each clip.", "",
-             f"| expressions | referent picked (%){spread} | mAP (macro) | AUROC (macro) | mIOU |",
-             "|---|---:|---:|---:|---:|"]
-    for name, arm in data["arms"].items():
-        lines.append(f"| {name.replace('_', ' ')} | {arm['referent_picked']:.1f} +- {arm['referent_picked_sd']:.1f} | "
-                     f"{arm['map_macro']:.2f} | {arm['auroc_macro']:.2f} | {arm['miou']:.2f} |")
-    lines += [f"| random pick | {data['chance_picked']:.1f} | | | |", "", f"**Verdict:** {data['verdict']}.", ""]
-    return lines
-
-
-def _verdict(beats: dict[str, bool], margins: dict[str, dict], chance: list[str]) -> str:
-    """One sentence: does RefAtomNet beat every control on mAP, which leads are within the seeds' spread, and is a
-    win worth anything (a RefAtomNet that ranks at chance beats the controls on class frequencies, not people)."""
-    losing = [k for k, b in beats.items() if not b]
-    within = [k for k, m in margins.items() if beats[k] and m["beyond_seed_noise"] is False]
-    if losing:
-        verdict = "RefAtomNet does not beat every control: " + ", ".join(losing)
-    elif "refatomnet" in chance:
-        verdict = ("RefAtomNet beats every control on mAP but ranks at chance (see the note), so this does not show "
-                   "that the expressions carry the referent")
-    else:
-        verdict = "the expressions carry the referent: RefAtomNet beats every control on mAP"
-    if within:
-        verdict += f" (within the seeds' spread against {', '.join(within)})"
-    return verdict
-
-
-def near_chance(results: dict[str, dict]) -> list[str]:
-    """The trained models whose macro AUROC is within ``CHANCE_AUROC`` of 50: whatever their mAP, they do not order
-    the people of a class by whether they do it, so comparing them says little about the expressions."""
-    return [name for name, r in results.items() if abs(r["auroc_macro"] - 50.0) < CHANCE_AUROC]
-
-
-def _mean_of_runs(runs: list[dict]) -> dict:
-    """Every metric's mean over the seeds' runs, and the standard deviation of mAP (macro) when there are several."""
-    out = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
-    out["classes_evaluated"] = runs[0]["classes_evaluated"]
-    if len(runs) > 1:
-        out["map_macro_sd"] = float(np.std([r["map_macro"] for r in runs], ddof=1))
-    return out
-
-
-def _quiet(log: Callable[[str], None]) -> Callable[[str], None]:
-    """Only the lines that are not per-batch progress."""
-    return lambda line: None if line.lstrip().startswith("encoded ") else log(line)
-
-
-def _model_config(encoders, detections: DetectionTable | None) -> ModelConfig:
-    if detections is not None:
-        return ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=detections.k,
-                           text_dim=encoders.text_dim, location=True)
-    return ModelConfig(dim=encoders.dim, tokens=encoders.tokens, detections=max(1, encoders.queries),
-                       text_dim=encoders.text_dim, location=encoders.detr is not None)
-
-
-def _encoder_shape(encoders) -> str:
-    text = "MiniLM sentence encoder" if encoders.sentence else "Q-Former text path"
-    return (f"{encoders.image_size} px frames, {encoders.tokens} query tokens {encoders.dim} wide, {text} "
-            f"({encoders.text_dim} wide)")
-
-
-def _location_source(encoders, detections: DetectionTable | None) -> str:
-    if detections is not None:
-        return f"detections table {detections.source} (up to {detections.k} per keyframe)"
-    return "the detector on the keyframe" if encoders.detr is not None else "none"
-
-
 def tiny_train_config(**kw) -> TrainConfig:
     return replace(TrainConfig(epochs=30, batch_size=32, lr=1e-3, warmup=0.1), **kw)
-
-
-__all__ = ["TrainConfig", "TrainError", "evaluate", "evaluate_run", "featurize", "fit", "load_train_and_held_out",
-           "resolve_device", "train_run", "validate_dataset"]
-
-
-# --- runs (refava train / refava evaluate) -----------------------------------------------------------------------
-
-def make_encoders(spec: dict):
-    """Encoders from a run's spec: {"tiny": {...}} or {"blip2": PATH, "detr": PATH or None} (a "detections" table
-    path in the spec is read by :func:`_detections_of`)."""
-    from .encoders import PERSON_THRESHOLD, load_encoders, tiny_encoders
-
-    encoders = tiny_encoders(**spec["tiny"]) if "tiny" in spec else load_encoders(spec["blip2"], spec.get("detr"))
-    encoders.person_threshold = spec.get("person_threshold", PERSON_THRESHOLD)
-    return encoders
-
-
-def _detections_of(spec: dict) -> DetectionTable | None:
-    """The detections table a run's encoder spec names, or None (the detector then feeds the location stream)."""
-    from .encoders import PERSON_THRESHOLD
-
-    if not spec.get("detections"):
-        return None
-    return load_detection_table(spec["detections"], min_score=spec.get("person_threshold", PERSON_THRESHOLD))
-
-
-def _load(dataset_dir: str, split: str):
-    import datasets
-
-    ds = datasets.load_dataset(str(dataset_dir))
-    if split not in ds:
-        raise TrainError(f"{dataset_dir} has no split {split!r}; it has {', '.join(ds)}")
-    return ds[split]
-
-
-def train_run(dataset_dir: str, run_dir: str | os.PathLike, *, encoder_spec: dict, cfg: TrainConfig,
-              model_overrides: dict | None = None, log: Callable[[str], None] = print,
-              device: str | None = "auto") -> list[dict]:
-    """Train on ``train``, validate on ``validation`` each epoch; run_dir holds run.json, checkpoint.pt, metrics.
-    Under ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on CPU, nccl on GPUs) first."""
-    run = Path(run_dir)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if (run / "checkpoint.pt").exists() and (run / "run.json").exists():
-        before = json.loads((run / "run.json").read_text()).get("encoders")
-        if before != json.loads(json.dumps(encoder_spec)):
-            raise TrainError(f"{run} holds a run trained with other encoders ({before}) than these ({encoder_spec}); "
-                             f"delete {run} to start over, or train into another --run folder")
-    encoders = make_encoders(encoder_spec).to(device)
-    table = _detections_of(encoder_spec)
-    log(f"encoding the train and validation splits on {device} ...")
-    train = featurize(_load(dataset_dir, "train"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
-    val = featurize(_load(dataset_dir, "validation"), encoders, frames=cfg.frames, detections=table, log=_quiet(log))
-    mcfg = replace(_model_config(encoders, table), **(model_overrides or {}))
-    run.mkdir(parents=True, exist_ok=True)
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        write_json_atomic(run / "run.json", {"dataset": str(dataset_dir), "encoders": encoder_spec,
-                                             "model": asdict(mcfg), "train": asdict(cfg)})
-    seed_everything(cfg.seed)
-    return fit(RefAtomNet(mcfg), train, val, cfg, run, log=log, device=device)
 
 
 def _groups(rows) -> list[int]:
@@ -614,34 +333,5 @@ def _groups(rows) -> list[int]:
     return [order[kinds.get(n, "PERSON_MOVEMENT")] for n in rows.features["actions"].feature.names]
 
 
-def evaluate_run(run_dir: str | os.PathLike, split: str = "test", dataset_dir: str | None = None,
-                 device: str | None = "auto", test_clips: int = 1,
-                 predictions_out: str | os.PathLike | None = None) -> dict:
-    """Metrics of a trained run's checkpoint on ``split``; written to run_dir/eval_<split>.json.  With
-    ``predictions_out`` the run's predictions are also written there as JSON lines, the file the official scorer
-    (``refava evaluate --predictions``) reads and scores to the same numbers."""
-    run = Path(run_dir)
-    try:
-        spec = json.loads((run / "run.json").read_text())
-        state = load_checkpoint(run / "checkpoint.pt")
-    except FileNotFoundError as exc:
-        raise TrainError(f"{run}: no trained run here ({exc.filename} missing); run `refava train` first") from exc
-    model = RefAtomNet(ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["model"].items()}))
-    model.load_state_dict(state["model"])
-    device = resolve_device(device)
-    model.to(device)
-    encoders = make_encoders(spec["encoders"]).to(device)
-    table = _detections_of(spec["encoders"])
-    if table is not None:
-        table.k = model.config.detections                  # the slots the model was trained with
-    rows = _load(dataset_dir or spec["dataset"], split)
-    feats = featurize(rows, encoders, frames=spec["train"]["frames"], detections=table, test_clips=test_clips)
-    scores, boxes = predict(model, feats)
-    metrics = M.evaluate(feats["labels"].numpy(), scores, boxes, feats["boxes"].numpy(), groups=_groups(rows))
-    result = {"split": split, "epoch": state["epoch"] + 1, "test_clips": test_clips, **metrics}
-    if predictions_out is not None:
-        from ..scorer import write_predictions
-
-        write_predictions(predictions_out, rows["instance_id"], scores, boxes)
-    write_json_atomic(run / f"eval_{split}.json", result)
-    return result
+__all__ = ["TrainConfig", "TrainError", "evaluate", "featurize", "fit", "predict", "resolve_device",
+           "tiny_train_config"]

@@ -89,7 +89,7 @@ def referent_probe(train: dict, test: dict, *, seeds: int = 3, epochs: int = PRO
     """The probe with true and with clip-shuffled expressions over ``seeds`` seeds: per arm the mean of each metric
     and the seeds' sd, the chance of a random pick, and whether the data carries the referent: the true
     expressions pick the referent more often than both chance and the shuffled ones, beyond the seeds' spread."""
-    from .loop import shuffle_text_within_clips
+    from .controls import shuffle_text_within_clips
 
     arms: dict[str, dict] = {}
     for name in ("true_text", "shuffled_text"):

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: demo test install bench clean labelstudio
+.PHONY: demo test install bench clean labelstudio lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +68,13 @@ demo: install $(DEMO)/sample/.complete
 
 labelstudio: .lsvenv/bin/label-studio
 
-test: install labelstudio
+# structure: no function over 60 statements (ruff PLR0915), dependencies one way (import-linter's layers contract
+# in setup.cfg; tests/test_structure.py also refuses any import cycle)
+lint: install
+	$(BIN)/ruff check refava
+	$(BIN)/lint-imports
+
+test: install labelstudio lint
 	bash tools/wheel_smoke.sh $(VENV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

@@ -213,16 +213,7 @@ def _optimise(stats: MovieStats, names, frac: np.ndarray, fixed: Mapping[str, st
         if movie in fixed:
             assign[row] = names.index(fixed[movie])
 
-    # Greedy: biggest movies first (a seeded permutation breaks ties), each into the split furthest below target.
-    load = np.array([sizes[assign == s].sum() for s in range(S)])
-    order = rng.permutation(M)
-    order = order[np.argsort(-sizes[order], kind="stable")]
-    for row in order:
-        if assign[row] >= 0:
-            continue
-        s = int(np.argmax((target_size - load) / target_size))
-        assign[row] = s
-        load[s] += sizes[row]
+    _greedy(assign, sizes, target_size, rng)
 
     def class_pen(x, s):      # x: (..., K) counts of split(s) s
         return (np.abs(x - target_cls[s]) / scale) ** POWER
@@ -265,28 +256,48 @@ def _optimise(stats: MovieStats, names, frac: np.ndarray, fixed: Mapping[str, st
                 split_pen[s] = class_pen(x_s[s], s).sum() + size_pen(n_s[s], s)
             improved = True
         elif rows.size >= 2:
-            # No single move helps: try random swaps between splits.
-            for i, j in rng.integers(0, rows.size, size=(512, 2)):
-                m1, m2 = rows[i], rows[j]
-                s1, s2 = assign[m1], assign[m2]
-                if s1 == s2:
-                    continue
-                d = X[m2] - X[m1]
-                dn = sizes[m2] - sizes[m1]
-                p1 = class_pen(x_s[s1] + d, s1).sum() + size_pen(n_s[s1] + dn, s1)
-                p2 = class_pen(x_s[s2] - d, s2).sum() + size_pen(n_s[s2] - dn, s2)
-                if p1 + p2 < split_pen[s1] + split_pen[s2] - 1e-12:
-                    x_s[s1] += d
-                    x_s[s2] -= d
-                    n_s[s1] += dn
-                    n_s[s2] -= dn
-                    assign[m1], assign[m2] = s2, s1
-                    split_pen[s1], split_pen[s2] = p1, p2
-                    improved = True
-                    break
+            improved = _try_swaps(rng, rows, assign, X, sizes, x_s, n_s, split_pen, class_pen, size_pen)
         if not improved:
             break
     return assign
+
+
+def _greedy(assign: np.ndarray, sizes: np.ndarray, target_size: np.ndarray, rng) -> None:
+    """Place the unpinned movies: biggest first (a seeded permutation breaks ties), each into the split furthest
+    below its target size."""
+    S = len(target_size)
+    load = np.array([sizes[assign == s].sum() for s in range(S)])
+    order = rng.permutation(len(assign))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    for row in order:
+        if assign[row] >= 0:
+            continue
+        s = int(np.argmax((target_size - load) / target_size))
+        assign[row] = s
+        load[s] += sizes[row]
+
+
+def _try_swaps(rng, rows, assign, X, sizes, x_s, n_s, split_pen, class_pen, size_pen) -> bool:
+    """No single move helps: try random swaps between splits; the first that lowers the cost is made (the arrays
+    are updated in place).  Returns whether one was."""
+    for i, j in rng.integers(0, rows.size, size=(512, 2)):
+        m1, m2 = rows[i], rows[j]
+        s1, s2 = assign[m1], assign[m2]
+        if s1 == s2:
+            continue
+        d = X[m2] - X[m1]
+        dn = sizes[m2] - sizes[m1]
+        p1 = class_pen(x_s[s1] + d, s1).sum() + size_pen(n_s[s1] + dn, s1)
+        p2 = class_pen(x_s[s2] - d, s2).sum() + size_pen(n_s[s2] - dn, s2)
+        if p1 + p2 < split_pen[s1] + split_pen[s2] - 1e-12:
+            x_s[s1] += d
+            x_s[s2] -= d
+            n_s[s1] += dn
+            n_s[s2] -= dn
+            assign[m1], assign[m2] = s2, s1
+            split_pen[s1], split_pen[s2] = p1, p2
+            return True
+    return False
 
 
 def check_splits(split_rows, instances) -> None:

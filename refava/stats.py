@@ -57,17 +57,48 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+    from .fsutil import sha256_file, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+    out_dir = Path(out_dir or ws.reports_dir / "stats")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d = _read(ws)
+    figures: dict[str, tuple[bytes, str]] = {}
+    for draw in (_instances_per_split, _people_per_clip, _actions_per_split, _expression_length, _words):
+        figures.update(draw(d))
+    figures.update(_gallery(ws, d, gallery))
+    paths = {}
+    for name, (png, _) in figures.items():
+        path = out_dir / f"{name}.png"
+        write_bytes_atomic(path, png)
+        paths[name] = str(path)
+    html_path = ws.reports_dir / "stats.html"
+    write_text_atomic(html_path, _page(ws, d, figures))
+    # what the page was made from, for `refava status`
+    write_json_atomic(out_dir / "inputs.json", {"stage": "stats", "inputs": {
+        n: sha256_file(ws.table(n)) for n in STATS_INPUTS if ws.table(n).exists()}})
+    log(f"stats: {len(figures)} figures in {out_dir}, report {html_path}")
+    return {"html": str(html_path), "figures": paths}
+
+
+class _Data:
+    """What the figures are drawn from: the instances in the splits, the clips, the accepted expressions."""
+
+    def __init__(self, instances, clips, split_of: dict, expression: dict, labels):
+        self.clips, self.split_of, self.expression, self.labels = clips, split_of, expression, labels
+        self.used = [i for i in instances if not split_of or i.instance_id in split_of]
+        self.splits = sorted({split_of.get(i.instance_id, "all") for i in self.used},
+                             key=lambda s: ["train", "val", "test"].index(s) if s in ("train", "val", "test") else 9)
+        self.texts = [expression[i.instance_id] for i in self.used if i.instance_id in expression]
+
+
+def _read(ws) -> _Data:
     from .ava import default_label_map
     from .records import Clips, Instances
     from .tables import read_table
 
-    out_dir = Path(out_dir or ws.reports_dir / "stats")
-    out_dir.mkdir(parents=True, exist_ok=True)
     instances = list(Instances.from_parquet(ws.table("instances")))
     clips = Clips.from_parquet(ws.table("clips"))
-    labels = default_label_map()
     split_of = {}
     if ws.table("splits").exists():
         split_of = {r["instance_id"]: r["split"] for r in read_table("splits", ws.table("splits")).to_pylist()}
@@ -76,18 +107,26 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
         expression = {r["instance_id"]: r["expression"] for r in
                       read_table("annotation_status", ws.table("annotation_status")).to_pylist()
                       if r["status"] == "accepted" and r["expression"]}
-    used = [i for i in instances if not split_of or i.instance_id in split_of]
-    splits = sorted({split_of.get(i.instance_id, "all") for i in used}, key=lambda s: ["train", "val", "test"].index(s)
-                    if s in ("train", "val", "test") else 9)
-    figures: dict[str, tuple[bytes, str]] = {}
+    return _Data(instances, clips, split_of, expression, default_label_map())
 
-    # 1. instances per split
+
+def _instances_per_split(d: _Data) -> dict:
+    import matplotlib.pyplot as plt
+
+    split_of, used, splits = d.split_of, d.used, d.splits
+    figures = {}
     fig, ax = plt.subplots(figsize=(5, 3))
     counts = Counter(split_of.get(i.instance_id, "all") for i in used)
     _bar(ax, splits, [counts[s] for s in splits], "Instances per split")
     figures["instances_per_split"] = (_png(fig), "Referred persons (instances) in each split.")
+    return figures
 
-    # 2. people per clip
+
+def _people_per_clip(d: _Data) -> dict:
+    import matplotlib.pyplot as plt
+
+    clips = d.clips
+    figures = {}
     fig, ax = plt.subplots(figsize=(5, 3))
     people = Counter(c.n_people for c in clips)
     keys = sorted(people)
@@ -95,8 +134,14 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
          color="#66aa55")
     ax.set_ylabel("clips")
     figures["people_per_clip"] = (_png(fig), "How many annotated people share a clip (the paper's Fig. 2).")
+    return figures
 
-    # 3. action frequency per split
+
+def _actions_per_split(d: _Data) -> dict:
+    import matplotlib.pyplot as plt
+
+    split_of, used, splits, labels = d.split_of, d.used, d.splits, d.labels
+    figures = {}
     freq = {s: Counter() for s in splits}
     for inst in used:
         for a in inst.action_ids:
@@ -114,10 +159,14 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
     ax.set_title("Action classes per split")
     ax.legend(fontsize=8)
     figures["actions_per_split"] = (_png(fig), "How often each AVA action occurs, as a share of each split.")
+    return figures
 
-    # 4. expression length
-    texts = [expression[i.instance_id] for i in used if i.instance_id in expression]
-    words_per = [len(t.split()) for t in texts]
+
+def _expression_length(d: _Data) -> dict:
+    import matplotlib.pyplot as plt
+
+    figures = {}
+    words_per = [len(t.split()) for t in d.texts]
     fig, ax = plt.subplots(figsize=(5, 3))
     if words_per:
         ax.hist(words_per, bins=range(1, max(words_per) + 2), color="#aa7744", align="left", rwidth=0.85)
@@ -127,8 +176,15 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
     ax.set_xlabel("words")
     ax.set_ylabel("expressions")
     figures["expression_length"] = (_png(fig), "Words per accepted referring expression.")
+    return figures
 
-    # 5. frequent words per category, and co-occurrence of categories' top words
+
+def _words(d: _Data) -> dict:
+    """Frequent words per category, and the co-occurrence of the categories' top words."""
+    import matplotlib.pyplot as plt
+
+    texts = d.texts
+    figures = {}
     tokens = [[w for w in "".join(ch.lower() if ch.isalpha() else " " for ch in t).split()] for t in texts]
     fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(3.2 * len(CATEGORIES), 3))
     top_words = []
@@ -158,13 +214,19 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
     fig.colorbar(im, ax=ax, shrink=0.7)
     figures["word_cooccurrence"] = (_png(fig), "How often two frequent words appear in the same expression "
                                               "(a heat map in place of the paper's chord diagram).")
+    return figures
 
-    # 6. gallery of keyframes with box and expression
+
+def _gallery(ws, d: _Data, gallery: int) -> dict:
+    """Keyframes with the referred person's box and expression, from the stored keyframes only."""
     import cv2
-    import pyarrow.parquet as pq
+    import matplotlib.pyplot as plt
 
+    from .framestore import DamagedFrameStoreError, read_keyframes
     from .video import decode_jpeg
 
+    used, clips, expression = d.used, d.clips, d.expression
+    figures = {}
     candidates = [i for i in used if i.instance_id in expression]
     # the gallery draws from stored keyframes only: instances whose frame store is missing are left out, and counted
     stored = [i for i in candidates if (ws.root / clips[i.clip_id].frames_file).exists()]
@@ -178,12 +240,14 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
             ax.axis("off")
         for ax, inst in zip(np.atleast_1d(axes).ravel(), chosen):
             clip = clips[inst.clip_id]
-            table = pq.read_table(ws.root / clip.frames_file, filters=[("clip_id", "=", inst.clip_id),
-                                                                        ("role", "=", "keyframe")])
-            if not table.num_rows:
+            try:
+                keyframe = read_keyframes(ws.root / clip.frames_file, {inst.clip_id}).get(inst.clip_id)
+            except DamagedFrameStoreError:
+                keyframe = None
+            if keyframe is None:
                 gallery_missing += 1
                 continue
-            img = decode_jpeg(table.column("jpeg")[0].as_py())
+            img = decode_jpeg(keyframe)
             h, w = img.shape[:2]
             x1, y1, x2, y2 = inst.box_xyxy
             cv2.rectangle(img, (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h)), (255, 40, 40), 2)
@@ -194,33 +258,22 @@ def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) 
                     f"(frame store missing; see `refava status`)." if gallery_missing else "")
         figures["gallery"] = (_png(fig), "Keyframes with the referred person's box and expression (the paper's Fig. 7)."
                               + left_out)
+    return figures
 
-    paths = {}
-    for name, (png, _) in figures.items():
-        path = out_dir / f"{name}.png"
-        path.write_bytes(png)
-        paths[name] = str(path)
+
+def _page(ws, d: _Data, figures: dict) -> str:
+    used = d.used
     page = ["<!doctype html><html><head><meta charset='utf-8'><title>RefAVA statistics</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
             "figure{margin:2em 0}</style></head><body>",
             f"<h1>RefAVA statistics</h1><p>{len(used)} instances in {len({i.clip_id for i in used})} clips of "
-            f"{len({i.video_id for i in used})} movies; {len(texts)} accepted expressions. Workspace "
+            f"{len({i.video_id for i in used})} movies; {len(d.texts)} accepted expressions. Workspace "
             f"{html.escape(str(ws.root))}.</p>"]
     for name, (png, caption) in figures.items():
         page.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     page.append("</body></html>")
-    html_path = ws.reports_dir / "stats.html"
-    from .fsutil import write_text_atomic
-
-    write_text_atomic(html_path, "\n".join(page))
-    from .fsutil import sha256_file, write_json_atomic
-
-    # what the page was made from, for `refava status`
-    write_json_atomic(out_dir / "inputs.json", {"stage": "stats", "inputs": {
-        n: sha256_file(ws.table(n)) for n in STATS_INPUTS if ws.table(n).exists()}})
-    log(f"stats: {len(figures)} figures in {out_dir}, report {html_path}")
-    return {"html": str(html_path), "figures": paths}
+    return "\n".join(page)
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -354,6 +354,38 @@ def _first_frame_time(container, stream, path: Path) -> Fraction | None:
     return first
 
 
+def _clock(tb: Fraction, origin: Fraction) -> tuple[int, int, int]:
+    """(time_num, origin_num, time_den): frame time = pts * tb - origin = (pts * time_num - origin_num) / time_den,
+    one Fraction per frame."""
+    return tb.numerator * origin.denominator, origin.numerator * tb.denominator, tb.denominator * origin.denominator
+
+
+def _needed(targets: list[Fraction], origin: Fraction, tb: Fraction):
+    """``needed(prev_ticks, next_ticks)``: whether a target time lies strictly between two packet times.  For
+    integer p and n, a target time t (in ticks) lies in (p, n) exactly when ceil(t) > p and floor(t) < n: integer
+    comparisons, no Fraction arithmetic per packet."""
+    import bisect
+
+    ticks = [(t + origin) / tb for t in targets]
+    ceils = [math.ceil(t) for t in ticks]
+    floors = [math.floor(t) for t in ticks]
+
+    def needed(prev_ticks: int, next_ticks: int) -> bool:
+        i = bisect.bisect_right(ceils, prev_ticks)
+        return i < len(floors) and floors[i] < next_ticks
+    return needed
+
+
+def _seek(container, stream, seek_to: Fraction | None, origin: Fraction, tb: Fraction, path: Path) -> None:
+    """Seek to the keyframe at or before movie time ``seek_to`` (None: the start of the movie)."""
+    av = _av()
+    try:
+        container.seek(int(((seek_to if seek_to is not None else 0) + origin) / tb), stream=stream, backward=True,
+                       any_frame=False)
+    except av.error.FFmpegError as exc:
+        raise VideoDecodeError(f"{path}: seeking to {float(seek_to or 0):.3f} s failed ({exc})") from exc
+
+
 def decode_from(container, stream, start: Fraction | None, *, path: Path, margin_s: float = 1.0,
                 targets: list[Fraction] | None = None) -> Iterator[DecodedFrame]:
     """Decode from the last keyframe at or before ``start`` (from the beginning when None or near 0).
@@ -365,8 +397,6 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
     other frame depends on (non-reference frames) are not decoded at all: the frames that are yielded around
     each target are exactly those a full decode would give, at a fraction of the decoding cost.
     """
-    import bisect
-
     av = _av()
     tb = Fraction(stream.time_base)
     origin = _stream_start(stream)
@@ -374,39 +404,22 @@ def decode_from(container, stream, start: Fraction | None, *, path: Path, margin
     step = Fraction(1, 1) / Fraction(rate) if rate else Fraction(1, 30)
     backoffs = [Fraction(margin_s), Fraction(10), Fraction(60)]
     ctx = stream.codec_context
-    # frame time = pts * tb - origin = (pts * time_num - origin_num) / time_den: one Fraction per frame
-    time_den = tb.denominator * origin.denominator
-    time_num, origin_num = tb.numerator * origin.denominator, origin.numerator * tb.denominator
-    if targets is not None:
-        # For integer p and n, a target time t (in ticks) lies in (p, n) exactly when ceil(t) > p and
-        # floor(t) < n: integer comparisons, no Fraction arithmetic per packet.
-        ticks = [(t + origin) / tb for t in targets]
-        ceils = [math.ceil(t) for t in ticks]
-        floors = [math.floor(t) for t in ticks]
-
-        def needed(prev_ticks: int, next_ticks: int) -> bool:
-            i = bisect.bisect_right(ceils, prev_ticks)
-            return i < len(floors) and floors[i] < next_ticks
+    time_num, origin_num, time_den = _clock(tb, origin)
+    needed = _needed(targets, origin, tb) if targets is not None else None
     # AVI timestamps follow the stored chunks, not the pictures (packed B-frames): packet times cannot tell which
     # frames are unneeded there, so nothing is skipped; and they come one decoder delay late, so the movie's
     # first frame, not the stream's start, is time 0
     skips_are_safe = "avi" not in (container.format.name or "").split(",")
     if not skips_are_safe:
         origin = _first_frame_time(container, stream, path) or origin
-        time_num, origin_num = tb.numerator * origin.denominator, origin.numerator * tb.denominator
-        time_den = tb.denominator * origin.denominator
+        time_num, origin_num, time_den = _clock(tb, origin)
     attempt = 0
     while True:
         seek_to = None
         if start is not None and attempt < len(backoffs) and start - backoffs[attempt] > 2:
             seek_to = start - backoffs[attempt]
-        try:
-            if seek_to is not None:
-                container.seek(int((seek_to + origin) / tb), stream=stream, backward=True, any_frame=False)
-            elif attempt:
-                container.seek(int(origin / tb), stream=stream, backward=True, any_frame=False)
-        except av.error.FFmpegError as exc:
-            raise VideoDecodeError(f"{path}: seeking to {float(seek_to or 0):.3f} s failed ({exc})") from exc
+        if seek_to is not None or attempt:
+            _seek(container, stream, seek_to, origin, tb, path)
         first = True
         last_time: Fraction | None = None
         restarted = False

@@ -163,21 +163,7 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
         text = rows[0]["text"] if rows else None
         verified = None
         if rows:
-            if not text:
-                reasons.append("no_expression")
-            else:
-                words = find_action_words(text)
-                if words:
-                    reasons.append("action_word: " + ", ".join(words))
-                n = len(tokens(text))
-                if n < MIN_WORDS:
-                    reasons.append(f"too_short: {n} words (at least {MIN_WORDS})")
-                if n > MAX_WORDS:
-                    reasons.append(f"too_long: {n} words (at most {MAX_WORDS})")
-                mine = clip_texts[inst.clip_id].get(iid)
-                twins = sorted(o for o, t in clip_texts[inst.clip_id].items() if o != iid and t == mine)
-                if twins:
-                    reasons.append("duplicate_in_clip: same as " + ", ".join(twins))
+            reasons += _text_reasons(text, clip_texts[inst.clip_id], iid)
             flags = sorted({f for r in rows for f in r["flags"]})
             if flags:
                 reasons.append("flagged: " + ", ".join(flags))
@@ -200,6 +186,26 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
                     "reasons": reasons, "expression": text, "annotators": sorted({r["annotator"] for r in rows}),
                     "verified": verified})
     return out
+
+
+def _text_reasons(text: str | None, clip_texts: dict[str, str], iid: str) -> list[str]:
+    """Why an expression cannot be accepted as written: none, action words, length, a twin in its clip."""
+    if not text:
+        return ["no_expression"]
+    reasons = []
+    words = find_action_words(text)
+    if words:
+        reasons.append("action_word: " + ", ".join(words))
+    n = len(tokens(text))
+    if n < MIN_WORDS:
+        reasons.append(f"too_short: {n} words (at least {MIN_WORDS})")
+    if n > MAX_WORDS:
+        reasons.append(f"too_long: {n} words (at most {MAX_WORDS})")
+    mine = clip_texts.get(iid)
+    twins = sorted(o for o, t in clip_texts.items() if o != iid and t == mine)
+    if twins:
+        reasons.append("duplicate_in_clip: same as " + ", ".join(twins))
+    return reasons
 
 
 def _conflict(inst, rows: list[dict], primary: dict[str, dict]) -> str | None:

@@ -57,73 +57,89 @@ def ls_task_to_annotations(task: dict, stage: str, *, source: str = "", known_in
         expected, found = shape
         out.problems.append(Problem("malformed_task", where, str(task.get("id")), expected, found))
         return out
-    data = task.get("data") or {}
     for ann in task.get("annotations") or []:
         if ann.get("was_cancelled"):
             continue
         if stage == "describe":
-            clip_id = data.get("clip_id")
-            if not clip_id:
-                out.problems.append(Problem("unknown_task", where, str(task.get("id")), "data.clip_id", "none"))
+            if not _describe_rows(out, task, ann, where, source, known_instances, users):
                 break
-            regions: dict[str, dict] = {}
-            for result in ann.get("result") or []:
-                rid = str(result.get("id", ""))
-                m = REGION.match(rid)
-                if result.get("from_name") not in ("expression", "flags"):
-                    continue
-                if not m:
-                    out.problems.append(Problem("unknown_region", where, rid, "a region id 'person_<AVA person id>'",
-                                                f"{rid!r} (from {result.get('from_name')})"))
-                    continue
-                iid = f"{clip_id}___{int(m.group(1))}"
-                if known_instances is not None and iid not in known_instances:
-                    out.problems.append(Problem("unknown_region", where, iid, "an instance of the instances table",
-                                                "no such instance (was the box removed or the clip excluded?)"))
-                    continue
-                row = regions.setdefault(iid, _base(task, ann, "describe", source, iid, clip_id, users))
-                value = result.get("value") or {}
-                if result["from_name"] == "expression":
-                    texts = [t for t in value.get("text") or [] if isinstance(t, str)]
-                    row["text"] = " ".join(t.strip() for t in texts).strip() or None
-                else:
-                    bad = [c for c in value.get("choices") or [] if c not in FLAGS]
-                    if bad:
-                        out.problems.append(Problem("unknown_answer", where, iid, f"flags in {FLAGS}", str(bad)))
-                    row["flags"] = sorted({c for c in value.get("choices") or [] if c in FLAGS})
-            out.rows.extend(regions[k] for k in sorted(regions))
         elif stage == "verify":
-            # blind tasks carry an opaque key that the workspace's map resolves; older exports carried the answer
-            entry = (verify_map or {}).get(data.get("task_key")) if data.get("task_key") else data
-            if entry is None:
-                out.problems.append(Problem("unknown_task", where, str(data.get("task_key")),
-                                            "a verify task key of this workspace (labelstudio/verify_tasks.json)",
-                                            "no such key: pushed from another workspace?"))
+            if not _verify_row(out, task, ann, where, source, known_instances, users, verify_map):
                 break
-            iid = entry.get("instance_id")
-            numbers = entry.get("box_numbers") or {}
-            if not iid or (known_instances is not None and iid not in known_instances):
-                out.problems.append(Problem("unknown_region", where, str(iid), "data.instance_id of a known instance",
-                                            "missing or unknown"))
-                break
-            picks = [c for r in ann.get("result") or [] if r.get("from_name") == "pick"
-                     for c in (r.get("value") or {}).get("choices") or []]
-            if len(picks) != 1:
-                out.problems.append(Problem("unknown_answer", where, iid, "exactly one pick", f"{picks}"))
-                continue
-            row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0], users)
-            row["text"] = data.get("expression")      # the text this answer verified: a rewrite needs a new check
-            row["picked"] = picks[0]
-            if picks[0] != "none":
-                if picks[0] not in numbers:
-                    out.problems.append(Problem("unknown_answer", where, iid, f"a box number in {sorted(numbers)}",
-                                                repr(picks[0])))
-                    continue
-                row["picked_person_id"] = int(numbers[picks[0]])
-            out.rows.append(row)
         else:
             raise ValueError(f"stage: expected 'describe' or 'verify', found {stage!r}")
     return out
+
+
+def _describe_rows(out: Converted, task: dict, ann: dict, where: str, source: str, known_instances, users) -> bool:
+    """The rows of one describe answer (one per boxed person it describes); False: the task itself is unusable."""
+    data = task.get("data") or {}
+    clip_id = data.get("clip_id")
+    if not clip_id:
+        out.problems.append(Problem("unknown_task", where, str(task.get("id")), "data.clip_id", "none"))
+        return False
+    regions: dict[str, dict] = {}
+    for result in ann.get("result") or []:
+        rid = str(result.get("id", ""))
+        m = REGION.match(rid)
+        if result.get("from_name") not in ("expression", "flags"):
+            continue
+        if not m:
+            out.problems.append(Problem("unknown_region", where, rid, "a region id 'person_<AVA person id>'",
+                                        f"{rid!r} (from {result.get('from_name')})"))
+            continue
+        iid = f"{clip_id}___{int(m.group(1))}"
+        if known_instances is not None and iid not in known_instances:
+            out.problems.append(Problem("unknown_region", where, iid, "an instance of the instances table",
+                                        "no such instance (was the box removed or the clip excluded?)"))
+            continue
+        row = regions.setdefault(iid, _base(task, ann, "describe", source, iid, clip_id, users))
+        value = result.get("value") or {}
+        if result["from_name"] == "expression":
+            texts = [t for t in value.get("text") or [] if isinstance(t, str)]
+            row["text"] = " ".join(t.strip() for t in texts).strip() or None
+        else:
+            bad = [c for c in value.get("choices") or [] if c not in FLAGS]
+            if bad:
+                out.problems.append(Problem("unknown_answer", where, iid, f"flags in {FLAGS}", str(bad)))
+            row["flags"] = sorted({c for c in value.get("choices") or [] if c in FLAGS})
+    out.rows.extend(regions[k] for k in sorted(regions))
+    return True
+
+
+def _verify_row(out: Converted, task: dict, ann: dict, where: str, source: str, known_instances, users,
+                verify_map) -> bool:
+    """The row of one verify answer; False: the task itself is unusable (unknown key or instance)."""
+    data = task.get("data") or {}
+    # blind tasks carry an opaque key that the workspace's map resolves; older exports carried the answer
+    entry = (verify_map or {}).get(data.get("task_key")) if data.get("task_key") else data
+    if entry is None:
+        out.problems.append(Problem("unknown_task", where, str(data.get("task_key")),
+                                    "a verify task key of this workspace (labelstudio/verify_tasks.json)",
+                                    "no such key: pushed from another workspace?"))
+        return False
+    iid = entry.get("instance_id")
+    numbers = entry.get("box_numbers") or {}
+    if not iid or (known_instances is not None and iid not in known_instances):
+        out.problems.append(Problem("unknown_region", where, str(iid), "data.instance_id of a known instance",
+                                    "missing or unknown"))
+        return False
+    picks = [c for r in ann.get("result") or [] if r.get("from_name") == "pick"
+             for c in (r.get("value") or {}).get("choices") or []]
+    if len(picks) != 1:
+        out.problems.append(Problem("unknown_answer", where, iid, "exactly one pick", f"{picks}"))
+        return True
+    row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0], users)
+    row["text"] = data.get("expression")      # the text this answer verified: a rewrite needs a new check
+    row["picked"] = picks[0]
+    if picks[0] != "none":
+        if picks[0] not in numbers:
+            out.problems.append(Problem("unknown_answer", where, iid, f"a box number in {sorted(numbers)}",
+                                        repr(picks[0])))
+            return True
+        row["picked_person_id"] = int(numbers[picks[0]])
+    out.rows.append(row)
+    return True
 
 
 def task_shape_problem(task: dict) -> tuple[str, str] | None:

@@ -355,6 +355,46 @@ def _work(ws, stage: str, instances: list) -> set[str] | None:
     return {r["instance_id"] for r in status if r["status"] == "pending_verification"}
 
 
+def _attach_storage(client: "Client", project_id: int, folder: Path) -> None:
+    """Make the project serve ``folder`` (local files); a server whose document root is elsewhere is a message."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        client.local_storage(project_id, folder)
+    except LabelStudioError as exc:
+        if "HTTP 400" not in str(exc):
+            raise
+        raise LabelStudioError(
+            f"Label Studio at {client.url} does not serve the keyframes under {folder}: the folder is outside its "
+            f"local-files document root (it refused the storage). Start it with "
+            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the "
+            f"workspace or a folder above it (tools/labelstudio.sh start does), or move the workspace under its "
+            f"document root. No task was added") from None
+
+
+def _describe_tasks(clips: dict, work, present: set, folder: Path, relative: str, result: "PushResult") -> list:
+    """One describe task per clip that is still work and not on the server yet (the rest counted in ``result``)."""
+    tasks = []
+    for clip_id in sorted(clips):
+        if work is not None and clip_id not in work:
+            result.skipped["every person has an accepted expression"] = result.skipped.get(
+                "every person has an accepted expression", 0) + 1
+            continue
+        if clip_id in present:
+            result.existing += 1
+            continue
+        if not (folder / f"{clip_id}.jpg").exists():
+            result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
+            continue
+        people = sorted(clips[clip_id], key=lambda i: i.person_id)
+        tasks.append({"data": {"image": _image_url(relative, f"{clip_id}.jpg"),
+                               "clip_id": clip_id, "video_id": people[0].video_id,
+                               "timestamp": people[0].timestamp},
+                      "predictions": [{"model_version": "ava-ground-truth", "score": 1.0, "result": [
+                          {"id": f"person_{p.person_id}", "from_name": "box", "to_name": "image",
+                           "type": "rectangle", "value": _rect(p.box_xyxy)} for p in people]}]})
+    return tasks
+
+
 def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, resend: bool = False) -> PushResult:
     """Create or update the stage's project, serve keyframes, import the tasks that are still work and not there
     yet (``resend``: every task, again).  Verify tasks carry an opaque key; the key's instance and box numbers stay
@@ -373,18 +413,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     if project_id != ws.config["labelstudio"].get(key):
         ws.config["labelstudio"][key] = project_id
         ws.save()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        client.local_storage(project_id, folder)
-    except LabelStudioError as exc:
-        if "HTTP 400" not in str(exc):
-            raise
-        raise LabelStudioError(
-            f"Label Studio at {client.url} does not serve the keyframes under {folder}: the folder is outside its "
-            f"local-files document root (it refused the storage). Start it with "
-            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to the "
-            f"workspace or a folder above it (tools/labelstudio.sh start does), or move the workspace under its "
-            f"document root. No task was added") from None
+    _attach_storage(client, project_id, folder)
     result = PushResult(stage, project_id)
     present = set() if resend else {
         (t.get("data") or {}).get("clip_id" if stage == "describe" else "task_key") for t in client.tasks(project_id)}
@@ -394,24 +423,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         _write_keyframes(ws, clips, folder, numbered=False)
         relative = served_path(client, ws, folder)
         result.repaired = _repair(client, project_id, folder, relative)
-        for clip_id in sorted(clips):
-            if work is not None and clip_id not in work:
-                result.skipped["every person has an accepted expression"] = result.skipped.get(
-                    "every person has an accepted expression", 0) + 1
-                continue
-            if clip_id in present:
-                result.existing += 1
-                continue
-            if not (folder / f"{clip_id}.jpg").exists():
-                result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
-                continue
-            people = sorted(clips[clip_id], key=lambda i: i.person_id)
-            tasks.append({"data": {"image": _image_url(relative, f"{clip_id}.jpg"),
-                                   "clip_id": clip_id, "video_id": people[0].video_id,
-                                   "timestamp": people[0].timestamp},
-                          "predictions": [{"model_version": "ava-ground-truth", "score": 1.0, "result": [
-                              {"id": f"person_{p.person_id}", "from_name": "box", "to_name": "image",
-                               "type": "rectangle", "value": _rect(p.box_xyxy)} for p in people]}]})
+        tasks = _describe_tasks(clips, work, present, folder, relative, result)
     else:
         rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
         latest: dict[str, dict] = {}

@@ -139,23 +139,8 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
 
     if not instances and not allow_empty:
         _refuse_to_empty(workspace, annotation_files, problems)
-    by_movie: dict[str, dict[int, int]] = {}
-    for inst in instances:
-        by_movie.setdefault(inst.video_id, {}).setdefault(inst.timestamp, 0)
-        by_movie[inst.video_id][inst.timestamp] += 1
-
-    jobs = []
     skipped: dict[str, int] = {}
-    for video_id, clip_people in sorted(by_movie.items()):
-        path = find_movie(movies_dir, video_id)
-        if path is None:
-            n = sum(clip_people.values())
-            problems.add(Problem("missing_movie", str(movies_dir), video_id,
-                                 f"a file {video_id}{{{','.join(MOVIE_EXTENSIONS)}}}",
-                                 f"no such file ({len(clip_people)} clips, {n} instances need it)"))
-            skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
-            continue
-        jobs.append((video_id, path, sorted(clip_people.items())))
+    by_movie, jobs = _plan_movies(instances, movies_dir, problems, skipped)
     _, unreadable = movie_files(movies_dir)
     for name, why in sorted(unreadable.items()):
         problems.add(Problem("unreadable_movie", str(movies_dir), name, "a readable movie file", why))
@@ -164,15 +149,8 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         # shards split the movies that have files, in sorted order; a merge needs every one of them done
         undone = [(n, vid) for n, (vid, path, cp) in enumerate(jobs)
                   if completion_record(workspace, vid, _fingerprint(path, [t for t, _ in cp], settings)) is None]
-    if merge and undone:
-        counts = {int(m[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
-                  if (m := re.fullmatch(r"ingest-shard-\d+-of-(\d+)", p.stem))}
-        count = counts.pop() if len(counts) == 1 else None
-        shown = ", ".join(f"{vid} (shard {n % count}/{count})" if count else vid for n, vid in undone[:10])
-        raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"
-                         f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava ingest`, "
-                         f"which does them here) and merge again")
     if merge:
+        _refuse_undone(workspace, jobs, undone)
         _check_records(workspace, jobs, settings)
     if shard is not None:
         jobs = shard.take(jobs)
@@ -261,6 +239,40 @@ def _finish_shard(workspace: Path, shard, results: dict, undone_before: list, jo
     log(f"  {remaining} movie(s) of other shards not done yet" if remaining else
         "  every movie of every shard is done: `refava ingest --merge` (or a plain `refava ingest`) writes the tables")
     return ShardResult(str(shard), len(results), reused, len(problems), report, remaining)
+
+
+def _plan_movies(instances, movies_dir: Path, problems: ProblemLog, skipped: dict[str, int]):
+    """({video: {keyframe second: people}}, [(video, movie file, [(second, people)])] of the movies found); each
+    missing movie is a problem and its instances are counted in ``skipped``."""
+    by_movie: dict[str, dict[int, int]] = {}
+    for inst in instances:
+        by_movie.setdefault(inst.video_id, {}).setdefault(inst.timestamp, 0)
+        by_movie[inst.video_id][inst.timestamp] += 1
+    jobs = []
+    for video_id, clip_people in sorted(by_movie.items()):
+        path = find_movie(movies_dir, video_id)
+        if path is None:
+            n = sum(clip_people.values())
+            problems.add(Problem("missing_movie", str(movies_dir), video_id,
+                                 f"a file {video_id}{{{','.join(MOVIE_EXTENSIONS)}}}",
+                                 f"no such file ({len(clip_people)} clips, {n} instances need it)"))
+            skipped["missing_movie"] = skipped.get("missing_movie", 0) + n
+            continue
+        jobs.append((video_id, path, sorted(clip_people.items())))
+    return by_movie, jobs
+
+
+def _refuse_undone(workspace: Path, jobs: list, undone: list) -> None:
+    """A merge before every movie is done is refused, naming the movies and (from the shard reports) their shards."""
+    if not undone:
+        return
+    counts = {int(m[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
+              if (m := re.fullmatch(r"ingest-shard-\d+-of-(\d+)", p.stem))}
+    count = counts.pop() if len(counts) == 1 else None
+    shown = ", ".join(f"{vid} (shard {n % count}/{count})" if count else vid for n, vid in undone[:10])
+    raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"
+                     f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava ingest`, "
+                     f"which does them here) and merge again")
 
 
 def _check_records(workspace: Path, jobs: list, settings: ClipSettings) -> None:

@@ -217,20 +217,9 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
     start_epoch = 0
     ckpt = out_dir / "checkpoint.pt"
     identity = {"model": asdict(model.config), "train": asdict(cfg), "rows": n}
-    state = load_checkpoint(ckpt) if ckpt.exists() else None
-    if state is not None and state.get("identity") != identity and restart_other:
-        log(f"  {ckpt} is from another model, training configuration or data: starting this model over")
-        state = None
-    if state is not None:
-        if state.get("identity") != identity:
-            raise TrainError(f"{ckpt} was written by a run with another model, training configuration or data "
-                             f"({state.get('identity')}); delete {out_dir} to start over, or use another output folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        log(f"  resumed from {ckpt} after epoch {state['epoch'] + 1}")
+    resumed = _resume(ckpt, identity, model, opt, sched, restart_other, log)
+    if resumed is not None:
+        history, start_epoch = resumed
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -266,6 +255,26 @@ def fit(model: RefAtomNet, train: dict, val: dict, cfg: TrainConfig, out_dir: Pa
         write_json_atomic(out_dir / "metrics.json", history)
         plot_history(history, out_dir / "metrics.png")
     return history
+
+
+def _resume(ckpt: Path, identity: dict, model, opt, sched, restart_other: bool, log) -> tuple[list, int] | None:
+    """(history, next epoch) from the checkpoint of the same run, with model, optimizer, schedule and RNG restored;
+    None to start afresh.  A checkpoint of another run is an error, or with ``restart_other`` ignored."""
+    state = load_checkpoint(ckpt) if ckpt.exists() else None
+    if state is not None and state.get("identity") != identity and restart_other:
+        log(f"  {ckpt} is from another model, training configuration or data: starting this model over")
+        state = None
+    if state is None:
+        return None
+    if state.get("identity") != identity:
+        raise TrainError(f"{ckpt} was written by a run with another model, training configuration or data "
+                         f"({state.get('identity')}); delete {ckpt.parent} to start over, or use another output folder")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    log(f"  resumed from {ckpt} after epoch {state['epoch'] + 1}")
+    return state["history"], state["epoch"] + 1
 
 
 def _manifest_hash(dataset_dir) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .framestore import DamagedFrameStoreError, read_keyframes
+from .framestore import DamagedFrameStoreError, clean_path, corrupted_path, read_keyframes
 from .io import output_folder
 
 THUMB_WIDTH = 480
@@ -91,8 +91,8 @@ def build_site(ws, out: str | os.PathLike | None = None, *, log: Callable[[str],
         have: dict[str, set] = defaultdict(set)             # "clean" / setting -> clip ids with an image
         images = corrupted = 0
         for video in sorted(by_movie):
-            sources = [("clean", ws.root / "frames" / "clean" / f"{video}.parquet", by_movie[video])]
-            sources += [(s, ws.root / "frames" / "corrupted" / s / f"{video}.parquet", by_movie[video] & clips)
+            sources = [("clean", clean_path(ws.root, video), by_movie[video])]
+            sources += [(s, corrupted_path(ws.root, s, video), by_movie[video] & clips)
                         for s, clips in sorted(settings.items())]
             for name, path, wanted in sources:
                 if not wanted or not path.exists():

@@ -16,8 +16,34 @@ from typing import Iterable, Sequence
 from .errors import ValidationError
 
 
+CLEAN_DIR = Path("frames") / "clean"            # frames/clean/<video_id>.parquet
+CORRUPTED_DIR = Path("frames") / "corrupted"    # frames/corrupted/<type>_s<severity>/<video_id>.parquet
+
+
 class DamagedFrameStoreError(ValidationError):
     """A frame store's bytes do not match the checksums recorded when it was written."""
+
+
+def clean_path(root: str | Path, video_id: str) -> Path:
+    """Where the clean frame store of ``video_id`` lives in the workspace at ``root``."""
+    return Path(root) / CLEAN_DIR / f"{video_id}.parquet"
+
+
+def corrupted_path(root: str | Path, setting: str, video_id: str) -> Path:
+    """Where the frame store of ``video_id`` under corruption ``setting`` (``fog_s3``) lives."""
+    return Path(root) / CORRUPTED_DIR / setting / f"{video_id}.parquet"
+
+
+def read_store(path: str | Path, columns: list[str] | None = None):
+    """A frame store as an Arrow table (all of it cast to the frames schema, or only ``columns``); a store that
+    cannot be read raises :class:`DamagedFrameStoreError` naming it."""
+    from .errors import SchemaError
+    from .tables import read_table
+
+    try:
+        return read_table("frames", path, columns=columns)
+    except SchemaError as exc:
+        raise DamagedFrameStoreError(f"{path} (movie {Path(path).stem}): {str(exc).split(': ', 1)[-1]}") from None
 
 
 def clip_order(row: dict) -> tuple:
@@ -201,5 +227,5 @@ def require_intact(path: str | Path, computed: dict[str, str]) -> None:
                 f"(`refava ingest` for frames/clean, `refava corrupt` for frames/corrupted), then package again")
 
 
-__all__ = ["DamagedFrameStoreError", "StoreProblem", "check_frame_store", "clip_hash", "clip_layout", "clip_order", "hash_rows",
+__all__ = ["CLEAN_DIR", "CORRUPTED_DIR", "DamagedFrameStoreError", "clean_path", "corrupted_path", "read_store", "StoreProblem", "check_frame_store", "clip_hash", "clip_layout", "clip_order", "hash_rows",
            "jpeg_problem", "read_keyframes", "recorded_hashes", "require_intact"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .framestore import CORRUPTED_DIR
 from .tables import read_provenance
 from .workspace import Workspace
 
@@ -114,7 +115,7 @@ def _ingest_state(ws: Workspace) -> StageState:
 
 
 def _corrupt_state(ws: Workspace) -> StageState | None:
-    folder = ws.root / "frames" / "corrupted"
+    folder = ws.root / CORRUPTED_DIR
     settings = sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.parquet"))) if folder.is_dir() else []
     if not ws.table("corruptions").exists():
         if settings:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import RefavaError
-from .framestore import check_frame_store, recorded_hashes
+from .framestore import CLEAN_DIR, CORRUPTED_DIR, check_frame_store, recorded_hashes
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def _rows(ws, name: str, columns: list[str], report: WorkspaceReport) -> list[di
 
 
 def _check_stores(ws, report: WorkspaceReport, decode: bool, progress: Callable[[int], None]) -> None:
-    clean = sorted((ws.root / "frames" / "clean").glob("*.parquet"))
-    corrupted = sorted((ws.root / "frames" / "corrupted").glob("*/*.parquet"))
+    clean = sorted((ws.root / CLEAN_DIR).glob("*.parquet"))
+    corrupted = sorted((ws.root / CORRUPTED_DIR).glob("*/*.parquet"))
     for path in clean + corrupted:
         report.frame_stores += 1
         rel = path.relative_to(ws.root).as_posix()

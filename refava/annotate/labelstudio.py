@@ -286,29 +286,25 @@ def _write_keyframes(ws, clips: dict[str, list], folder: Path, numbered: bool) -
     import cv2
     import numpy as np
 
+    from ..framestore import clean_path, read_keyframes
     from ..fsutil import write_bytes_atomic
-    from ..tables import read_table
 
     folder.mkdir(parents=True, exist_ok=True)
     by_movie: dict[str, list[str]] = {}
     for clip_id in clips:
         by_movie.setdefault(clip_id.rsplit("___", 1)[0], []).append(clip_id)
     for video_id, clip_ids in by_movie.items():
-        frames = ws.root / "frames" / "clean" / f"{video_id}.parquet"
+        frames = clean_path(ws.root, video_id)
         if not frames.exists():
             continue
-        wanted = set(clip_ids)
-        for row in read_table("frames", frames).to_pylist():
-            if row["role"] != "keyframe" or row["clip_id"] not in wanted:
-                continue
-            target = folder / f"{row['clip_id']}.jpg"
+        for clip_id, data in read_keyframes(frames, set(clip_ids)).items():
+            target = folder / f"{clip_id}.jpg"
             if target.exists():
                 continue
-            data = row["jpeg"]
             if numbered:
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 h, w = image.shape[:2]
-                for n, inst in enumerate(sorted(clips[row["clip_id"]], key=lambda i: i.person_id), start=1):
+                for n, inst in enumerate(sorted(clips[clip_id], key=lambda i: i.person_id), start=1):
                     x1, y1, x2, y2 = inst.box_xyxy
                     p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
                     cv2.rectangle(image, p1, p2, (0, 255, 255), 2)

@@ -121,16 +121,17 @@ def lead_report_html(ws, report: dict, failures: list[dict], instances) -> str:
     import cv2
     import numpy as np
 
-    from ..tables import read_table
+    from ..framestore import DamagedFrameStoreError, clean_path, read_keyframes
 
     boxes = {i.instance_id: i.box_xyxy for i in instances}
     keyframes: dict[str, bytes] = {}
     for video_id in sorted({f["clip_id"].rsplit("___", 1)[0] for f in failures}):
-        path = ws.root / "frames" / "clean" / f"{video_id}.parquet"
+        path = clean_path(ws.root, video_id)
         if path.exists():
-            for row in read_table("frames", path).to_pylist():
-                if row["role"] == "keyframe":
-                    keyframes[row["clip_id"]] = row["jpeg"]
+            try:
+                keyframes.update(read_keyframes(path))
+            except DamagedFrameStoreError:
+                pass                         # drawn without its keyframe, as a missing store is
 
     def pct(v):
         return "-" if v is None else f"{100 * v:.0f} %"

@@ -81,18 +81,18 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
 
 def _gallery(ws, splits, count, seed, style):
     from ..corrupt.gallery import write_gallery
-    from ..corrupt.stage import CLEAN_DIR, _decode, selected_clips
-    from ..tables import read_table
+    from ..corrupt.stage import _decode, selected_clips
+    from ..framestore import clean_path, read_keyframes
 
     keyframes = []
     for video_id, clips in selected_clips(ws, splits).items():
-        path = ws.root / CLEAN_DIR / f"{video_id}.parquet"
+        path = clean_path(ws.root, video_id)
         if not path.exists():
             continue
-        rows = [r for r in read_table("frames", path).to_pylist() if r["role"] == "keyframe" and r["clip_id"] in clips]
+        rows = list(read_keyframes(path, set(clips)).items())
         step = max(1, len(rows) // count)                 # spread over the movie rather than its first seconds
-        for row in rows[::step][:count - len(keyframes)]:
-            keyframes.append((row["clip_id"], _decode(row["jpeg"])))
+        for clip_id, jpeg in rows[::step][:count - len(keyframes)]:
+            keyframes.append((clip_id, _decode(jpeg)))
         if len(keyframes) >= count:
             break
     if not keyframes:

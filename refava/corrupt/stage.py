@@ -17,12 +17,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import StageError
-from ..framestore import DamagedFrameStoreError, clip_order as _clip_order, hash_rows, jpeg_problem, require_intact
+from ..framestore import CLEAN_DIR, CORRUPTED_DIR, DamagedFrameStoreError, clean_path, corrupted_path, read_store
+from ..framestore import clip_order as _clip_order
+from ..framestore import hash_rows, jpeg_problem, require_intact
 from ..tables import read_provenance, read_table, write_table
 from . import CorruptionSpec, clip_rng, corrupt_frames
-
-CLEAN_DIR = Path("frames") / "clean"
-CORRUPTED_DIR = Path("frames") / "corrupted"
 
 
 @dataclass
@@ -107,7 +106,7 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
                   only_check: bool = False) -> tuple[list[dict], dict[str, int]] | None:
     """Corrupt the ``clips`` of one movie's clean frames file into ``out_path``; return manifest rows and skips.
     With ``only_check`` nothing is written: None when the movie still has work to do."""
-    table = read_table("frames", clean_path)
+    table = read_store(clean_path)
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for row in table.to_pylist():
         if row["clip_id"] in clips:
@@ -194,11 +193,11 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     tasks = []
     for spec in specs:
         for video_id, clips in chosen.items():
-            clean = ws.root / CLEAN_DIR / f"{video_id}.parquet"
+            clean = clean_path(ws.root, video_id)
             if not clean.exists():
                 skipped[f"movie has no clean frames file ({CLEAN_DIR}/<video>.parquet)"] += len(clips)
                 continue
-            out = ws.root / CORRUPTED_DIR / spec.name / f"{video_id}.parquet"
+            out = corrupted_path(ws.root, spec.name, video_id)
             tasks.append(Task((spec.name, video_id), _corrupt_task, (clean, out, clips, spec, seed, quality, force),
                               label=f"{spec.name} movie {video_id}"))
     start = time.perf_counter()

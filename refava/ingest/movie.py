@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MissingMediaError, VideoDecodeError
-from ..framestore import hash_rows
+from ..framestore import CLEAN_DIR, hash_rows
 from ..fsutil import atomic_path, sha256_json, write_json_atomic
 from ..procs import fault_point
 from ..records import GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Movie, clip_id_of
@@ -27,7 +27,7 @@ from .settings import ClipSettings, grid_time
 
 MOVIE_EXTENSIONS = (".mkv", ".mp4", ".webm", ".mov", ".avi")
 GAP_S = 30
-FRAMES_DIR = Path("frames") / "clean"
+FRAMES_DIR = CLEAN_DIR
 ROW_GROUP_CLIPS = 64
 WINDOW_END = "window_end"      # a target role that stores no frame: the window's last grid frame must exist
 FAILED_SUFFIX = ".failed.json"      # frames/clean/<video_id>.failed.json: a movie that could not be read

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StageError
-from ..framestore import DamagedFrameStoreError, clip_hash, jpeg_problem, require_intact
+from ..framestore import CLEAN_DIR, CORRUPTED_DIR, DamagedFrameStoreError, clip_hash, jpeg_problem, read_store, require_intact
 from ..fsutil import sha256_file
 from ..io import output_folder
 from .format import (
@@ -112,10 +112,9 @@ class _Movie:
     def __init__(self, path: Path, pixels: bool):
         columns = ["clip_id", "role", "grid_index", "pts_s"] + (["jpeg"] if pixels else [])
         try:
-            table = pq.read_table(path, columns=columns)
-        except (pa.ArrowException, OSError) as exc:
-            raise DamagedFrameStoreError(f"{path} (movie {path.stem}): not readable as Parquet ({str(exc)[:160]}); "
-                                         f"the file is damaged: delete it, rerun the stage that wrote it, then "
+            table = read_store(path, columns=columns)
+        except DamagedFrameStoreError as exc:
+            raise DamagedFrameStoreError(f"{exc}; the file is damaged: delete it, rerun the stage that wrote it, then "
                                          f"package again (`refava verify` lists every damaged file)") from None
         import numpy as np
         import pyarrow.compute as pc
@@ -551,7 +550,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
         full = features(inputs.label_names, pixels=True)
         bare = features(inputs.label_names, pixels=False)
         with_text = features(inputs.label_names, pixels=True, rephrasings=True)
-        clean = ws.root / "frames" / "clean"
+        clean = ws.root / CLEAN_DIR
         splits = [s for s in HF_SPLIT if s in inputs.instances]
         plan = [("default", True, False, None, None, splits,
                  "train / validation / test with the keyframe and the sampled frames of every clip"),
@@ -568,7 +567,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
             for split, clip_ids in sorted(entry["splits"].items()):
                 if split in HF_SPLIT:
                     name = f"{split}_{setting}"
-                    plan.append((name, True, False, ws.root / "frames" / "corrupted" / setting, clip_ids, [split],
+                    plan.append((name, True, False, ws.root / CORRUPTED_DIR / setting, clip_ids, [split],
                                  f"{HF_SPLIT[split]} under {setting}: " + entry["row"]["params"]))
         total = sum(len(inputs.instances[s]) for *_, spl, _ in plan for s in spl)
         from ..progress import bar as _progress

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import ValidationError
+from .summary import Summary
 
 REFAVA_PRESET = {"train": 22658, "val": 10916, "test": 3056}
 
@@ -360,3 +361,58 @@ def accepted_instances(ws):
     accepted = {r["instance_id"] for r in read_table("annotation_status", ws.table("annotation_status")).to_pylist()
                 if r["status"] == "accepted"}
     return [i for i in instances if i.instance_id in accepted], "accepted instances"
+
+
+# --- the stage ---------------------------------------------------------------------------------------------------
+
+def check(ws) -> Summary:
+    """``refava build-splits --check``: tables/splits.parquet verified against the instances."""
+    from .tables import read_table
+
+    instances, _ = accepted_instances(ws)
+    out = ws.table("splits")
+    rows = read_table("splits", out).to_pylist()
+    check_splits(rows, instances)
+    return Summary("build-splits", [f"splits OK: {len(rows)} instances, {len({r['video_id'] for r in rows})} "
+                                    f"movies, no movie or clip in two splits ({out})"])
+
+
+def run(ws, *, fractions: str | None = None, preset: str = "refava", seed: int | None = None, pins=(),
+        fresh: bool = False) -> Summary:
+    """``refava build-splits``: whole movies to train/val/test, every class balanced; tables/splits.parquet
+    (verified before it is written) and reports/splits.{json,md}.  Movies already placed stay unless ``fresh``."""
+    from .ava import default_label_map
+    from .fsutil import sha256_file, write_json_atomic, write_text_atomic
+    from .tables import read_table, write_table
+
+    instances, source = accepted_instances(ws)
+    out = ws.table("splits")
+    target = parse_fractions(fractions) if fractions else preset_fractions(preset)
+    pin_map = {}
+    for pin in pins:
+        movie, eq, split = pin.partition("=")
+        if not eq:
+            raise SplitError(f"--pin {pin!r}: expected VIDEO=SPLIT")
+        pin_map[movie] = split
+    previous = {}
+    if out.exists() and not fresh:
+        previous = {r["video_id"]: r["split"] for r in read_table("splits", out).to_pylist()}
+        previous = {m: s for m, s in previous.items() if s in target}
+    seed = ws.config["seeds"]["splits"] if seed is None else seed
+    result = build_splits(instances, target, seed=seed, pins=pin_map, previous=previous)
+    rows = split_rows(result, instances)
+    check_splits(rows, instances)
+    write_table("splits", rows, out, provenance={"stage": "build-splits", "params": {
+        "fractions": target, "seed": seed, "pins": pin_map, "kept_from_previous": len(previous)},
+        "inputs": {name: sha256_file(ws.table(name)) for name in ("instances", "annotation_status")
+                   if ws.table(name).exists()}})
+    report = result.report(instances)
+    labels = {k: v.name for k, v in default_label_map().items()}
+    write_json_atomic(ws.reports_dir / "splits.json", report)
+    write_text_atomic(ws.reports_dir / "splits.md", report_markdown(report, labels))
+    lines = [f"  {name:<6} {s['instances']:>6} instances ({s['share']:.3f}, target {s['target']:.3f}), "
+             f"{s['clips']} clips, {s['movies']} movies" for name, s in report["splits"].items()]
+    lines += [f"over {len(instances)} {source}",
+              f"largest class share deviation {report['max_abs_class_deviation']:.3f}; "
+              f"{len(previous)} movies kept from earlier splits"]
+    return Summary("build-splits", lines, {"splits": out, "report": ws.reports_dir / "splits.md"})

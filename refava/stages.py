@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 from .framestore import CORRUPTED_DIR
 from .tables import read_provenance
@@ -152,6 +153,14 @@ def _stats_state(ws: Workspace) -> StageState | None:
     return StageState("stats", "done", "up to date (reports/stats.html)")
 
 
+def _manifest_digest(ws: Workspace) -> str | None:
+    from .fsutil import sha256_file
+    from .package.format import MANIFEST
+
+    path = ws.root / "refava" / MANIFEST
+    return sha256_file(path) if path.exists() else None
+
+
 def _package_state(ws: Workspace) -> tuple[StageState | None, str | None]:
     from .fsutil import sha256_file
     from .package.format import MANIFEST
@@ -190,27 +199,6 @@ def _validation_state(ws: Workspace, manifest_digest: str | None) -> StageState 
     return StageState("validate-dataset", "done", f"up to date (reports/validation/report.md: {report.get('verdict', '')})"[:200])
 
 
-def stage_states(ws: Workspace) -> list[StageState]:
-    """The state of every stage this version of refava has, in pipeline order."""
-    states = [_ingest_state(ws)]
-    if ws.table("annotations").exists():
-        states.append(_derived_stage(ws, "annotate check", "annotation_status", ["instances", "annotations"]))
-    split_inputs = ["instances"] + (["annotation_status"] if ws.table("annotation_status").exists() else [])
-    states.append(_derived_stage(ws, "build-splits", "splits", split_inputs))
-    for extra in (_stats_state(ws), _corrupt_state(ws)):
-        if extra is not None:
-            states.append(extra)
-    if ws.table("rephrasings").exists():
-        states.append(_derived_stage(ws, "rephrase", "rephrasings", ["splits", "annotation_status"]))
-    package, digest = _package_state(ws)
-    if package is not None:
-        states.append(package)
-    validation = _validation_state(ws, digest)
-    if validation is not None:
-        states.append(validation)
-    return states
-
-
 def _derived_stage(ws: Workspace, stage: str, table: str, inputs: list[str]) -> StageState:
     """A stage whose output table records the hashes of the tables it read."""
     from .fsutil import sha256_file
@@ -228,3 +216,75 @@ def _derived_stage(ws: Workspace, stage: str, table: str, inputs: list[str]) -> 
     if changed:
         return StageState(stage, "stale", "input table(s) changed since the last run: " + ", ".join(changed))
     return StageState(stage, "done", f"up to date (tables/{table}.parquet)")
+
+
+# --- the declarations -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    """One command that writes the workspace, declared once: what it reads and writes, the lock it holds while it
+    runs (a second writer of the same lock is refused), and how `refava status` tells its state (None: a command
+    that status does not list)."""
+
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    lock: str
+    state: Callable[[Workspace], StageState | None] | None = None
+
+
+def _annotate_state(ws: Workspace) -> StageState | None:
+    if not ws.table("annotations").exists():
+        return None
+    return _derived_stage(ws, "annotate check", "annotation_status", ["instances", "annotations"])
+
+
+def _splits_state(ws: Workspace) -> StageState:
+    inputs = ["instances"] + (["annotation_status"] if ws.table("annotation_status").exists() else [])
+    return _derived_stage(ws, "build-splits", "splits", inputs)
+
+
+def _rephrase_state(ws: Workspace) -> StageState | None:
+    if not ws.table("rephrasings").exists():
+        return None
+    return _derived_stage(ws, "rephrase", "rephrasings", ["splits", "annotation_status"])
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", ("movies_dir", "[ava] annotation files"),
+          ("tables/movies", "tables/instances", "tables/clips", "frames/clean", "reports/ingest.json"),
+          "ingest", _ingest_state),
+    Stage("annotate import", ("a Label Studio export",), ("tables/annotations",), "annotate"),
+    Stage("annotate push", ("tables/instances", "tables/annotations"), ("labelstudio/",), "annotate"),
+    Stage("annotate pull", ("a Label Studio server",), ("labelstudio/", "tables/annotations"), "annotate"),
+    Stage("annotate check", ("tables/instances", "tables/annotations"), ("tables/annotation_status",), "annotate",
+          _annotate_state),
+    Stage("build-splits", ("tables/instances", "tables/annotation_status"),
+          ("tables/splits", "reports/splits.json", "reports/splits.md"), "build-splits", _splits_state),
+    Stage("stats", ("tables/instances", "tables/clips", "tables/splits", "tables/annotation_status", "frames/clean"),
+          ("reports/stats.html", "reports/stats/"), "stats", _stats_state),
+    Stage("corrupt", ("tables/splits", "frames/clean"), ("frames/corrupted", "tables/corruptions"), "corrupt",
+          _corrupt_state),
+    Stage("rephrase", ("tables/splits", "tables/annotation_status"), ("tables/rephrasings", "cache/rephrase"),
+          "rephrase", _rephrase_state),
+    Stage("package", ("tables/*", "frames/"), ("refava/",), "package", lambda ws: _package_state(ws)[0]),
+    Stage("validate-dataset", ("refava/",), ("reports/validation/",), "validate-dataset",
+          lambda ws: _validation_state(ws, _manifest_digest(ws))),
+    Stage("train", ("refava/",), ("runs/",), "train"),
+)
+BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+def declared(name: str) -> Stage:
+    """The declaration of the command ``name`` (a KeyError names a command that writes without one)."""
+    return BY_NAME[name]
+
+
+def stage_states(ws: Workspace) -> list[StageState]:
+    """The state of every declared stage, in pipeline order (stages not started yet and optional are left out)."""
+    states = []
+    for stage in STAGES:
+        state = stage.state(ws) if stage.state else None
+        if state is not None:
+            states.append(state)
+    return states

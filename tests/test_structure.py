@@ -27,3 +27,17 @@ def test_structure_checks_pass(tool, args):
         pytest.skip(f"{tool} is not installed (pip install '.[test]')")
     proc = subprocess.run([str(exe) if exe.exists() else tool, *args], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_command_that_writes_uses_a_declared_stage():
+    """The CLI names the stage it runs; its lock (and, for the pipeline's stages, its state in `refava status`)
+    come from the one declaration in refava.stages."""
+    import re
+
+    from refava.stages import BY_NAME, STAGES
+
+    named = set()
+    for path in (ROOT / "refava" / "cli").glob("*.py"):
+        named |= set(re.findall(r'load_workspace\(ctx, "([^"]+)"', path.read_text()))
+    assert named and named <= set(BY_NAME), named - set(BY_NAME)
+    assert [s.name for s in STAGES if s.state][:3] == ["ingest", "annotate check", "build-splits"]

@@ -6,6 +6,8 @@ import re
 from collections import defaultdict
 from functools import lru_cache
 
+from ..summary import Summary
+
 MIN_WORDS, MAX_WORDS = 3, 25
 GENDER = {"man": "m", "men": "m", "boy": "m", "gentleman": "m", "male": "m", "he": "m", "guy": "m",
           "woman": "f", "women": "f", "girl": "f", "lady": "f", "female": "f", "she": "f"}
@@ -226,3 +228,28 @@ def _conflict(inst, rows: list[dict], primary: dict[str, dict]) -> str | None:
                 return (f"{other['annotator']}'s expression fits {iid} better than {first['annotator']}'s "
                         f"description of this person")
     return None
+
+
+def run(ws) -> Summary:
+    """``refava annotate check``: a status per instance (see :func:`check_instances`) in
+    tables/annotation_status.parquet; the summary lists every instance that needs work."""
+    from ..errors import StageError
+    from ..fsutil import sha256_file
+    from ..records import Instances
+    from ..tables import write_table
+    from .io import read_annotations
+
+    rows = read_annotations(ws.table("annotations"))
+    if not rows:
+        raise StageError("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
+    status = check_instances(list(Instances.from_parquet(ws.table("instances"))), rows)
+    write_table("annotation_status", status, ws.table("annotation_status"), provenance={
+        "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")}})
+    counts: dict[str, int] = {}
+    for r in status:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines = ["annotate check: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+             f" -> {ws.table('annotation_status')}"]
+    lines += [f"  {r['status']:<15} {r['instance_id']}: {'; '.join(r['reasons'])}" for r in status
+              if r["status"] not in ("accepted", "missing", "pending_verification")]
+    return Summary("annotate check", lines)

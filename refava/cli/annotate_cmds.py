@@ -42,7 +42,7 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
     from ..fsutil import write_json_atomic
     from ..validate import ProblemLog
 
-    ws = load_workspace(ctx, lock="annotate")
+    ws = load_workspace(ctx, "annotate import")
     known = {i.instance_id for i in _instances(ws)}
     table = ws.table("annotations")
     if ravar_split:
@@ -80,26 +80,9 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
 def check_cmd(ctx):
     """Decide a status per instance: action words, length, duplicates within a clip, failed verification,
     flagged boxes, and describers who disagree.  Writes tables/annotation_status.parquet."""
-    from ..annotate.checks import check_instances
-    from ..annotate.io import read_annotations
-    from ..fsutil import sha256_file
-    from ..tables import write_table
+    from ..annotate.checks import run
 
-    ws = load_workspace(ctx, lock="annotate")
-    rows = read_annotations(ws.table("annotations"))
-    if not rows:
-        raise click.ClickException("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
-    status = check_instances(_instances(ws), rows)
-    write_table("annotation_status", status, ws.table("annotation_status"), provenance={
-        "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")}})
-    counts: dict[str, int] = {}
-    for r in status:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    click.echo("annotate check: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
-               f" -> {ws.table('annotation_status')}")
-    for r in status:
-        if r["status"] not in ("accepted", "missing", "pending_verification"):
-            click.echo(f"  {r['status']:<15} {r['instance_id']}: {'; '.join(r['reasons'])}")
+    click.echo(run(load_workspace(ctx, "annotate check")).text())
 
 
 @annotate.command("status")
@@ -144,7 +127,7 @@ def push_cmd(ctx, stage, url, resend):
     served from <workspace>/labelstudio/ through the server's local-files storage."""
     from ..annotate.labelstudio import Client, push, server_url
 
-    ws = load_workspace(ctx, lock="annotate")
+    ws = load_workspace(ctx, "annotate push")
     result = push(ws, stage, Client(server_url(ws, url)), log=click.echo, resend=resend)
     for reason, n in result.skipped.items():
         click.echo(f"  skipped {n}: {reason}")
@@ -158,5 +141,5 @@ def pull_cmd(ctx, url):
     tables/annotations.parquet as a new version; pulling again adds only what is new."""
     from ..annotate.labelstudio import Client, pull, server_url
 
-    ws = load_workspace(ctx, lock="annotate")
+    ws = load_workspace(ctx, "annotate pull")
     pull(ws, Client(server_url(ws, url)), log=click.echo)

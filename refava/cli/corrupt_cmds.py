@@ -56,7 +56,7 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
 
     shard_spec = check_engine_options(engine, ray_address, shard, merge)
     engine_spec = Engine(engine, workers, ray_address)
-    ws = load_workspace(ctx, lock=f"corrupt shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "corrupt")
+    ws = load_workspace(ctx, "corrupt", shard=shard_spec)
     seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     if gallery:
         _gallery(ws, splits or ("test",), gallery_clips, seed, rain_style)

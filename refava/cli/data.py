@@ -132,7 +132,7 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
     from ..engine import Engine
 
     shard_spec = check_engine_options(engine, ray_address, shard, merge)
-    ws = load_workspace(ctx, lock=f"ingest shard {shard_spec.index}-of-{shard_spec.count}" if shard_spec else "ingest")
+    ws = load_workspace(ctx, "ingest", shard=shard_spec)
     workers = workers if workers is not None else ws.config["ingest"]["workers"]
     engine_spec = Engine(engine, workers, ray_address)
     settings = clip_settings(ws)

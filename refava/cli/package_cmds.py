@@ -44,7 +44,7 @@ def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progres
         decoded = "" if no_decode else ", every JPEG decodes"
         click.echo(f"{verify_dir}: OK, {report.shards} shards, {report.rows} rows, checksums and rows match{decoded}")
         return
-    ws = load_workspace(ctx, lock="package")
+    ws = load_workspace(ctx, "package")
     summary = package_workspace(ws, out, shard_bytes=shard_size_mb << 20, log=click.echo, progress=not no_progress)
     click.echo(f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
                f"({summary.packaged_bytes / 1e6:.1f} MB):")

@@ -56,7 +56,7 @@ def rephrase_cmd(ctx, splits, n, backend, base_urls, model, template, temperatur
     from ..rephrase.engine import Params, load_template
     from ..rephrase.stage import default_template, make_backend, rephrase_workspace
 
-    ws = load_workspace(ctx, lock="rephrase")
+    ws = load_workspace(ctx, "rephrase")
     chosen = tuple(dict.fromkeys(splits)) or ("test",)
     be = make_backend(ws, backend=backend, base_url=list(base_urls), model=model, price_in=price_in, price_out=price_out)
     tpl = load_template(template or default_template(be))

@@ -61,11 +61,17 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.obj = {"workspace": workspace}
 
 
-def load_workspace(ctx: click.Context, lock: str | None = None):
+def load_workspace(ctx: click.Context, stage: str | None = None, *, shard=None):
     """The workspace of this command, after putting right what killed runs left in it (said on stderr).
 
-    ``lock`` names the stage the command writes: its lock is held until the command ends, and a second writer
-    of the same stage is refused at once (readers pass no ``lock``)."""
+    ``stage`` names the command that writes (its declaration in :mod:`refava.stages`): its lock is held until the
+    command ends, and a second writer of the same lock is refused at once (readers pass no ``stage``).  A shard of
+    a job array holds a lock of its own (``shard``), so the shards of one array run side by side."""
+    from ..stages import declared
+
+    lock = None
+    if stage:
+        lock = declared(stage).lock + (f" shard {shard.index}-of-{shard.count}" if shard else "")
     from ..workspace import find_workspace
 
     ws = find_workspace(ctx.obj.get("workspace") if ctx.obj else None)

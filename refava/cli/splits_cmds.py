@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..splits import accepted_instances
 from .root import cli, load_workspace
 
 
@@ -27,53 +26,12 @@ def build_splits_cmd(ctx, fractions, preset, seed, pins, fresh, check_only):
     Verified on write and by --check: no movie or clip in two splits, every instance in exactly one split.
     Uses the accepted instances when the annotation stage has run, else every ingested instance.
     """
-    from ..ava import default_label_map
-    from ..fsutil import write_json_atomic, write_text_atomic
-    from ..splits import (SplitError, build_splits, check_splits, parse_fractions, preset_fractions,
-                          report_markdown, split_rows)
-    from ..tables import read_table, write_table
+    from ..splits import check, run
 
-    ws = load_workspace(ctx, lock="build-splits")
-    instances, source = accepted_instances(ws)
-    out = ws.table("splits")
-    if check_only:
-        rows = read_table("splits", out).to_pylist()
-        check_splits(rows, instances)
-        click.echo(f"splits OK: {len(rows)} instances, {len({r['video_id'] for r in rows})} movies, "
-                   f"no movie or clip in two splits ({out})")
-        return
-    target = parse_fractions(fractions) if fractions else preset_fractions(preset)
-    pin_map = {}
-    for pin in pins:
-        movie, eq, split = pin.partition("=")
-        if not eq:
-            raise SplitError(f"--pin {pin!r}: expected VIDEO=SPLIT")
-        pin_map[movie] = split
-    previous = {}
-    if out.exists() and not fresh:
-        previous = {r["video_id"]: r["split"] for r in read_table("splits", out).to_pylist()}
-        previous = {m: s for m, s in previous.items() if s in target}
-    seed = ws.config["seeds"]["splits"] if seed is None else seed
-    result = build_splits(instances, target, seed=seed, pins=pin_map, previous=previous)
-    rows = split_rows(result, instances)
-    check_splits(rows, instances)
-    from ..fsutil import sha256_file
-
-    write_table("splits", rows, out, provenance={"stage": "build-splits", "params": {
-        "fractions": target, "seed": seed, "pins": pin_map, "kept_from_previous": len(previous)},
-        "inputs": {name: sha256_file(ws.table(name)) for name in ("instances", "annotation_status")
-                   if ws.table(name).exists()}})
-    report = result.report(instances)
-    labels = {k: v.name for k, v in default_label_map().items()}
-    write_json_atomic(ws.reports_dir / "splits.json", report)
-    write_text_atomic(ws.reports_dir / "splits.md", report_markdown(report, labels))
-    for name, s in report["splits"].items():
-        click.echo(f"  {name:<6} {s['instances']:>6} instances ({s['share']:.3f}, target {s['target']:.3f}), "
-                   f"{s['clips']} clips, {s['movies']} movies")
-    click.echo(f"over {len(instances)} {source}")
-    click.echo(f"largest class share deviation {report['max_abs_class_deviation']:.3f}; "
-               f"{len(previous)} movies kept from earlier splits")
-    click.echo(f"splits: {out}\nreport: {ws.reports_dir / 'splits.md'}")
+    ws = load_workspace(ctx, "build-splits")
+    summary = check(ws) if check_only else run(ws, fractions=fractions, preset=preset, seed=seed, pins=pins,
+                                                   fresh=fresh)
+    click.echo(summary.text())
 
 
 @cli.command("stats")
@@ -85,4 +43,4 @@ def stats_cmd(ctx, gallery):
     their co-occurrence, and a gallery of keyframes with box and expression."""
     from ..stats import make_stats
 
-    make_stats(load_workspace(ctx, lock="stats"), gallery=gallery, log=click.echo)
+    make_stats(load_workspace(ctx, "stats"), gallery=gallery, log=click.echo)

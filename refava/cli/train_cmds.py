@@ -69,7 +69,7 @@ def validate_dataset_cmd(ctx, dataset, out, blip2, detr, epochs, batch_size, see
     from ..train.validation import validate_dataset
 
     size = _size(encoder_size, blip2)
-    ws = load_workspace(ctx, lock="validate-dataset")
+    ws = load_workspace(ctx, "validate-dataset")
     dataset = dataset or str(ws.root / "refava")
     out = out or str(ws.reports_dir / "validation")
     _check_folder(Path(out), ws, "report.json", "validation report")
@@ -163,7 +163,7 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
     from ..train.runs import train_run
 
     size = _size(encoder_size, blip2)
-    ws = load_workspace(ctx, lock="train")
+    ws = load_workspace(ctx, "train")
     settings = _read_settings(config_file) if config_file else {}
     model_overrides = settings.pop("model", {})
     base = TrainConfig() if blip2 else tiny_train_config()

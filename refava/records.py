@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Generic, Iterable, Iterator, Mapping, TypeVar
 
-CLIP_SECONDS = 3.0
 GRID_FPS = 30
 GRID_FRAMES = 90
 KEYFRAME_GRID_INDEX = 45

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from .errors import SchemaError
 
-TABLES = ("movies", "instances", "clips", "frames")
 
 _ARROW_NARROW = {
     "int8": pa.int8(),

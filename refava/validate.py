@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-from .errors import ValidationError
 
 # Kinds of problem, with the advice printed once per kind in summaries.
 PROBLEM_ADVICE = {
@@ -107,9 +106,3 @@ def check_box(box: Sequence[float], *, where: str, id: str) -> Problem | None:
     if y2 <= y1:
         return Problem("invalid_box", where, id, "y2 > y1", f"y2={y2:g} <= y1={y1:g}")
     return None
-
-
-def validate_box(box: Sequence[float], *, where: str = "", id: str = "") -> None:
-    problem = check_box(box, where=where, id=id)
-    if problem is not None:
-        raise ValidationError(problem.message())

@@ -17,25 +17,13 @@ from typing import Iterator
 import numpy as np
 
 from .errors import MissingMediaError, VideoDecodeError
+from .records import Movie
 
 CODEC_FOR_SUFFIX = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe` reads from a file's headers (and packet count where the header has no frame count)."""
-
-    path: str
-    container: str
-    codec: str
-    width: int
-    height: int
-    fps: float
-    duration_s: float
-    frame_count: int
-    frame_count_source: str
-    start_s: float
-    size_bytes: int
+# what probe reads is a row of the movies table: one record (its video id is the file's stem)
+VideoInfo = Movie
 
 
 def _av():
@@ -65,8 +53,9 @@ def _stream_start(stream) -> Fraction:
     return Fraction(0)
 
 
-def probe(path: str | os.PathLike, *, count_packets: bool = True) -> VideoInfo:
-    """Read container, codec, size, frame rate, duration and frame count of a video file.
+def probe(path: str | os.PathLike, *, count_packets: bool = True) -> Movie:
+    """Read container, codec, size, frame rate, duration and frame count of a video file, as a row of the movies
+    table (:class:`refava.records.Movie`, its ``video_id`` the file's stem).
 
     The frame count comes from the header when it has one (mp4), else from counting packets (no decoding).
 
@@ -98,8 +87,9 @@ def probe(path: str | os.PathLike, *, count_packets: bool = True) -> VideoInfo:
                                        f"download it again") from exc
         if fps == 0.0 and duration > 0 and frame_count:
             fps = frame_count / duration
-        return VideoInfo(
-            path=str(path), container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
+        return Movie(
+            video_id=path.stem, filename=path.name, container=container.format.name, codec=ctx.name,
+            width=ctx.width, height=ctx.height,
             fps=fps, duration_s=duration, frame_count=frame_count, frame_count_source=source,
             start_s=float(_stream_start(stream)), size_bytes=path.stat().st_size,
         )

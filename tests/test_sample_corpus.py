@@ -12,7 +12,7 @@ from refava.video import probe
 def test_movies_are_real_files_in_mixed_containers(sample_corpus):
     infos = [probe(p) for p in sorted((sample_corpus / "movies").iterdir())]
     assert len(infos) == 8
-    assert {i.path.rsplit(".", 1)[1] for i in infos} == {"mp4", "mkv", "webm"}
+    assert {i.filename.rsplit(".", 1)[1] for i in infos} == {"mp4", "mkv", "webm"}
     assert {i.codec for i in infos} == {"h264", "vp9"}
     names = load_file_list(sample_corpus / "annotations" / "ava_file_names_sample.txt")
     sums = load_checksums(sample_corpus / "annotations" / "movies.sha256")

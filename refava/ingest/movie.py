@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time as _time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +18,7 @@ from ..errors import MissingMediaError, VideoDecodeError
 from ..framestore import CLEAN_DIR, hash_rows
 from ..fsutil import atomic_path, sha256_json, write_json_atomic
 from ..procs import fault_point
-from ..records import GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, Movie, clip_id_of
+from ..records import GRID_FRAMES, KEYFRAME_GRID_INDEX, Clip, clip_id_of
 from ..schemas import arrow_schema
 from ..tables import PROVENANCE_KEY, read_provenance
 from ..validate import Problem
@@ -155,10 +155,7 @@ def ingest_movie(video_id: str, movie_path: str | os.PathLike, clips: Sequence[t
         write_json_atomic(workspace / FRAMES_DIR / f"{video_id}{FAILED_SUFFIX}",
                           {"fingerprint": fingerprint, "result": result.to_meta()})
         return result
-    result.movie = Movie(video_id=video_id, filename=movie_path.name, container=info.container, codec=info.codec,
-                         width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s,
-                         frame_count=info.frame_count, frame_count_source=info.frame_count_source,
-                         start_s=info.start_s, size_bytes=info.size_bytes).to_row()
+    result.movie = replace(info, video_id=video_id).to_row()
     cut = _MovieCut(video_id, movie_path, clips, settings, info, result, rel, fingerprint)
     cut.run(workspace / rel, threads=threads, skip_frames=skip_frames, jpeg_process=jpeg_process)
     result.frames_file = rel

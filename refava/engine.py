@@ -120,6 +120,41 @@ def run_tasks(tasks: Sequence[Task], engine: Engine = Engine(), *, on_done: Call
     return results
 
 
+def shard_report_path(reports_dir, stage: str, shard: Shard):
+    """Where shard ``shard`` of ``stage`` says what it did (``reports/<stage>-shard-I-of-N.json``)."""
+    from pathlib import Path
+
+    return Path(reports_dir) / f"{stage}-shard-{shard.index}-of-{shard.count}.json"
+
+
+def write_shard_report(reports_dir, stage: str, shard: Shard, record: dict):
+    """Write a shard's report (atomically); returns its path."""
+    from .fsutil import write_json_atomic
+
+    path = shard_report_path(reports_dir, stage, shard)
+    write_json_atomic(path, record)
+    return path
+
+
+def refuse_undone(reports_dir, stage: str, undone: list[tuple[int, str]], total: int, what: str) -> None:
+    """A merge before every task is done is refused, naming the tasks (``undone``: (position in the sorted task
+    list, label)) and, when the shard reports tell how many shards there are, the shard each belongs to."""
+    import re
+    from pathlib import Path
+
+    from .errors import StageError
+
+    if not undone:
+        return
+    counts = {int(m[1]) for p in Path(reports_dir).glob(f"{stage}-shard-*-of-*.json")
+              if (m := re.fullmatch(rf"{re.escape(stage)}-shard-\d+-of-(\d+)", p.stem))}
+    count = counts.pop() if len(counts) == 1 else None
+    shown = ", ".join(f"{label} (shard {n % count}/{count})" if count else label for n, label in undone[:10])
+    raise StageError(f"--merge: {len(undone)} of {total} {what} are not done yet: {shown}"
+                     f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava {stage}`, which "
+                     f"does them here) and merge again")
+
+
 def check_stores(stores: dict[str, "os.PathLike"]) -> list[str]:
     """Before a merge: each finished task's output file against the checksums its completion record holds (a
     damaged block or a tampered record is refused, naming the task); one line per problem."""

@@ -204,12 +204,10 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     if merge:
         # every task must be done already: what the check reads (each movie's record) is the result
         results = {t.key: corrupt_movie(*t.args[:6], only_check=True) for t in tasks}
-        undone = [t.label for t in tasks if results[t.key] is None]
-        if undone:
-            raise StageError(f"--merge: {len(undone)} of {len(tasks)} (setting, movie) task(s) are not done yet: "
-                             f"{', '.join(undone[:10])}{' ...' if len(undone) > 10 else ''}; run their shards (or "
-                             f"a plain `refava corrupt`) and merge again")
-        from ..engine import check_stores, refuse_merge
+        from ..engine import check_stores, refuse_merge, refuse_undone
+
+        refuse_undone(ws.reports_dir, "corrupt", [(n, t.label) for n, t in enumerate(tasks) if results[t.key] is None],
+                      len(tasks), "(setting, movie) task(s)")
 
         refuse_merge(check_stores({t.label: t.args[1] for t in tasks}), "a plain `refava corrupt --force`")
     else:
@@ -238,9 +236,11 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     summary.settings = list(per_setting.values())
     summary.skipped = dict(skipped)
     if shard is not None:
-        report = ws.reports_dir / f"corrupt-shard-{shard.index}-of-{shard.count}.json"
-        write_json_atomic(report, {"shard": str(shard), "tasks": [list(k) for k in sorted(results)],
-                                   "settings": [vars(s) for s in summary.settings], "skipped": summary.skipped})
+        from ..engine import write_shard_report
+
+        report = write_shard_report(ws.reports_dir, "corrupt", shard, {
+            "shard": str(shard), "tasks": [list(k) for k in sorted(results)],
+            "settings": [vars(s) for s in summary.settings], "skipped": summary.skipped})
         summary.manifest = ""
         summary.shard_report = str(report)
         return summary

@@ -3,7 +3,6 @@ together, the report; shards and their merge."""
 from __future__ import annotations
 
 import os
-import re
 import time as _time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,7 +127,7 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
     >>> len(result.instances)
     180
     """
-    from ..engine import Engine, Task, run_tasks
+    from ..engine import Engine, Task, refuse_undone, run_tasks
 
     started = _time.perf_counter()
     workspace, movies_dir = Path(workspace), Path(movies_dir)
@@ -150,7 +149,7 @@ def ingest(workspace: str | os.PathLike, movies_dir: str | os.PathLike, annotati
         undone = [(n, vid) for n, (vid, path, cp) in enumerate(jobs)
                   if completion_record(workspace, vid, _fingerprint(path, [t for t, _ in cp], settings)) is None]
     if merge:
-        _refuse_undone(workspace, jobs, undone)
+        refuse_undone(workspace / "reports", "ingest", undone, len(jobs), "movie(s)")
         _check_records(workspace, jobs, settings)
     if shard is not None:
         jobs = shard.take(jobs)
@@ -225,15 +224,16 @@ class ShardResult:
 
 def _finish_shard(workspace: Path, shard, results: dict, undone_before: list, jobs: list, engine, started: float,
                   log: Callable[[str], None]) -> ShardResult:
+    from ..engine import write_shard_report
+
     mine = {vid for vid, _, _ in jobs}
     remaining = sum(1 for _, vid in undone_before if vid not in mine)
     reused = sum(r.reused for r in results.values())
     problems = [p for r in results.values() for p in r.problems]
-    report = workspace / "reports" / f"ingest-shard-{shard.index}-of-{shard.count}.json"
-    write_json_atomic(report, {"stage": "ingest", "shard": str(shard), "engine": engine.kind,
-                               "movies": sorted(mine), "reused": reused, "problems": problems,
-                               "remaining_in_other_shards": remaining,
-                               "seconds": round(_time.perf_counter() - started, 3)})
+    report = write_shard_report(workspace / "reports", "ingest", shard, {
+        "stage": "ingest", "shard": str(shard), "engine": engine.kind, "movies": sorted(mine), "reused": reused,
+        "problems": problems, "remaining_in_other_shards": remaining,
+        "seconds": round(_time.perf_counter() - started, 3)})
     log(f"ingest shard {shard}: {len(results)} movies ({reused} reused from an earlier run), {len(problems)} "
         f"problem(s); report {report}")
     log(f"  {remaining} movie(s) of other shards not done yet" if remaining else
@@ -260,19 +260,6 @@ def _plan_movies(instances, movies_dir: Path, problems: ProblemLog, skipped: dic
             continue
         jobs.append((video_id, path, sorted(clip_people.items())))
     return by_movie, jobs
-
-
-def _refuse_undone(workspace: Path, jobs: list, undone: list) -> None:
-    """A merge before every movie is done is refused, naming the movies and (from the shard reports) their shards."""
-    if not undone:
-        return
-    counts = {int(m[1]) for p in (workspace / "reports").glob("ingest-shard-*-of-*.json")
-              if (m := re.fullmatch(r"ingest-shard-\d+-of-(\d+)", p.stem))}
-    count = counts.pop() if len(counts) == 1 else None
-    shown = ", ".join(f"{vid} (shard {n % count}/{count})" if count else vid for n, vid in undone[:10])
-    raise StageError(f"--merge: {len(undone)} of {len(jobs)} movie(s) are not done yet: {shown}"
-                     f"{' ...' if len(undone) > 10 else ''}; run their shards (or a plain `refava ingest`, "
-                     f"which does them here) and merge again")
 
 
 def _check_records(workspace: Path, jobs: list, settings: ClipSettings) -> None:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import ValidationError
 
@@ -314,6 +314,21 @@ def _move_foreign(old: Path, out: Path, owned) -> None:
         path.rename(target)
 
 
+def take_lock(fd: int, refusal: Callable[[str], str]) -> None:
+    """Take an exclusive ``flock`` on ``fd`` at once, or close it and raise :class:`~refava.errors.LockedError` with
+    ``refusal(holder)`` (the holder as the lock file names it)."""
+    import fcntl
+
+    from .errors import LockedError
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise LockedError(refusal(holder)) from None
+
+
 class folder_lock:
     """An exclusive ``flock`` on ``.<out>.lock`` beside ``out`` (or on ``path``), removed when released; a second
     writer of the same folder is refused at once, naming the first."""
@@ -324,19 +339,10 @@ class folder_lock:
         self.fd = None
 
     def __enter__(self):
-        import fcntl
-
-        from .errors import LockedError
-
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-                os.close(fd)
-                raise LockedError(f"{self.path} is held: the {self.what} there is being written by {holder}; wait "
-                                  f"for it to end (nothing was changed)") from None
+            take_lock(fd, lambda holder: f"{self.path} is held: the {self.what} there is being written by {holder}; "
+                                         f"wait for it to end (nothing was changed)")
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, LockedError, ReadOnlyWorkspaceError, WorkspaceNotFoundError
+from .errors import ConfigError, ReadOnlyWorkspaceError, WorkspaceNotFoundError
 from .fsutil import write_text_atomic
 
 CONFIG_NAME = "refava.toml"
@@ -193,6 +193,8 @@ class Workspace:
         import socket
         import sys
 
+        from .io import take_lock
+
         folder = self.root / "locks"
         path = folder / f"{stage.replace(' ', '-')}.lock"
         try:
@@ -202,13 +204,8 @@ class Workspace:
             raise ReadOnlyWorkspaceError(f"{path}: cannot write the workspace ({exc.strerror}); `refava {stage}` "
                                          f"writes under {self.root}: make it writable, or copy the workspace to a "
                                          f"writable place") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise LockedError(f"`refava {stage}` is already running in {self.root} ({holder}); wait for it to end, "
-                              f"or stop it (a killed run's lock is taken over at once)") from None
+        take_lock(fd, lambda holder: f"`refava {stage}` is already running in {self.root} ({holder}); wait for it "
+                                     f"to end, or stop it (a killed run's lock is taken over at once)")
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv[1:])[:120]}\n".encode(), 0)

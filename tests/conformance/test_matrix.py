@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -283,26 +284,29 @@ def sigkill(args: list, prepare: Callable[[Path], None] | None = None, outputs=(
     return case
 
 
+@contextmanager
+def holding(setup: str):
+    """Another process that holds the lock ``setup`` makes (as ``lock``) until the block ends."""
+    holder = subprocess.Popen([sys.executable, "-c", f"{setup}\nimport time\nwith lock:\n"
+                               f"    print('held', flush=True)\n    time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def holds_lock(stage: str, args: list) -> Callable:
     """While another process holds the stage's lock, the command is refused at once, naming the holder."""
     def case(env: Env) -> None:
         ws = env.copy()
         before = snapshot(ws)
-        holder = subprocess.Popen([sys.executable, "-c", f"""
-import sys, time
-from refava.workspace import Workspace
-with Workspace.load({str(ws)!r}).lock({stage!r}):
-    print("held", flush=True)
-    time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline().strip() == "held"
+        with holding(f"from refava.workspace import Workspace\nlock = Workspace.load({str(ws)!r}).lock({stage!r})"
+                     ) as holder:
             proc = refava("-w", ws, *resolve(args, ws), timeout=120)
             ok(proc, code=1)
             assert "already running" in proc.stderr and f"PID {holder.pid}" in proc.stderr, proc.stderr
-        finally:
-            holder.kill()
-            holder.wait()
         assert {k: v for k, v in snapshot(ws).items() if not k.startswith("locks/")} == \
             {k: v for k, v in before.items() if not k.startswith("locks/")}
     return case
@@ -313,23 +317,12 @@ def holds_folder(args: Callable[[Path, Path], list]) -> Callable:
     def case(env: Env) -> None:
         ws = env.copy()
         out = env.tmp / "out"
-        holder = subprocess.Popen([sys.executable, "-c", f"""
-import time
-from pathlib import Path
-from refava.io import folder_lock
-with folder_lock(Path({str(out)!r}), "output"):
-    print("held", flush=True)
-    time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
-        try:
-            assert holder.stdout.readline().strip() == "held"
+        with holding(f"from pathlib import Path\nfrom refava.io import folder_lock\n"
+                     f"lock = folder_lock(Path({str(out)!r}), 'output')"):
             proc = refava("-w", ws, *args(ws, out), timeout=120)
             ok(proc, code=1)
             assert "being written" in proc.stderr, proc.stderr
             assert not out.exists()
-        finally:
-            holder.kill()
-            holder.wait()
         # and two real runs at once: one is refused or both finish; the folder is whole either way
         procs = [subprocess.Popen([sys.executable, "-m", "refava", "-w", str(ws), *map(str, args(ws, out))],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .framestore import CORRUPTED_DIR
+from .ingest.stage import state as _ingest_state
+from .summary import StageState
 from .tables import read_provenance
 from .workspace import Workspace
-
-
-@dataclass(frozen=True)
-class StageState:
-    stage: str
-    state: str   # done, stale, partial, missing, failed
-    detail: str
 
 
 def recover(ws: Workspace) -> list[str]:
@@ -42,77 +37,6 @@ def recover(ws: Workspace) -> list[str]:
     except OSError:
         pass
     return done
-
-
-def ingest_inputs(ws: Workspace, settings=None) -> dict:
-    from .ingest import ingest_provenance
-
-    settings = settings or clip_settings(ws)
-    return ingest_provenance(ws.path(ws.config["ava"]["movies_dir"]), ws.paths("ava", "annotations"),
-                             ws.optional_path("ava", "label_map"), ws.paths("ava", "excluded"), settings)
-
-
-def clip_settings(ws: Workspace):
-    from .ingest import ClipSettings
-
-    return ClipSettings(**ws.config["clips"])
-
-
-def _compare(stored: dict | None, expected: dict, outputs: list[str]) -> tuple[str, str]:
-    if stored is None:
-        return "missing", f"no {', '.join(outputs)} yet"
-    changed = [k for k in expected if stored.get(k) != expected[k]]
-    if changed:
-        return "stale", "changed since the last run: " + ", ".join(changed)
-    return "done", f"up to date ({', '.join(outputs)})"
-
-
-def ingest_report_problems(ws: Workspace) -> tuple[dict, dict]:
-    """(counts, problem counts) of the last ingest's report ({} when there is none)."""
-    try:
-        report = json.loads((ws.reports_dir / "ingest.json").read_text())
-    except (OSError, ValueError):
-        return {}, {}
-    return report.get("counts") or {}, report.get("problem_counts") or {}
-
-
-def _ingest_state(ws: Workspace) -> StageState:
-    outputs = ["movies", "instances", "clips"]
-    stored = [read_provenance(ws.table(name)) for name in outputs]
-    stored = [None if s is None else {k: v for k, v in s.items() if k != "table"} for s in stored]
-    if all(s is None for s in stored):
-        shards = sorted(ws.reports_dir.glob("ingest-shard-*-of-*.json"))
-        if shards:                                  # a job array under way: the merge writes the tables
-            return StageState("ingest", "partial", f"{len(shards)} shard report(s) ({shards[0].name}, ...) and no "
-                                                   f"tables yet: run the remaining shards, then `refava ingest "
-                                                   f"--merge` (it names any movie not done)")
-        return StageState("ingest", "missing", "run `refava ingest`")
-    if any(s is None for s in stored) or any(s != stored[0] for s in stored):
-        return StageState("ingest", "partial", "the movies, instances and clips tables are not from one run: "
-                                               "run `refava ingest --force`")
-    try:
-        expected = ingest_inputs(ws)
-    except OSError as exc:
-        return StageState("ingest", "stale", f"an input cannot be read: {exc}")
-    relevant = {k: v for k, v in stored[0].items() if k in expected}
-    state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
-    if state != "done":
-        return StageState("ingest", state, detail)
-    from .tables import read_table
-
-    files = set(read_table("clips", ws.table("clips"), columns=["frames_file"]).column("frames_file").to_pylist())
-    gone = sorted(f for f in files if not (ws.root / f).exists())
-    if gone:
-        return StageState("ingest", "partial", f"{len(gone)} frame store(s) missing ({', '.join(gone[:3])}"
-                                               f"{', ...' if len(gone) > 3 else ''}): run `refava ingest`")
-    counts, problems = ingest_report_problems(ws)
-    said = ", ".join(f"{k} {v}" for k, v in sorted(problems.items()))
-    if not counts.get("clips"):
-        return StageState("ingest", "failed", f"no clip was cut ({said or 'no report'}; see "
-                                              f"{ws.reports_dir / 'ingest.json'}): fix the inputs and rerun")
-    if problems:
-        detail += f"; {sum(problems.values())} problem(s): {said} (reports/ingest.json)"
-    return StageState("ingest", "done", detail)
 
 
 def _corrupt_state(ws: Workspace) -> StageState | None:
@@ -231,6 +155,14 @@ class Stage:
     writes: tuple[str, ...]
     lock: str
     state: Callable[[Workspace], StageState | None] | None = None
+    run: str = ""          # "module:function", the stage's run(workspace, ...) -> Summary (imported when run)
+
+    def entry(self) -> Callable:
+        """The stage's run function (imported here: `refava --help` stays instant)."""
+        import importlib
+
+        module, _, name = self.run.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def _annotate_state(ws: Workspace) -> StageState | None:
@@ -253,24 +185,29 @@ def _rephrase_state(ws: Workspace) -> StageState | None:
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", ("movies_dir", "[ava] annotation files"),
           ("tables/movies", "tables/instances", "tables/clips", "frames/clean", "reports/ingest.json"),
-          "ingest", _ingest_state),
-    Stage("annotate import", ("a Label Studio export",), ("tables/annotations",), "annotate"),
-    Stage("annotate push", ("tables/instances", "tables/annotations"), ("labelstudio/",), "annotate"),
-    Stage("annotate pull", ("a Label Studio server",), ("labelstudio/", "tables/annotations"), "annotate"),
+          "ingest", _ingest_state, "refava.ingest.stage:run"),
+    Stage("annotate import", ("a Label Studio export",), ("tables/annotations",), "annotate",
+          run="refava.annotate.io:import_export_file"),
+    Stage("annotate push", ("tables/instances", "tables/annotations"), ("labelstudio/",), "annotate",
+          run="refava.annotate.labelstudio:push"),
+    Stage("annotate pull", ("a Label Studio server",), ("labelstudio/", "tables/annotations"), "annotate",
+          run="refava.annotate.labelstudio:pull"),
     Stage("annotate check", ("tables/instances", "tables/annotations"), ("tables/annotation_status",), "annotate",
-          _annotate_state),
+          _annotate_state, "refava.annotate.checks:run"),
     Stage("build-splits", ("tables/instances", "tables/annotation_status"),
-          ("tables/splits", "reports/splits.json", "reports/splits.md"), "build-splits", _splits_state),
+          ("tables/splits", "reports/splits.json", "reports/splits.md"), "build-splits", _splits_state,
+          "refava.splits:run"),
     Stage("stats", ("tables/instances", "tables/clips", "tables/splits", "tables/annotation_status", "frames/clean"),
-          ("reports/stats.html", "reports/stats/"), "stats", _stats_state),
+          ("reports/stats.html", "reports/stats/"), "stats", _stats_state, "refava.stats:run"),
     Stage("corrupt", ("tables/splits", "frames/clean"), ("frames/corrupted", "tables/corruptions"), "corrupt",
-          _corrupt_state),
+          _corrupt_state, "refava.corrupt.stage:run"),
     Stage("rephrase", ("tables/splits", "tables/annotation_status"), ("tables/rephrasings", "cache/rephrase"),
-          "rephrase", _rephrase_state),
-    Stage("package", ("tables/*", "frames/"), ("refava/",), "package", lambda ws: _package_state(ws)[0]),
+          "rephrase", _rephrase_state, "refava.rephrase.stage:run"),
+    Stage("package", ("tables/*", "frames/"), ("refava/",), "package", lambda ws: _package_state(ws)[0],
+          "refava.package.build:run"),
     Stage("validate-dataset", ("refava/",), ("reports/validation/",), "validate-dataset",
-          lambda ws: _validation_state(ws, _manifest_digest(ws))),
-    Stage("train", ("refava/",), ("runs/",), "train"),
+          lambda ws: _validation_state(ws, _manifest_digest(ws)), "refava.train.validation:validate_dataset"),
+    Stage("train", ("refava/",), ("runs/",), "train", run="refava.train.runs:train_run"),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .summary import Summary
+
 CATEGORIES = {
     "age": {"young", "old", "elderly", "aged", "child", "kid", "teenage", "teenager", "adult", "boy",
             "girl", "baby", "little", "older", "younger"},
@@ -50,6 +52,13 @@ def _bar(ax, labels, values, title, xlabel="", color="#4477aa"):
 
 
 STATS_INPUTS = ("instances", "clips", "splits", "annotation_status")
+
+
+def run(ws, *, gallery: int = 8) -> Summary:
+    """``refava stats``: the figures (reports/stats/) and the page (reports/stats.html)."""
+    lines: list[str] = []
+    made = make_stats(ws, gallery=gallery, log=lines.append)
+    return Summary("stats", lines, {"page": Path(made["html"])})
 
 
 def make_stats(ws, out_dir: Path | None = None, *, gallery: int = 8, log=print) -> dict:

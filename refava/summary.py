@@ -15,3 +15,12 @@ class Summary:
 
     def text(self) -> str:
         return "\n".join([*self.lines, *(f"{label}: {path}" for label, path in self.outputs.items())])
+
+
+@dataclass(frozen=True)
+class StageState:
+    """What `refava status` says of a stage: done, stale (inputs or parameters changed), partial, missing, failed."""
+
+    stage: str
+    state: str
+    detail: str

@@ -41,3 +41,5 @@ def test_every_command_that_writes_uses_a_declared_stage():
         named |= set(re.findall(r'load_workspace\(ctx, "([^"]+)"', path.read_text()))
     assert named and named <= set(BY_NAME), named - set(BY_NAME)
     assert [s.name for s in STAGES if s.state][:3] == ["ingest", "annotate check", "build-splits"]
+    for stage in STAGES:                                       # each declaration names a function that exists
+        assert callable(stage.entry()), stage.name

@@ -49,34 +49,22 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
       refava corrupt --type all --engine ray --ray-address auto   # one Ray task per (setting, movie)
       refava corrupt --type all --shard 0/8 ... then --merge      # a job array
     """
-    from ..corrupt import resolve
-    from ..corrupt.stage import corrupt_workspace
-
+    from ..corrupt.stage import run
     from ..engine import Engine
 
     shard_spec = check_engine_options(engine, ray_address, shard, merge)
     engine_spec = Engine(engine, workers, ray_address)
     ws = load_workspace(ctx, "corrupt", shard=shard_spec)
-    seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
     if gallery:
+        seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
         _gallery(ws, splits or ("test",), gallery_clips, seed, rain_style)
         return
     kinds = TYPES if not types or "all" in types else tuple(dict.fromkeys(types))
     if preset and severities:
         raise click.UsageError("--preset and --severity exclude each other: the preset fixes the severities")
-    levels = [None] if preset else (sorted(set(severities)) or [3])
-    specs = [resolve(kind, level, preset=preset, style=rain_style) for kind in kinds for level in levels]
-    summary = corrupt_workspace(ws, specs, splits or ("test",), seed=seed, force=force, log=click.echo,
-                                progress=not no_progress, engine=engine_spec, shard=shard_spec, merge=merge)
-    click.echo(f"corrupted split(s) {', '.join(splits or ('test',))} with seed {seed}"
-               f"{f' (shard {shard_spec})' if shard_spec else ''}:")
-    for line in summary.lines():
-        click.echo(line)
-    if shard_spec:
-        click.echo(f"shard report: {summary.shard_report}\nwhen every shard is done: `refava corrupt ... --merge` "
-                   f"(the same settings) writes the manifest")
-        return
-    click.echo(f"manifest: {summary.manifest}\nreport: {ws.reports_dir / 'corrupt.json'}")
+    click.echo(run(ws, types=kinds, severities=severities, preset=preset, splits=splits or ("test",),
+                   style=rain_style, seed=seed, force=force, progress=not no_progress, engine=engine_spec,
+                   shard=shard_spec, merge=merge, log=click.echo).text())
 
 
 def _gallery(ws, splits, count, seed, style):

@@ -123,81 +123,18 @@ def ingest_cmd(ctx, movies_dir, annotations, label_map, excluded, frames, short_
       refava ingest --shard 3/16                             # one task of a job array; then:
       refava ingest --merge                                  # writes the tables once all 16 are done
     """
-    from dataclasses import replace
-
-    from ..errors import ConfigError
-    from ..ingest import ingest
-    from ..stages import clip_settings, stage_states
-
     from ..engine import Engine
+    from ..ingest.stage import run
 
     shard_spec = check_engine_options(engine, ray_address, shard, merge)
     ws = load_workspace(ctx, "ingest", shard=shard_spec)
     workers = workers if workers is not None else ws.config["ingest"]["workers"]
-    engine_spec = Engine(engine, workers, ray_address)
-    settings = clip_settings(ws)
     changes = {k: v for k, v in {"frames": _frames_option(frames) if frames else None, "short_side": short_side,
                                  "keyframe_short_side": keyframe_short_side, "jpeg_quality": jpeg_quality}.items()
                if v is not None}
-    try:
-        settings = replace(settings, **changes)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    overridden = bool(movies_dir or annotations or label_map or excluded or changes)
-    ann = [Path(a) for a in annotations] or ws.paths("ava", "annotations")
-    if not ann:
-        raise ConfigError("no annotation files: set [ava] annotations in refava.toml or pass --annotations")
-    if not overridden and not force and not strict and not shard_spec and not merge:
-        state = stage_states(ws)[0]
-        if state.state == "done":
-            click.echo(f"ingest: {state.detail}; nothing to do (--force redoes it)")
-            _repeat_problems(ws)
-            return
-    ingest(ws.root, Path(movies_dir) if movies_dir else ws.path(ws.config["ava"]["movies_dir"]), ann,
-           label_map=label_map or ws.optional_path("ava", "label_map"),
-           excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
-           workers=workers, strict=strict, force=force, progress=not no_progress, log=click.echo,
-           allow_empty=allow_empty, engine=engine_spec, shard=shard_spec, merge=merge)
-    if overridden:              # what this run did is what refava.toml says from now on (a failed run records nothing)
-        _record_settings(ws, changes, movies_dir, annotations, label_map, excluded)
-
-
-def _record_settings(ws, changes: dict, movies_dir, annotations, label_map, excluded) -> None:
-    """Settings given on the command line go into refava.toml, so that `refava status` and the next plain
-    `refava ingest` agree with what this run does (said on stdout)."""
-    import os
-
-    def rel(path) -> str:
-        return os.path.relpath(Path(path).absolute(), ws.root)
-
-    said = []
-    for key, value in changes.items():
-        if ws.config["clips"].get(key) != value:
-            ws.config["clips"][key] = value
-            said.append(f"[clips] {key} = {value}")
-    paths = {"movies_dir": rel(movies_dir) if movies_dir else None,
-             "annotations": [rel(a) for a in annotations] or None, "label_map": rel(label_map) if label_map else None,
-             "excluded": [rel(e) for e in excluded] or None}
-    for key, value in paths.items():
-        if value is not None and ws.config["ava"].get(key) != value:
-            ws.config["ava"][key] = value
-            said.append(f"[ava] {key} = {value}")
-    if said:
-        ws.save()
-        click.echo(f"recorded in {ws.root / 'refava.toml'}: {'; '.join(said)}")
-
-
-def _repeat_problems(ws, most: int = 10) -> None:
-    """A rerun with nothing to do still says what the last run skipped (from reports/ingest.json)."""
-    import json
-
-    from ..validate import Problem
-
-    try:
-        problems = json.loads((ws.reports_dir / "ingest.json").read_text()).get("problems") or []
-    except (OSError, ValueError):
-        return
-    for p in problems[:most]:
-        click.echo(f"  {Problem.from_dict(p).message()}")
-    if len(problems) > most:
-        click.echo(f"  ... {len(problems) - most} more in {ws.reports_dir / 'ingest.json'}")
+    summary = run(ws, movies_dir=movies_dir, annotations=annotations, label_map=label_map, excluded=excluded,
+                  changes=changes, workers=workers, strict=strict, force=force, progress=not no_progress,
+                  allow_empty=allow_empty, engine=Engine(engine, workers, ray_address), shard=shard_spec,
+                  merge=merge, log=click.echo)
+    if summary.lines:
+        click.echo(summary.text())

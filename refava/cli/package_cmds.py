@@ -33,7 +33,7 @@ def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progres
       refava package --out /data/refava-v1 --push-to-hub me/refava
       refava package --verify refava
     """
-    from ..package import PackageError, package_workspace, verify_dataset
+    from ..package import PackageError, verify_dataset
 
     if verify_dir:
         report = verify_dataset(verify_dir, decode=not no_decode)
@@ -44,22 +44,8 @@ def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progres
         decoded = "" if no_decode else ", every JPEG decodes"
         click.echo(f"{verify_dir}: OK, {report.shards} shards, {report.rows} rows, checksums and rows match{decoded}")
         return
-    ws = load_workspace(ctx, "package")
-    summary = package_workspace(ws, out, shard_bytes=shard_size_mb << 20, log=click.echo, progress=not no_progress)
-    click.echo(f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
-               f"({summary.packaged_bytes / 1e6:.1f} MB):")
-    for line in summary.lines():
-        click.echo(line)
-    default = next(c for c in summary.configs if c.name == "default")
-    shards = [s for v in default.splits.values() for s in v]
-    if default.unique_jpeg_bytes:
-        click.echo(f"default configuration: {sum(s.bytes for s in shards) / summary.instances / 1e3:.1f} kB per "
-                   f"instance, {sum(s.bytes for s in shards) / default.unique_jpeg_bytes:.3f} x its unique JPEG bytes")
-    click.echo(f"dataset: {summary.out}")
-    click.echo(f"load it: cd {summary.out.parent} && python -c 'import datasets; "
-               f"print(datasets.load_dataset(\"{summary.out.name}\"))'")
-    if repo:
-        from ..package import push_to_hub
+    from ..package.build import run
 
-        url = push_to_hub(summary.out, repo)
-        click.echo(f"pushed: {url}")
+    summary = run(load_workspace(ctx, "package"), out=out, shard_bytes=shard_size_mb << 20, repo=repo,
+                  progress=not no_progress, log=click.echo)
+    click.echo(summary.text())

@@ -1,7 +1,6 @@
 """``refava rephrase``."""
 from __future__ import annotations
 
-import json
 
 import click
 
@@ -53,22 +52,12 @@ def rephrase_cmd(ctx, splits, n, backend, base_urls, model, template, temperatur
       refava rephrase --test --base-url http://127.0.0.1:8000/v1 --model my-model --template chat-v1
       refava rephrase --all --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1 --concurrency 32
     """
-    from ..rephrase.engine import Params, load_template
-    from ..rephrase.stage import default_template, make_backend, rephrase_workspace
+    from ..rephrase.engine import Params
+    from ..rephrase.stage import run
 
     ws = load_workspace(ctx, "rephrase")
-    chosen = tuple(dict.fromkeys(splits)) or ("test",)
-    be = make_backend(ws, backend=backend, base_url=list(base_urls), model=model, price_in=price_in, price_out=price_out)
-    tpl = load_template(template or default_template(be))
     params = Params(n=n, temperature=temperature, seed=int(ws.config["seeds"]["rephrase"] if seed is None else seed),
                     max_attempts=max_attempts, max_retries=max_retries, timeout_s=timeout_s, concurrency=concurrency)
-    result = rephrase_workspace(ws, chosen, n=n, backend=be, template=tpl, params=params, dry_run=dry_run,
-                                progress=not no_progress, log=click.echo)
-    if dry_run:
-        click.echo(f"dry run ({be.name}, {be.model}, template {tpl.id}) for split(s) {', '.join(chosen)}:")
-        click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(f"rephrased split(s) {', '.join(chosen)} with {be.name} ({be.model}, template {tpl.id}):")
-    for line in result.lines():
-        click.echo(line)
-    click.echo(f"table: {result.table}\nreport: {ws.reports_dir / 'rephrase.json'}")
+    click.echo(run(ws, splits=tuple(dict.fromkeys(splits)) or ("test",), n=n, backend=backend, base_urls=base_urls,
+                   model=model, template=template, params=params, price_in=price_in, price_out=price_out,
+                   dry_run=dry_run, progress=not no_progress, log=click.echo).text())

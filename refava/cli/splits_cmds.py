@@ -41,6 +41,6 @@ def stats_cmd(ctx, gallery):
     """Figures of the build as PNG files (reports/stats/) and one self-contained page (reports/stats.html):
     instances per split, people per clip, actions per split, expression length, frequent words per category and
     their co-occurrence, and a gallery of keyframes with box and expression."""
-    from ..stats import make_stats
+    from ..stats import run
 
-    make_stats(load_workspace(ctx, "stats"), gallery=gallery, log=click.echo)
+    click.echo(run(load_workspace(ctx, "stats"), gallery=gallery).text())

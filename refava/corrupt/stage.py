@@ -20,6 +20,7 @@ from ..errors import StageError
 from ..framestore import CLEAN_DIR, CORRUPTED_DIR, DamagedFrameStoreError, clean_path, corrupted_path, read_store
 from ..framestore import clip_order as _clip_order
 from ..framestore import hash_rows, jpeg_problem, require_intact
+from ..summary import Summary
 from ..tables import read_provenance, read_table, write_table
 from . import CorruptionSpec, clip_rng, corrupt_frames
 
@@ -265,3 +266,26 @@ def write_manifest(ws) -> Path:
     inputs = {"splits": sha256_file(ws.table("splits"))} if ws.table("splits").exists() else {}
     return write_table("corruptions", rows, ws.table("corruptions"), provenance={
         "stage": "corrupt", "configurations": sorted({r["configuration"] for r in rows}), "inputs": inputs})
+
+
+def run(ws, *, types, severities=(), preset: str | None = None, splits=("test",), style: str | None = None,
+        seed: int | None = None, force: bool = False, progress: bool = True, engine=None, shard=None,
+        merge: bool = False, log: Callable[[str], None] = print) -> Summary:
+    """``refava corrupt``: every (type, severity) setting over the clips of ``splits`` (see
+    :func:`corrupt_workspace`); ``preset`` fixes the severities."""
+    from ..errors import ConfigError
+    from . import resolve
+
+    seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
+    if preset and severities:
+        raise ConfigError("--preset and --severity exclude each other: the preset fixes the severities")
+    levels = [None] if preset else (sorted(set(severities)) or [3])
+    specs = [resolve(kind, level, preset=preset, style=style) for kind in types for level in levels]
+    summary = corrupt_workspace(ws, specs, splits, seed=seed, force=force, log=log, progress=progress, engine=engine,
+                                shard=shard, merge=merge)
+    lines = [f"corrupted split(s) {', '.join(splits)} with seed {seed}{f' (shard {shard})' if shard else ''}:",
+             *summary.lines()]
+    if shard:
+        lines.append("when every shard is done: `refava corrupt ... --merge` (the same settings) writes the manifest")
+        return Summary("corrupt", lines, {"shard report": Path(summary.shard_report)})
+    return Summary("corrupt", lines, {"manifest": Path(summary.manifest), "report": ws.reports_dir / "corrupt.json"})

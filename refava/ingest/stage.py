@@ -2,6 +2,7 @@
 together, the report; shards and their merge."""
 from __future__ import annotations
 
+import json
 import os
 import time as _time
 from dataclasses import asdict, dataclass
@@ -13,7 +14,8 @@ from ..errors import StageError, StrictModeError
 from ..fsutil import clean_stale_temporaries, sha256_file, sha256_json, write_json_atomic
 from ..progress import bar as _progress
 from ..records import Clip, Clips, Instance, Instances, Movie, Movies
-from ..tables import commit_together
+from ..tables import commit_together, read_provenance
+from ..summary import StageState, Summary
 from ..validate import Problem, ProblemLog
 from .movie import (FRAMES_DIR, MOVIE_EXTENSIONS, MovieResult, _fingerprint, completion_record, find_movie,
                     ingest_movie, movie_files)
@@ -311,3 +313,150 @@ def _refuse_to_empty(workspace: Path, annotation_files, problems: ProblemLog) ->
     raise StageError(f"{', '.join(str(a) for a in annotation_files)}: expected AVA rows, found no usable instance{why}; "
                      f"{table} holds instances and is kept. Fix the file, or pass --allow-empty to replace the "
                      f"tables with empty ones")
+
+
+# --- the stage's state and run ----------------------------------------------------------------------------
+
+def ingest_inputs(ws, settings=None) -> dict:
+    """What an ingest of ``ws`` with ``settings`` (default: refava.toml's) depends on (see ingest_provenance)."""
+    settings = settings or clip_settings(ws)
+    return ingest_provenance(ws.path(ws.config["ava"]["movies_dir"]), ws.paths("ava", "annotations"),
+                             ws.optional_path("ava", "label_map"), ws.paths("ava", "excluded"), settings)
+
+
+def clip_settings(ws) -> ClipSettings:
+    """The clip settings refava.toml gives."""
+    return ClipSettings(**ws.config["clips"])
+
+
+def _compare(stored: dict | None, expected: dict, outputs: list[str]) -> tuple[str, str]:
+    if stored is None:
+        return "missing", f"no {', '.join(outputs)} yet"
+    changed = [k for k in expected if stored.get(k) != expected[k]]
+    if changed:
+        return "stale", "changed since the last run: " + ", ".join(changed)
+    return "done", f"up to date ({', '.join(outputs)})"
+
+
+def ingest_report_problems(ws) -> tuple[dict, dict]:
+    """(counts, problem counts) of the last ingest's report ({} when there is none)."""
+    try:
+        report = json.loads((ws.reports_dir / "ingest.json").read_text())
+    except (OSError, ValueError):
+        return {}, {}
+    return report.get("counts") or {}, report.get("problem_counts") or {}
+
+
+def state(ws) -> StageState:
+    """The ingest's state for `refava status` (its declaration in refava.stages points here)."""
+    outputs = ["movies", "instances", "clips"]
+    stored = [read_provenance(ws.table(name)) for name in outputs]
+    stored = [None if s is None else {k: v for k, v in s.items() if k != "table"} for s in stored]
+    if all(s is None for s in stored):
+        shards = sorted(ws.reports_dir.glob("ingest-shard-*-of-*.json"))
+        if shards:                                  # a job array under way: the merge writes the tables
+            return StageState("ingest", "partial", f"{len(shards)} shard report(s) ({shards[0].name}, ...) and no "
+                                                   f"tables yet: run the remaining shards, then `refava ingest "
+                                                   f"--merge` (it names any movie not done)")
+        return StageState("ingest", "missing", "run `refava ingest`")
+    if any(s is None for s in stored) or any(s != stored[0] for s in stored):
+        return StageState("ingest", "partial", "the movies, instances and clips tables are not from one run: "
+                                               "run `refava ingest --force`")
+    try:
+        expected = ingest_inputs(ws)
+    except OSError as exc:
+        return StageState("ingest", "stale", f"an input cannot be read: {exc}")
+    relevant = {k: v for k, v in stored[0].items() if k in expected}
+    state, detail = _compare(relevant, expected, [f"tables/{n}.parquet" for n in outputs])
+    if state != "done":
+        return StageState("ingest", state, detail)
+    from ..tables import read_table
+
+    files = set(read_table("clips", ws.table("clips"), columns=["frames_file"]).column("frames_file").to_pylist())
+    gone = sorted(f for f in files if not (ws.root / f).exists())
+    if gone:
+        return StageState("ingest", "partial", f"{len(gone)} frame store(s) missing ({', '.join(gone[:3])}"
+                                               f"{', ...' if len(gone) > 3 else ''}): run `refava ingest`")
+    counts, problems = ingest_report_problems(ws)
+    said = ", ".join(f"{k} {v}" for k, v in sorted(problems.items()))
+    if not counts.get("clips"):
+        return StageState("ingest", "failed", f"no clip was cut ({said or 'no report'}; see "
+                                              f"{ws.reports_dir / 'ingest.json'}): fix the inputs and rerun")
+    if problems:
+        detail += f"; {sum(problems.values())} problem(s): {said} (reports/ingest.json)"
+    return StageState("ingest", "done", detail)
+
+
+def run(ws, *, movies_dir=None, annotations=(), label_map=None, excluded=(), changes: dict | None = None,
+        workers: int | None = None, strict: bool = False, force: bool = False, progress: bool = True,
+        allow_empty: bool = False, engine=None, shard=None, merge: bool = False,
+        log: Callable[[str], None] = print) -> Summary:
+    """``refava ingest`` on workspace ``ws``: paths and clip settings from refava.toml unless given (``changes``:
+    clip settings to change); a run with nothing to do says so and repeats the last run's problems.  Settings
+    given here are recorded in refava.toml once the run succeeded, so `refava status` and the next plain run
+    agree with it.  The progress and the tables' summary go to ``log`` as the run goes."""
+    from dataclasses import replace
+
+    from ..engine import Engine
+    from ..errors import ConfigError
+
+    changes = changes or {}
+    workers = workers if workers is not None else ws.config["ingest"]["workers"]
+    engine = engine or Engine("local", workers)
+    try:
+        settings = replace(clip_settings(ws), **changes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    overridden = bool(movies_dir or annotations or label_map or excluded or changes)
+    ann = [Path(a) for a in annotations] or ws.paths("ava", "annotations")
+    if not ann:
+        raise ConfigError("no annotation files: set [ava] annotations in refava.toml or pass --annotations")
+    if not overridden and not force and not strict and not shard and not merge:
+        current = state(ws)
+        if current.state == "done":
+            return Summary("ingest", [f"ingest: {current.detail}; nothing to do (--force redoes it)",
+                                      *_last_problems(ws)])
+    ingest(ws.root, Path(movies_dir) if movies_dir else ws.path(ws.config["ava"]["movies_dir"]), ann,
+           label_map=label_map or ws.optional_path("ava", "label_map"),
+           excluded_files=[Path(e) for e in excluded] or ws.paths("ava", "excluded"), settings=settings,
+           workers=workers, strict=strict, force=force, progress=progress, log=log,
+           allow_empty=allow_empty, engine=engine, shard=shard, merge=merge)
+    lines = []
+    if overridden:              # what this run did is what refava.toml says from now on (a failed run records nothing)
+        lines += _record_settings(ws, changes, movies_dir, annotations, label_map, excluded)
+    return Summary("ingest", lines)
+
+
+def _record_settings(ws, changes: dict, movies_dir, annotations, label_map, excluded) -> list[str]:
+    """Settings given on the command line go into refava.toml; returns the line that says so (or none)."""
+    def rel(path) -> str:
+        return os.path.relpath(Path(path).absolute(), ws.root)
+
+    said = []
+    for key, value in changes.items():
+        if ws.config["clips"].get(key) != value:
+            ws.config["clips"][key] = value
+            said.append(f"[clips] {key} = {value}")
+    paths = {"movies_dir": rel(movies_dir) if movies_dir else None,
+             "annotations": [rel(a) for a in annotations] or None, "label_map": rel(label_map) if label_map else None,
+             "excluded": [rel(e) for e in excluded] or None}
+    for key, value in paths.items():
+        if value is not None and ws.config["ava"].get(key) != value:
+            ws.config["ava"][key] = value
+            said.append(f"[ava] {key} = {value}")
+    if not said:
+        return []
+    ws.save()
+    return [f"recorded in {ws.root / 'refava.toml'}: {'; '.join(said)}"]
+
+
+def _last_problems(ws, most: int = 10) -> list[str]:
+    """A rerun with nothing to do still says what the last run skipped (from reports/ingest.json)."""
+    try:
+        problems = json.loads((ws.reports_dir / "ingest.json").read_text()).get("problems") or []
+    except (OSError, ValueError):
+        return []
+    lines = [f"  {Problem.from_dict(p).message()}" for p in problems[:most]]
+    if len(problems) > most:
+        lines.append(f"  ... {len(problems) - most} more in {ws.reports_dir / 'ingest.json'}")
+    return lines

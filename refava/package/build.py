@@ -19,6 +19,7 @@ from ..errors import StageError
 from ..framestore import CLEAN_DIR, CORRUPTED_DIR, DamagedFrameStoreError, clip_hash, jpeg_problem, read_store, require_intact
 from ..fsutil import sha256_file
 from ..io import output_folder
+from ..summary import Summary
 from .format import (
     GROUP_OF_TYPE,
     HF_SPLIT,
@@ -524,6 +525,28 @@ class PackageSummary:
         for reason, n in sorted(self.skipped.items()):
             out.append(f"  skipped {n} row(s): {reason}")
         return out
+
+
+def run(ws, *, out=None, shard_bytes: int = SHARD_BYTES, repo: str | None = None, progress: bool = True,
+        log: Callable[[str], None] = print) -> Summary:
+    """``refava package`` (and ``--push-to-hub REPO``): the dataset folder, what is in it, where it went."""
+    summary = package_workspace(ws, out, shard_bytes=shard_bytes, log=log, progress=progress)
+    lines = [f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
+             f"({summary.packaged_bytes / 1e6:.1f} MB):", *summary.lines()]
+    default = next(c for c in summary.configs if c.name == "default")
+    shards = [s for v in default.splits.values() for s in v]
+    if default.unique_jpeg_bytes:
+        lines.append(f"default configuration: {sum(s.bytes for s in shards) / summary.instances / 1e3:.1f} kB per "
+                     f"instance, {sum(s.bytes for s in shards) / default.unique_jpeg_bytes:.3f} x its unique JPEG "
+                     f"bytes")
+    lines.append(f"load it: cd {summary.out.parent} && python -c 'import datasets; "
+                 f"print(datasets.load_dataset(\"{summary.out.name}\"))'")
+    outputs = {"dataset": summary.out}
+    if repo:
+        from .hub import push_to_hub
+
+        outputs["pushed"] = push_to_hub(summary.out, repo)
+    return Summary("package", lines, outputs)
 
 
 def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: int = SHARD_BYTES,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import StageError
 from .engine import Backend, Cache, Job, Params, RephraseError, Runner, Template, estimate, load_template, redact
+from ..summary import Summary
 
 # USD per million tokens (prompt, completion) for --dry-run estimates; override with --price-in/--price-out
 PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60)}
@@ -186,3 +188,25 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
         "requests_by_endpoint": dict(sorted(s.by_endpoint.items())),
         "errors": s.errors, "request_seconds": round(s.seconds, 3)})
     return summary
+
+
+def run(ws, *, splits=("test",), n: int = 2, backend: str | None = None, base_urls=(), model: str | None = None,
+        template: str | None = None, params=None, price_in=None, price_out=None, dry_run: bool = False,
+        progress: bool = True, log: Callable[[str], None] = print) -> Summary:
+    """``refava rephrase``: every accepted expression of ``splits`` rephrased ``n`` times (see
+    :func:`rephrase_workspace`); ``dry_run`` counts requests, tokens and cost and sends nothing."""
+    import json
+
+    from .engine import load_template
+
+    be = make_backend(ws, backend=backend, base_url=list(base_urls), model=model, price_in=price_in,
+                      price_out=price_out)
+    tpl = load_template(template or default_template(be))
+    result = rephrase_workspace(ws, splits, n=n, backend=be, template=tpl, params=params, dry_run=dry_run,
+                                progress=progress, log=log)
+    if dry_run:
+        return Summary("rephrase", [f"dry run ({be.name}, {be.model}, template {tpl.id}) for split(s) "
+                                    f"{', '.join(splits)}:", json.dumps(result, indent=2)])
+    return Summary("rephrase", [f"rephrased split(s) {', '.join(splits)} with {be.name} ({be.model}, template "
+                                f"{tpl.id}):", *result.lines()],
+                   {"table": Path(result.table), "report": ws.reports_dir / "rephrase.json"})

@@ -21,7 +21,13 @@ Deliberate differences from the authors' code, each for a reason:
 * one head and four agents, as in the code; the head softmax of the fusion is then all ones and is written out as
   such (``fuse``);
 * frames arrive as the dataset stores them (no x 255 uint8 cast, which negates every pixel in the code), and
-  boxes, labels and texts are joined by instance id, not by dict insertion order.
+  boxes, labels and texts are joined by instance id, not by dict insertion order;
+* the box head ends in a sigmoid, where the code's has none: boxes are normalised [0, 1] corners, and the sigmoid
+  keeps every prediction in that range (outputs differ from the code's by up to 0.57 on random weights);
+* text tokens are pooled with their padding mask, where the code takes ``.mean(1).mean(1)`` over every position:
+  unmasked, an expression's features depend on the longest expression in its batch (logits differ by about 0.025
+  with padding, not at all without).  ``legacy`` keeps both of these differences for now (issue 26 asks it to
+  reproduce the code's head and pooling too).
 """
 from __future__ import annotations
 

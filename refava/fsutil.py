@@ -146,26 +146,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-@contextmanager
-def new_folder(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out`` (named with this process's owner); when the block ends
-    normally it replaces ``out`` by renames (an old ``out`` is moved aside, then deleted), and when it raises
-    nothing has changed: the temporary folder is removed and an old ``out`` stays where it was."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.{owner()}.tmp"
-    old = out.parent / f".{out.name}.{owner()}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

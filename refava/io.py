@@ -11,6 +11,7 @@ size limit, not by the file, and an error message quotes at most :data:`QUOTE` c
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -46,18 +47,24 @@ def _encoding_problem(data: bytes, where: str) -> InputError:
     return InputError(f"{where}: expected UTF-8 text, found {found}; save or export the file as UTF-8 and rerun")
 
 
-def decode_text(data: bytes, where: str) -> str:
-    """``data`` as UTF-8 (a byte-order mark dropped), or an :class:`InputError` naming the line of the first bad
-    byte."""
+def decode_text(data: bytes, where: str, what: str = "file") -> str:
+    """``data`` as UTF-8 (a byte-order mark dropped), or an :class:`InputError` naming the line, byte and column of
+    the first bad byte (the message :func:`iter_lines` gives for the same byte)."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise _encoding_problem(data, where)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        kind = "binary data" if b"\x00" in data[:4096] else "Latin-1 or another legacy encoding?"
-        raise InputError(f"{where}:{line}: expected UTF-8 text, found byte 0x{data[exc.start]:02x} at offset "
-                         f"{exc.start} ({kind}); save or export the file as UTF-8 and rerun") from None
+        raise _not_utf8(data[exc.start], exc.start, 1 + data.count(b"\n", 0, exc.start),
+                        exc.start - (data.rfind(b"\n", 0, exc.start) + 1), b"\x00" in data[:4096], where,
+                        what) from None
+
+
+def _not_utf8(byte: int, offset: int, line: int, column: int, binary: bool, where: str, what: str) -> InputError:
+    """The one message for a ``byte`` that is not UTF-8, at ``offset`` in the file (``column`` 0-based)."""
+    kind = "binary data" if binary else "Latin-1 or another legacy encoding?"
+    return InputError(f"{where} line {line}: byte {offset} (column {column + 1}, 0x{byte:02x}) is not UTF-8 "
+                      f"({kind}); expected UTF-8 text: re-save the {what} as UTF-8")
 
 
 def _json_number(text: str, where: str):
@@ -130,7 +137,7 @@ def read_json(path: str | os.PathLike, *, what: str, max_bytes: int = MAX_JSON_B
         raise InputError(f"{where}: a folder, expected a {what} file") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot read the {what} ({exc.strerror or exc})") from None
-    return parse_json(decode_text(data, where), where)
+    return parse_json(decode_text(data, where, what), where)
 
 
 def iter_lines(path: str | os.PathLike, *, what: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
@@ -163,10 +170,8 @@ def iter_lines(path: str | os.PathLike, *, what: str, max_line_bytes: int = MAX_
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                kind = "binary data" if b"\x00" in raw else "Latin-1 or another legacy encoding?"
-                raise InputError(f"{path} line {number}: byte {start + exc.start} (column {exc.start + 1}, "
-                                 f"0x{raw[exc.start]:02x}) is not UTF-8 ({kind}); expected UTF-8 text: re-save the "
-                                 f"{what} as UTF-8") from None
+                raise _not_utf8(raw[exc.start], start + exc.start, number, exc.start, b"\x00" in raw, str(path),
+                                what) from None
 
 
 def iter_json_lines(path: str | os.PathLike, *, what: str,
@@ -263,7 +268,7 @@ def _siblings(out: Path):
     from .fsutil import HOST, OWNER_RE, pid_alive
 
     prefix = f".{out.name}."
-    for path in sorted(out.parent.glob(f".{glob_escape(out.name)}.*")):
+    for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.*")):
         rest = path.name[len(prefix):]
         kind = rest.rsplit(".", 1)[-1]
         match = OWNER_RE.search("." + rest)
@@ -272,12 +277,6 @@ def _siblings(out: Path):
         if match["host"] != HOST or pid_alive(int(match["pid"])):
             continue                      # a live run's, or another machine's on a shared filesystem
         yield kind, path
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def recover_output_folder(out: Path, owned=_marked_files) -> list[str]:

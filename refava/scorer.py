@@ -161,7 +161,7 @@ def _read_jsonl(path: Path, n: int) -> Predictions:
             for what, values in (("scores", scores), ("box", box)):
                 if isinstance(values, list):
                     wrong = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), None)
-                    if wrong is not None or any(isinstance(v, bool) for v in values):
+                    if wrong is not None:
                         raise PredictionsError(f"{where}: {what} must be JSON numbers, found "
                                                f"{type(wrong).__name__} {str(wrong)[:40]!r}")
             _add(pred, boxes, seen, obj.get("instance_id"), scores, box, where, n)

@@ -113,6 +113,9 @@ def test_tiny_blip2_and_detr_train_and_evaluate_on_the_packaged_sample(sample_wo
     assert report["model_verdict"].startswith("cannot be told with random encoders")
     assert set(report["data"]["arms"]) == {"true_text", "shuffled_text"} and report["data"]["seeds"] == 3
     assert report["data_verdict"] in text and "1. does the data carry the referent?" in proc.stdout
+    # the model's differences from the authors' code, with their reasons, in the report (issue 26)
+    assert "| box head sigmoid |" in text and "| masked text pooling |" in text and "this run: the default path" in text
+    assert {d["name"] for d in report["model_differences"]} >= {"box head sigmoid", "masked text pooling"}
     # the small random configuration, by name: its width reaches the model and the report says which encoders ran
     proc = subprocess.run([sys.executable, "-m", "refava", "validate-dataset", "--epochs", "1", "--seeds", "1",
                            "--encoder-size", "small", "--out", str(tmp_path / "val_small")],

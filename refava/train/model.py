@@ -10,24 +10,27 @@ The ablation switches: ``caaf`` (cross-stream agent attention fusion), ``catf`` 
 (the location-semantic stream), ``agent_fusion`` (False: plain addition of the three streams, the paper's
 "w/o ALSAF", whose Table 3 row equals its "Addition" row).
 
-Deliberate differences from the authors' code, each for a reason:
+Deliberate differences from the authors' code, each for a reason (``DIFFERENCES`` lists them for the validation
+report; ``legacy`` reproduces the code's side of the first three):
 
-* aggregation is the mean of the three streams (the paper's text); ``legacy`` is the code's path: the sum of the
-  streams' token means, with the mean of the 100 person-masked projected detections as the location stream's;
-* the code converts DETR's (cx, cy, w, h) boxes with width and height swapped; refava's detections use the right
-  corners (a bug, not a choice);
-* person detections are kept above a confidence threshold (``--person-threshold``, 0.7), where the code keeps every
-  query whose argmax is "person": a query that is barely a person should not steer the referent;
-* one head and four agents, as in the code; the head softmax of the fusion is then all ones and is written out as
-  such (``fuse``);
-* frames arrive as the dataset stores them (no x 255 uint8 cast, which negates every pixel in the code), and
-  boxes, labels and texts are joined by instance id, not by dict insertion order;
-* the box head ends in a sigmoid, where the code's has none: boxes are normalised [0, 1] corners, and the sigmoid
-  keeps every prediction in that range (outputs differ from the code's by up to 0.57 on random weights);
-* text tokens are pooled with their padding mask, where the code takes ``.mean(1).mean(1)`` over every position:
-  unmasked, an expression's features depend on the longest expression in its batch (logits differ by about 0.025
-  with padding, not at all without).  ``legacy`` keeps both of these differences for now (issue 26 asks it to
-  reproduce the code's head and pooling too).
+* aggregation: the mean of the three streams (the paper's text); the code sums the streams' token means, with the
+  mean of the 100 person-masked projected detections as the location stream's (before the D -> n projection and its
+  agent block);
+* box head sigmoid: the box head ends in a sigmoid, where the code's has none: boxes are normalised [0, 1] corners,
+  and the sigmoid keeps every prediction in that range (outputs differ from the code's by up to 0.57 on random
+  weights);
+* masked text pooling: text tokens are pooled with their padding mask, where the code takes ``.mean(1).mean(1)``
+  over every position: unmasked, an expression's features depend on the longest expression in its batch (logits
+  differ by about 0.025 with padding, not at all without);
+* box corners: the code converts DETR's (cx, cy, w, h) boxes with width and height swapped; refava's detections use
+  the right corners (a bug, not a choice; ``legacy`` does not bring it back);
+* person threshold: person detections are kept above a confidence threshold (``--person-threshold``, 0.7), where the
+  code keeps every query whose argmax is "person": a query that is barely a person should not steer the referent;
+* frames and joins: frames arrive as the dataset stores them (no x 255 uint8 cast, which negates every pixel in the
+  code), and boxes, labels and texts are joined by instance id, not by dict insertion order.
+
+One head and four agents, as in the code; the head softmax of the fusion is then all ones and is written out as
+such (``fuse``).
 """
 from __future__ import annotations
 
@@ -38,6 +41,38 @@ from torch import nn
 from torch.nn import functional as F
 
 NUM_CLASSES = 80
+
+
+@dataclass(frozen=True)
+class Difference:
+    name: str
+    ours: str
+    authors: str
+    reason: str
+    legacy: str                     # what ``legacy=True`` does about it
+
+
+DIFFERENCES = (
+    Difference("aggregation", "the mean of the three streams' outputs (the paper's text)",
+               "the sum of the visual and text streams' token means and the mean of the 100 person-masked projected "
+               "detections", "the paper states the mean; the code's location term skips its own agent block",
+               "reproduces the code"),
+    Difference("box head sigmoid", "the box head ends in a sigmoid", "no sigmoid",
+               "boxes are normalised [0, 1] corners; the sigmoid keeps every prediction in range (up to 0.57 apart "
+               "on random weights)", "reproduces the code (no sigmoid)"),
+    Difference("masked text pooling", "text tokens averaged over the expression's own tokens (padding mask)",
+               "`.mean(1).mean(1)` over every position, pads included",
+               "unmasked, an expression's features depend on the longest expression in its batch (logits about "
+               "0.025 apart with padding, equal without)", "reproduces the code (unmasked mean)"),
+    Difference("box corners", "DETR's (cx, cy, w, h) converted to the right corners",
+               "width and height swapped in the conversion", "a bug, not a choice", "keeps refava's"),
+    Difference("person threshold", "person detections above a confidence threshold (0.7)",
+               "every query whose argmax is person", "a query that is barely a person should not steer the referent",
+               "keeps refava's"),
+    Difference("frames and joins", "frames as stored; rows joined by instance id",
+               "x 255 uint8 cast (negates pixels); joins by dict insertion order", "bugs, not choices",
+               "keeps refava's"),
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +165,11 @@ class RefAtomNet(nn.Module):
     def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 detections: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
-        m = text_mask.unsqueeze(-1).to(text.dtype)
-        pooled = self.text_in((text * m).sum(1) / m.sum(1).clamp(min=1))                    # (B, d)
+        if c.legacy:                                  # the code's .mean(1).mean(1): every position, pads included
+            pooled = self.text_in(text.mean(1))
+        else:
+            m = text_mask.unsqueeze(-1).to(text.dtype)
+            pooled = self.text_in((text * m).sum(1) / m.sum(1).clamp(min=1))                # (B, d)
         t_tokens = self.text_expand(pooled.unsqueeze(-1)).transpose(1, 2)                    # (B, n, d)
         t_out, g_t, a_t = self.text(t_tokens)
         use_loc = c.location and detections is not None
@@ -157,7 +195,8 @@ class RefAtomNet(nn.Module):
         else:
             v_out, _, _ = self.visual(visual)
             feature = (v_out + t_out + (l_out if use_loc else 0)).mean(dim=1)
-        return self.cls_head(feature), torch.sigmoid(self.box_head(feature))
+        boxes = self.box_head(feature)
+        return self.cls_head(feature), boxes if c.legacy else torch.sigmoid(boxes)
 
     def loss(self, logits, boxes, labels, gt_boxes) -> tuple[torch.Tensor, dict]:
         c = self.config

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..fsutil import write_json_atomic, write_text_atomic
 from .detections import DetectionTable
-from .model import ModelConfig, RefAtomNet
+from .model import DIFFERENCES, ModelConfig, RefAtomNet
 
 
 from .controls import class_prior, shuffle_text_within_clips, without_text
@@ -96,7 +96,8 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
               "keyframes_without_detections": len(detections.missing) if detections is not None else None,
               "results": results, "runs": runs, "refatomnet_beats": beats, "margins": margins, "verdict": verdict,
               "near_chance": chance, "pretrained_encoders": pretrained, "data": data,
-              "data_verdict": data["verdict"], "model_verdict": verdict}
+              "data_verdict": data["verdict"], "model_verdict": verdict,
+              "model_differences": [asdict(d) for d in DIFFERENCES]}
     write_json_atomic(out / "report.json", report)
     spread = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else ""
     lines = ["# Dataset validation", "", "## 1. Does the data carry the referent?", ""]
@@ -111,6 +112,7 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         lines.append(f"| {k} | {v['map_macro']:.2f}{sd} | {v['map_weighted']:.2f} | {v['auroc_macro']:.2f} | "
                      f"{v.get('miou', float('nan')):.2f} |")
     lines += ["", f"**Verdict:** {report['verdict']}.", ""]
+    lines += _difference_lines(base)
     if chance and pretrained:
         lines += [f"**Note:** {', '.join(chance)} rank the people of each class no better than chance (macro AUROC "
                   f"within {CHANCE_AUROC:g} of 50, a constant score's): they learned the class frequencies, not who "
@@ -151,6 +153,15 @@ def _data_lines(data: dict) -> list[str]:
                      f"{arm['map_macro']:.2f} | {arm['auroc_macro']:.2f} | {arm['miou']:.2f} |")
     lines += [f"| random pick | {data['chance_picked']:.1f} | | | |", "", f"**Verdict:** {data['verdict']}.", ""]
     return lines
+
+
+def _difference_lines(model: ModelConfig) -> list[str]:
+    """Where the trained RefAtomNet differs from the authors' code (``model.DIFFERENCES``), and what this run did."""
+    path = "`legacy` (the code's side of the first three)" if model.legacy else "the default path (refava's side)"
+    lines = [f"### Where RefAtomNet differs from the authors' code (this run: {path})", "",
+             "| difference | refava | authors' code | why | legacy |", "|---|---|---|---|---|"]
+    lines += [f"| {d.name} | {d.ours} | {d.authors} | {d.reason} | {d.legacy} |" for d in DIFFERENCES]
+    return lines + [""]
 
 
 def _verdict(beats: dict[str, bool], margins: dict[str, dict], chance: list[str]) -> str:

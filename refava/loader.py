@@ -26,8 +26,7 @@ import numpy as np
 
 from .errors import RefavaError
 
-SCALAR_COLUMNS = ("instance_id", "video_id", "keyframe_s", "person_id", "box", "box_px", "labels",
-                  "keyframe_index", "expression")
+IMAGES = ("keyframe", "frames")          # decoded per batch; every other column is held as Python values
 _THREADS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
@@ -76,7 +75,8 @@ class RefAVAFrames:
                                           cache_dir=str(cache_dir) if cache_dir else None)
         table = self.data.data.table
         self._rows = table.num_rows
-        self._scalars = {name: table.column(name).to_pylist() for name in SCALAR_COLUMNS if name in table.column_names}
+        # every column of the configuration but the images (``rephrasings`` in ``rephrased``, ``annotators``, ...)
+        self._scalars = {name: table.column(name).to_pylist() for name in table.column_names if name not in IMAGES}
         videos, seconds = self._scalars.get("video_id", []), self._scalars.get("keyframe_s", [])
         self._clip = list(zip(videos, seconds))          # rows of one clip share its frames
         self._images = table.select(["keyframe", "frames"]) if self.pixels else None

@@ -21,13 +21,15 @@ from .root import cli, load_workspace
                    "several servers of the same model: requests go to the one with the fewest in flight, and a "
                    "failed request is retried on another.")
 @click.option("--model", help="Model name (default: gpt-3.5-turbo for openai, as in the paper).")
-@click.option("--template", help="Prompt template: chat-v1 (chat models) or fewshot-v2 (base models, the local "
-                                 "default), or a .json file.")
+@click.option("--template", help="Prompt template: chat-v1 (chat models) or fewshot-v3 (base models, the local "
+                                 "default; fewshot-v1/v2 are kept for reruns), or a .json file.")
 @click.option("--temperature", default=0.8, show_default=True, type=float)
 @click.option("--seed", type=int, help="Seed sent with each request where supported (default: [seeds] rephrase).")
 @click.option("--concurrency", default=8, show_default=True, help="Requests in flight at once, per endpoint.")
 @click.option("--timeout", "timeout_s", default=60.0, show_default=True, help="Seconds per request.")
-@click.option("--max-attempts", default=3, show_default=True, help="Fresh samples for an output failing the checks.")
+@click.option("--max-attempts", default=6, show_default=True,
+              help="Fresh samples for an output failing the checks (an accepted output that only reorders the "
+                   "source's words is kept in reserve while attempts remain).")
 @click.option("--max-retries", default=5, show_default=True, help="Retries per request on 429, 5xx, timeouts.")
 @click.option("--price-in", type=float, help="USD per million prompt tokens, for estimates (default: known models).")
 @click.option("--price-out", type=float, help="USD per million completion tokens.")

@@ -49,6 +49,7 @@ class Inputs:
     hashes: dict[str, str]                               # input table -> sha256
     keyframe_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)   # clip id -> stored keyframe (w, h)
     rows: dict = field(default_factory=dict)             # scalar row cache, shared by the configurations
+    rephrase_log: list[dict] = field(default_factory=list)   # the rephrasings table's rows (the card's counts)
 
     @cached_property
     def label_index(self) -> dict[int, int]:
@@ -83,8 +84,9 @@ def read_inputs(ws) -> Inputs:
     if ws.table("annotation_status").exists():
         status = {r["instance_id"]: r for r in read_table("annotation_status", ws.table("annotation_status")).to_pylist()}
     rephrasings: dict[str, list[str]] = {}
+    rephrase_log: list[dict] = []
     if ws.table("rephrasings").exists():
-        rows = read_table("rephrasings", ws.table("rephrasings")).to_pylist()
+        rows = rephrase_log = read_table("rephrasings", ws.table("rephrasings")).to_pylist()
         for r in sorted(rows, key=lambda r: (r["instance_id"], r["index"])):
             if r["status"] == "ok":
                 rephrasings.setdefault(r["instance_id"], []).append(r["text"])
@@ -102,7 +104,8 @@ def read_inputs(ws) -> Inputs:
         clips = read_table("clips", ws.table("clips")).select(["clip_id", "keyframe_width", "keyframe_height"])
         sizes = {c: (w, h) for c, w, h in zip(*(clips.column(n).to_pylist() for n in clips.column_names))}
     return Inputs(dict(by_split), status, rephrasings, ids, [labels[i].name for i in ids],
-                  {i: GROUP_OF_TYPE.get(labels[i].label_type, 0) for i in ids}, corruptions, hashes, sizes)
+                  {i: GROUP_OF_TYPE.get(labels[i].label_type, 0) for i in ids}, corruptions, hashes, sizes,
+                  rephrase_log=rephrase_log)
 
 
 # --- rows -------------------------------------------------------------------------------------------------------

@@ -86,6 +86,56 @@ def _yaml(manifest: dict, full, bare, with_text=None) -> str:
     return yaml.dump(card.to_dict(), Dumper=dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
+def rephrasing_counts(inputs) -> dict[str, dict]:
+    """Per split (dataset names): rows, rows never sent for rephrasing, and how many rows hold 0, 1, 2, ...
+    accepted rephrasings (of those sent); slots (requested rephrasings) and how many were filled; model outputs
+    checked (every attempt) and accepted.  From the rephrasings table, as packaged."""
+    by_instance: dict[str, list[dict]] = {}
+    for r in inputs.rephrase_log:
+        by_instance.setdefault(r["instance_id"], []).append(r)
+    out = {}
+    for ours, split in HF_SPLIT.items():
+        ids = [i.instance_id for i in inputs.instances.get(ours, [])]
+        if not ids:
+            continue
+        sent = [by_instance[i] for i in ids if i in by_instance]
+        width = max((len(r) for r in sent), default=0)
+        held = [sum(x["status"] == "ok" for x in r) for r in sent]
+        out[split] = {"rows": len(ids), "not_sent": len(ids) - len(sent),
+                      "with": [held.count(k) for k in range(width + 1)],
+                      "slots": sum(len(r) for r in sent), "filled": sum(held),
+                      "outputs": sum(x["attempts"] for r in sent for x in r), "accepted": sum(held)}
+    return out
+
+
+def rephrasing_lines(inputs) -> list[str]:
+    """The card's Rephrasings section: what this build holds per split, and which model and template wrote it."""
+    counts = rephrasing_counts(inputs)
+    width = max((len(c["with"]) for c in counts.values()), default=1)
+    lines = ["", "## Rephrasings", "",
+             "The `rephrased` configuration adds `rephrasings` (a list per row, in request order) to the splits "
+             "that were rephrased. A rephrasing slot stays empty when no model output passed the checks.", "",
+             "| split | rows | not rephrased | " + " | ".join(f"{k} rephrasing{'s' if k != 1 else ''}"
+                                                             for k in range(width)) + " | slots filled | outputs "
+             "accepted |", "|---|---:|---:|" + "---:|" * width + "---:|---:|"]
+    for split, c in counts.items():
+        held = c["with"] + [0] * (width - len(c["with"]))
+        filled = f"{c['filled']} / {c['slots']} ({100 * c['filled'] / c['slots']:.1f} %)" if c["slots"] else "-"
+        accepted = (f"{c['accepted']} / {c['outputs']} ({100 * c['accepted'] / c['outputs']:.1f} %)"
+                    if c["outputs"] else "-")
+        lines.append(f"| {split} | {c['rows']} | {c['not_sent']} | " + " | ".join(
+            str(n) if c["slots"] else "-" for n in held) + f" | {filled} | {accepted} |")
+    writers = sorted({(r["backend"], r["model"], r["template_id"], r["template_sha256"][:12], r["temperature"])
+                      for r in inputs.rephrase_log})
+    lines += ["", "Written by " + "; ".join(
+        f"`{model}` (backend {backend}) with prompt template `{template}` (sha256 `{sha}`), temperature {t:g}"
+        for backend, model, template, sha, t in writers) + ". Outputs that changed or lost the gender, age, "
+        "position or colour words, added clothing, actions or positions, read badly (\"on the middle\", \"a old "
+        "woman\") or fitted another person of the clip better were rejected and sampled again; \"outputs accepted\" "
+        "counts every sample checked."]
+    return lines
+
+
 def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
     """README.md of a packaged dataset: YAML metadata, then what it is, fields, how it was built, counts, configs."""
     configs = manifest["configs"]
@@ -146,6 +196,8 @@ def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
         lines.append(f"| `{name}` | {rows} | {entry['description']} |")
     if "rephrased" not in configs:
         lines += ["", "No `rephrased` configuration: this build has no rephrasings yet (`refava rephrase --test`)."]
+    else:
+        lines += rephrasing_lines(inputs)
     corrupted = [n for n in configs if n not in ("default", "annotations_only", "rephrased")]
     lines += ["", "Corruption configurations (`<split>_<type>_s<severity>`, or `_ravar` for the RAVAR authors' "
               "settings) hold the same rows as the clean split, restricted to the clips that were corrupted, with "
@@ -167,8 +219,8 @@ def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
         "one who had to find the person from the text alone; `refava annotate check` keeps expressions that are "
         "unique within their clip, free of action words and verified.",
         "3. `refava build-splits`: movie-level, class-balanced splits.",
-        "4. `refava rephrase` (optional): two LLM rephrasings per validation and test expression, checked to keep "
-        "gender, position and colour words.",
+        "4. `refava rephrase` (optional): LLM rephrasings of the expressions of the chosen splits, each checked to "
+        "keep gender, age, position and colour words and to read well (see Rephrasings for what this build holds).",
         "5. `refava corrupt` (optional): Gaussian and shot noise, fog and rain (ImageNet-C / Yi et al. formulas), "
         "seeded per clip.",
         "6. `refava package`: this folder. `refava package --verify DIR` recomputes every shard's checksum and row "

@@ -4,9 +4,10 @@
 empty, a copy, a refusal or an explanation instead of a sentence, more than one sentence, too short or too long,
 action words (the annotation guidelines forbid them), and a changed referent: gender, position words and colour
 words of the original must be kept and not contradicted (a small model was seen turning "on the left" into "on the
-right"), and no clothing or feature may be added (it was also seen adding glasses).  Age words and the modifiers
-of a position ("far left", "second from the right") must be kept, no position may be added, broken prepositions ("on
-the middle") are refused, an instance's rephrasings must differ, and a rephrasing must fit its own person better
+right"), and no clothing or feature may be added (it was also seen adding glasses).  Age words must be kept; the
+modifiers of a position ("far left", "second from the right") too when another person of the clip shares the position
+(without it the phrase would fit them as well); no position may be added; phrases that read badly ("on the middle",
+"a old woman", "in red shirt") are refused; an instance's rephrasings must differ, and a rephrasing must fit its own person better
 than any other person of the clip (the similarity ``annotate check`` uses for conflicting describers).
 """
 from __future__ import annotations
@@ -44,7 +45,18 @@ AGE = {"old": "old", "elderly": "old", "aged": "old", "older": "old", "senior": 
 # words that sharpen a position: "far left" is not "left", "second from the right" not "right"
 POSITION_MODIFIERS = {"far", "second", "third", "first", "last", "leftmost", "rightmost", "extreme", "very"}
 # prepositions that do not go with a position word (a small model writes them; annotators do not)
-UNGRAMMATICAL = re.compile(r"\b(on the (?:middle|centre|center)|in the (?:far )?(?:left|right)|at the (?:left|right))\b")
+UNGRAMMATICAL = re.compile(r"\b(on the (?:middle|centre|center)|at the middle|in the (?:far )?(?:left|right)|"
+                           r"at the (?:left|right))\b")
+# a singular garment needs its article: "in a red shirt", not "in red shirt" ("in red" and "in red trousers" are fine)
+GARMENTS = ("shirt|t-shirt|jacket|coat|dress|skirt|vest|suit|hat|cap|sweater|hoodie|uniform|scarf|tie|blouse|top|"
+            "jumper|cardigan|robe|gown|apron|helmet|beret")
+BARE_GARMENT = re.compile(r"\b((?:in|with|wearing) (?:(?:dark|light|bright) )?(?:%s) (?:%s))\b" % (
+    "|".join(sorted(set(COLOURS) - {"dark", "light"})), GARMENTS))
+# a garment is worn "in" it, not "on" it ("the old lady on a purple shirt")
+WORN_ON = re.compile(r"\b(on (?:a|an) (?:[a-z]+ )?(?:%s))\b" % GARMENTS)
+# "a" before a vowel sound, "an" before a consonant one (the exceptions are the words that start otherwise)
+ARTICLE = re.compile(r"\b(a (?!(?:uni|use|usu|one|once|eu|ewe|uti|ur))[aeiou][a-z]*|"
+                     r"an (?!(?:hour|honest|honou?r|heir))[b-df-hj-np-tv-z][a-z]*)\b")
 MIN_WORDS = 3
 
 
@@ -67,12 +79,48 @@ def _sentences(text: str) -> int:
     return max(1, len(parts))
 
 
-def check_rephrasing(original: str, candidate: str, *, raw: str | None = None, others: tuple[str, ...] = (),
+def fluency_problems(text: str) -> list[str]:
+    """The phrases that read badly: a preposition that does not go with its position ("on the middle", "in the far
+    left", "at the middle"), an article that does not agree ("a old woman"), a singular garment without its article
+    ("in red shirt")."""
+    low = text.lower()
+    found = [m.group(1) for m in UNGRAMMATICAL.finditer(low)]
+    found += [m.group(1) for m in ARTICLE.finditer(low)]
+    found += [m.group(1) for m in BARE_GARMENT.finditer(low)]
+    found += [m.group(1) for m in WORN_ON.finditer(low)]
+    return found
+
+
+def _shares_position(groups: set[str], others: tuple[str, ...] | None) -> str | None:
+    """Another person's expression with one of these position words, which a position without its modifier ("left"
+    for "far left") would then also fit; None when there is none (or when the clip is not known)."""
+    for other in others or ():
+        if groups & _groups(tokens(other), POSITION_GROUPS):
+            return other
+    return None
+
+
+def only_reorders(original: str, candidate: str) -> bool:
+    """The candidate uses exactly the source's words (articles aside), in another order: it says nothing new."""
+    def bag(text: str) -> list[str]:
+        return sorted(w for w in tokens(text) if w not in ("the", "a", "an"))
+    return bag(original) == bag(candidate)
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct-n (Li et al., 2016): distinct n-grams over all n-grams of the texts (1.0: nothing repeats)."""
+    grams = [tuple(words[i:i + n]) for words in (tokens(t) for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def check_rephrasing(original: str, candidate: str, *, raw: str | None = None, others: tuple[str, ...] | None = None,
                      earlier: tuple[str, ...] = ()) -> list[str]:
     """Reasons to reject ``candidate`` as a rephrasing of ``original`` (an empty list: accepted).
 
     ``others``: the expressions of the other people of the same clip (a rephrasing that fits one of them better
-    than its own picks out someone else); ``earlier``: the instance's rephrasings accepted so far (no duplicates).
+    than its own picks out someone else, and a position modifier may be dropped only when no other person shares
+    the position); None when the clip is not known (a dropped modifier is then always refused);
+    ``earlier``: the instance's rephrasings accepted so far (no duplicates).
     """
     reasons = []
     if not candidate.strip():
@@ -102,9 +150,9 @@ def check_rephrasing(original: str, candidate: str, *, raw: str | None = None, o
     for age in sorted(aa - ab):
         reasons.append(f"age lost: {age}" if not ab else f"age changed: {sorted(aa)} -> {sorted(ab)}")
     for age in sorted(ab - aa):
-        if aa:
+        if aa - ab:
             break                                    # reported as changed above
-        reasons.append(f"age added: {age}")
+        reasons.append(f"age added: {age}" if not aa else f"age contradicted: {sorted(aa)} and {age}")
     pa, pb = _groups(a, POSITION_GROUPS), _groups(b, POSITION_GROUPS)
     for word in sorted(pa - pb):
         reasons.append(f"position word lost: {word}")
@@ -114,13 +162,17 @@ def check_rephrasing(original: str, candidate: str, *, raw: str | None = None, o
         else:
             reasons.append(f"position added: {word}")
     ma, mb = set(a) & POSITION_MODIFIERS, set(b) & POSITION_MODIFIERS
-    for word in sorted(ma - mb):
-        reasons.append(f"position modifier lost: {word}")
+    if ma - mb:
+        sharer = _shares_position(pb, others)
+        for word in sorted(ma - mb):
+            if others is None:
+                reasons.append(f"position modifier lost: {word}")
+            elif sharer is not None:
+                reasons.append(f"position modifier lost: {word} (another person of the clip is also "
+                               f"{'/'.join(sorted(pb))}: '{sharer}')")
     for word in sorted(mb - ma):
         reasons.append(f"position modifier added: {word}")
-    bad = UNGRAMMATICAL.search(candidate.lower())
-    if bad and not UNGRAMMATICAL.search(original.lower()):
-        reasons.append(f"ungrammatical: '{bad.group(1)}'")
+    reasons += [f"ungrammatical: '{bad}'" for bad in fluency_problems(candidate) if bad not in fluency_problems(original)]
     added = sorted(set(b) & ATTRIBUTES - set(a))
     if added:
         reasons.append("attribute added: " + ", ".join(added))

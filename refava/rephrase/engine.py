@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 
 from ..errors import RefavaError
 from ..fsutil import write_text_atomic
-from .checks import check_rephrasing, clean_output
+from .checks import check_rephrasing, clean_output, only_reorders
 
-TEMPLATES = ("chat-v1", "fewshot-v1", "fewshot-v2")
+TEMPLATES = ("chat-v1", "fewshot-v1", "fewshot-v2", "fewshot-v3")
 
 
 class RephraseError(RefavaError, RuntimeError):
@@ -92,7 +92,7 @@ class Params:
     n: int = 2
     temperature: float = 0.8
     seed: int = 0
-    max_attempts: int = 3              # fresh samples for an output that fails the checks
+    max_attempts: int = 6              # fresh samples for an output that fails the checks (or only reorders)
     max_retries: int = 5               # transport retries (429, 5xx, timeouts, broken answers) per request
     timeout_s: float = 60.0
     concurrency: int = 8
@@ -105,7 +105,8 @@ class Job:
     instance_id: str
     index: int
     text: str
-    others: tuple[str, ...] = ()       # the expressions of the other people of the clip (checks only, not sent)
+    others: tuple[str, ...] | None = None   # the clip's other people's expressions (checks only, never sent);
+                                            # None: the clip is not known
 
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+[A-Za-z0-9_\-.]{8,})")
@@ -132,6 +133,9 @@ class Cache:
         material = {"model": backend.model, "template": template.sha256, "text": job.text, "index": job.index,
                     "instance_id": job.instance_id, "attempt": attempt, "temperature": params.temperature,
                     "seed": params.seed, "max_tokens": template.body.get("max_tokens", 60), "format": 2}
+        if backend.name == "local":
+            # the embedded server evaluates a prompt in two fixed pieces (llama_entry): other logits than in one
+            material["evaluation"] = "two-pieces"
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -181,6 +185,7 @@ class Stats:
     checked: int = 0                   # outputs that went through the checks (every attempt)
     accepted: int = 0
     rejected: dict = field(default_factory=dict)   # reason -> outputs it rejected
+    reordered: int = 0                 # accepted outputs set aside because they only reorder the source's words
     by_endpoint: dict = field(default_factory=dict)  # endpoint -> answers received from it
 
     def cost(self, backend: Backend) -> float:
@@ -291,6 +296,7 @@ class Runner:
         reasons: list[str] = []
         entry = None
         attempts = 0
+        fallback = None
         for attempt in range(self.params.max_attempts):
             attempts = attempt + 1
             key = Cache.key(self.backend, self.template, job, attempt, self.params)
@@ -313,8 +319,15 @@ class Runner:
             self.stats.accepted += not reasons
             for head in {r.split(":")[0] for r in reasons}:
                 self.stats.rejected[head] = self.stats.rejected.get(head, 0) + 1
+            if not reasons and only_reorders(job.text, text) and attempt + 1 < self.params.max_attempts:
+                # it says nothing new: kept in reserve while a fresh sample may find other words
+                self.stats.reordered += 1
+                fallback = fallback or (text, attempts, entry)
+                continue
             if not reasons:
                 return self._record(job, text, [], attempts, entry)
+        if fallback is not None:
+            return self._record(job, fallback[0], [], attempts, fallback[2])
         return self._record(job, clean_output(entry["raw"]) if entry else None, reasons, attempts, entry)
 
     def _record(self, job: Job, text: str | None, reasons: list[str], attempts: int, entry: dict | None) -> dict:

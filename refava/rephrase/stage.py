@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import StageError
+from .checks import distinct_n, only_reorders
 from .engine import Backend, Cache, Job, Params, RephraseError, Runner, Template, estimate, load_template, redact
 from ..summary import Summary
 
@@ -45,6 +46,12 @@ class RephraseSummary:
             out.append(f"  checks: {c['outputs_checked']} outputs, {100 * c['acceptance_rate']:.0f} % accepted"
                        + "".join(f"; {k} {100 * v:.0f} %" for k, v in sorted(
                            c["rejection_rate_by_reason"].items(), key=lambda kv: -kv[1])[:6]))
+        if self.checks.get("distinct_texts") is not None and self.ok:
+            c = self.checks
+            out.append(f"  accepted: {c['distinct_texts']} distinct texts, distinct-1 {c['distinct_1']:.2f}, "
+                       f"distinct-2 {c['distinct_2']:.2f}; {c['reorder_only']} ({100 * c['reorder_only_share']:.1f} %) "
+                       f"only reorder the source's words ({c['set_aside_for_reordering']} such outputs were set aside "
+                       f"for a fresh sample)")
         return out
 
 
@@ -83,7 +90,7 @@ def make_backend(ws, *, backend: str | None = None, base_url: str | Sequence[str
 
 
 def default_template(backend: Backend) -> str:
-    return "fewshot-v2" if backend.name == "local" else "chat-v1"
+    return "fewshot-v3" if backend.name == "local" else "chat-v1"
 
 
 def jobs_for(ws, splits: Sequence[str], n: int) -> list[Job]:
@@ -160,6 +167,8 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
         keep = [r for r in read_table("rephrasings", ws.table("rephrasings")).to_pylist()
                 if (r["instance_id"], r["index"]) not in done]
     rows = sorted(keep + records, key=lambda r: (r["instance_id"], r["index"]))
+    for r in rows:                        # kept rows of an older table get it too
+        r["only_reorders"] = r["text"] is not None and only_reorders(r["original"], r["text"])
     from ..fsutil import sha256_file
 
     path = write_table("rephrasings", rows, ws.table("rephrasings"), provenance={
@@ -181,6 +190,14 @@ def rephrase_workspace(ws, splits: Sequence[str], *, n: int | None = None, backe
                       "rejected_by_reason": dict(sorted(s.rejected.items())),
                       "rejection_rate_by_reason": {k: round(v / s.checked, 4) for k, v in sorted(s.rejected.items())}
                       if s.checked else {}}
+    accepted = [r["text"] for r in records if r["status"] == "ok"]
+    summary.checks.update({
+        "reorder_only": sum(r["only_reorders"] for r in records if r["status"] == "ok"),
+        "reorder_only_share": round(sum(r["only_reorders"] for r in records if r["status"] == "ok") / len(accepted), 4)
+        if accepted else None,
+        "set_aside_for_reordering": s.reordered,
+        "distinct_texts": len(set(accepted)), "distinct_1": round(distinct_n(accepted, 1), 4),
+        "distinct_2": round(distinct_n(accepted, 2), 4)})
     write_json_atomic(ws.reports_dir / "rephrase.json", {
         **vars(summary), "splits": list(splits), "backend": backend.name, "model": backend.model,
         "base_url": redact(backend.base_url or "", backend.api_key), "template": template.id,

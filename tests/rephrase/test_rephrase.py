@@ -134,6 +134,50 @@ def test_command_writes_the_table_dry_run_counts_and_package_gets_a_rephrased_co
     assert "rephrased" in proc.stdout
 
 
+def test_the_card_counts_what_the_table_holds_and_the_loader_keeps_rephrasings(workspace):
+    """Rows with 0, 1 and 2 rephrasings (validation asked for one each, one of its expressions refused every
+    time; test asked for two): the card's per-split counts equal the table's, it names the model and template, and
+    ``RefAVAFrames`` on the ``rephrased`` configuration returns every column, ``rephrasings`` included (issue 26)."""
+    status = pq.read_table(workspace / "tables" / "annotation_status.parquet").to_pylist()
+    splits = {r["instance_id"]: r["split"] for r in pq.read_table(workspace / "tables" / "splits.parquet").to_pylist()}
+    texts = sorted({r["expression"] for r in status if r["status"] == "accepted" and splits.get(r["instance_id"]) == "val"})
+    chat = load_template("chat-v1")
+    with FakeOpenAI(seeded=True) as server:
+        server.faults[chat.messages(texts[0])[-1]["content"]] = ["refuse"] * 1000         # nothing for these rows
+        for args in (["--val", "-n", "1"], ["--test"]):
+            proc = run("rephrase", *args, "--base-url", server.base_url, "--model", "fake-model-7",
+                       "--template", "chat-v1", "--no-progress", cwd=workspace)
+            assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(workspace / "tables" / "rephrasings.parquet").to_pylist()
+    assert all(r["only_reorders"] is False for r in rows)
+    proc = run("package", "--no-progress", cwd=workspace)
+    assert proc.returncode == 0, proc.stderr
+    held: dict[str, int] = {}
+    for r in rows:
+        held[r["instance_id"]] = held.get(r["instance_id"], 0) + (r["status"] == "ok")
+    card = (workspace / "refava" / "README.md").read_text()
+    section = card[card.index("## Rephrasings"):]
+    table = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in section.splitlines() if line.startswith("| ") and not line.startswith("| split")}
+    for ours, name in (("val", "validation"), ("test", "test")):
+        ids = [i for i, s in splits.items() if s == ours and i in held]
+        counts = [sum(held[i] == k for i in ids) for k in range(3)]
+        assert table[name][2:5] == [str(n) for n in counts], (name, table[name], counts)
+        assert table[name][0] == str(sum(1 for i, s in splits.items() if s == ours and i in
+                                         {r["instance_id"] for r in status if r["status"] == "accepted"}))
+    assert int(table["validation"][2]) > 0 and int(table["validation"][3]) > 0 and int(table["test"][4]) > 0
+    assert table["train"][1] == table["train"][0]                                   # train: not rephrased
+    assert "`fake-model-7` (backend base_url) with prompt template `chat-v1`" in section
+    assert "two LLM rephrasings per validation and test expression" not in card
+    from refava.loader import RefAVAFrames
+
+    frames = RefAVAFrames(workspace / "refava", split="validation", config="rephrased", pixels=False)
+    items = [frames[i] for i in range(len(frames))]
+    assert {"rephrasings", "annotators", "actions", "frame_times_s"} <= set(items[0])
+    assert sorted(len(item["rephrasings"]) for item in items) == sorted(
+        held[i] for i, s in splits.items() if s == "val" and i in held)
+
+
 @pytest.mark.slow
 def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     pytest.importorskip("llama_cpp", reason="needs the rephrase extra (llama-cpp-python[server])")
@@ -146,11 +190,15 @@ def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     test_ids = {r["instance_id"] for r in splits if r["split"] == "test" and status[r["instance_id"]]["status"] == "accepted"}
     assert {(r["instance_id"], r["index"]) for r in rows} == {(i, k) for i in test_ids for k in (0, 1)}
     for r in rows:
-        assert r["status"] in ("ok", "failed") and r["backend"] == "local" and r["template_id"] == "fewshot-v2"
+        assert r["status"] in ("ok", "failed") and r["backend"] == "local" and r["template_id"] == "fewshot-v3"
         assert (r["status"] == "ok") == (r["reasons"] == []) and (r["text"] is not None) == (r["status"] == "ok")
-    from refava.rephrase.checks import check_rephrasing
+    from refava.rephrase.checks import check_rephrasing, fluency_problems
 
-    assert all(check_rephrasing(r["original"], r["text"]) == [] for r in rows if r["status"] == "ok")
+    from refava.rephrase.stage import jobs_for
+
+    others = {j.instance_id: j.others for j in jobs_for(Workspace.load(workspace), ["test"], 1)}
+    assert all(check_rephrasing(r["original"], r["text"], others=others[r["instance_id"]]) == []
+               for r in rows if r["status"] == "ok")
     from refava.annotate.checks import normalise
 
     kept: dict[str, list[str]] = {}
@@ -161,6 +209,23 @@ def test_real_llama_cpp_server_rephrases_the_sample_test_split(workspace):
     report = json.loads((workspace / "reports" / "rephrase.json").read_text())
     assert report["checks"]["outputs_checked"] >= len(rows) and report["checks"]["rejection_rate_by_reason"] is not None
     assert report["requests"] >= len(rows) and report["completion_tokens"] > 0
+    # issue 26: at least 50 of the sample's 60 slots filled with checks at least as strict as before (the three
+    # quoted bad rephrasings are rejected: tests/rephrase/test_checks.py); reorderings and distinct-n reported
+    assert sum(r["status"] == "ok" for r in rows) >= 50 and len(rows) == 60, proc.stdout
+    assert not [r["text"] for r in rows if r["status"] == "ok" and fluency_problems(r["text"])]
+    checks = report["checks"]
+    assert checks["reorder_only"] == sum(r["only_reorders"] for r in rows) and 0 <= checks["reorder_only_share"] < 0.5
+    assert 0 < checks["distinct_2"] <= 1 and "distinct-2" in proc.stdout and "only reorder" in proc.stdout
+    # the server evaluates every prompt in the same two pieces: answers asked again in another order, after other
+    # requests, are the same bytes (a resumed run equals an uninterrupted one)
+    table = (workspace / "tables" / "rephrasings.parquet").read_bytes()
+    cached = sorted((workspace / "cache" / "rephrase").rglob("*.json"))
+    for path in cached[::2]:
+        path.unlink()
+    proc = run("rephrase", "--test", "--no-progress", "--timeout", "120", cwd=workspace)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{len(cached[::2])} requests sent" in proc.stdout, proc.stdout
+    assert (workspace / "tables" / "rephrasings.parquet").read_bytes() == table
 
 
 def test_a_killed_run_loses_only_requests_in_flight(workspace):

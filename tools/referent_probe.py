@@ -1,5 +1,5 @@
-"""Does the text pick out the person?  The referent probe of ``refava validate-dataset`` (``refava.train.probe``),
-run on its own on a packaged dataset and a proposals file.
+"""Does the text pick out the person, and which words do it?  The referent probe of ``refava validate-dataset``
+(``refava.train.probe``), run on its own on a packaged dataset and a proposals file.
 
     python tools/referent_probe.py demo/ws/refava demo/sample/annotations/ava_dense_proposals_sample.pkl
 """
@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 
 from refava.train.detections import load_detection_table
-from refava.train.encoders import tiny_encoders
-from refava.train.loop import featurize
+from refava.train.probe import ARM_NAMES, PROBE_EPOCHS, probe_rows, referent_probe
 from refava.train.validation import load_train_and_held_out
-from refava.train.probe import PROBE_EPOCHS, referent_probe
 
 
 def main(argv=None) -> None:
@@ -22,16 +20,17 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=PROBE_EPOCHS)
     args = parser.parse_args(argv)
     ds, eval_split = load_train_and_held_out(args.dataset)
-    held_out = ds[eval_split]
     table = load_detection_table(args.proposals)
-    encoders = tiny_encoders(0)                               # the validation report's default tiny towers
-    train, test = featurize(ds["train"], encoders, detections=table), featurize(held_out, encoders, detections=table)
-    result = referent_probe(train, test, seeds=args.seeds, epochs=args.epochs)
-    print(f"train {len(ds['train'])} rows, held out {len(held_out)} rows; picking at random finds the referent "
-          f"{result['chance_picked']:.1f} % of the time")
+    result = referent_probe(probe_rows(ds["train"], table), probe_rows(ds[eval_split], table), seeds=args.seeds,
+                            epochs=args.epochs)
+    print(f"train {result['rows']['train']} rows, held out ({eval_split}) {result['rows']['test']} rows; the referent "
+          f"is among the proposals for {result['referent_among_proposals']:.1f} % of them")
     for name, arm in result["arms"].items():
-        print(f"{name.replace('_', ' '):<14} mAP {arm['map_macro']:5.1f} +- {arm['map_macro_sd']:3.1f}  AUROC "
-              f"{arm['auroc_macro']:5.1f}  mIOU {arm['miou']:5.1f}  referent picked {arm['referent_picked']:5.1f} %")
+        print(f"{ARM_NAMES[name]:<50} referent picked {arm['referent_picked']:5.1f} % +- "
+              f"{arm['referent_picked_sd']:4.1f}")
+    for family, f in result["families"].items():
+        print(f"{family:<18} {'carry' if f['carries_referent'] else 'do not show that they carry'} the referent "
+              f"(lead {f['lead']:+.1f}, seeds' spread {f['spread']:.1f})")
     print(f"verdict: {result['verdict']}")
 
 

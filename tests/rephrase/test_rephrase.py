@@ -56,7 +56,7 @@ def runner(server, tmp_path, template="chat-v1", **kw):
 def test_faults_end_accepted_or_failed_none_lost_and_rerun_sends_only_what_is_missing(tmp_path, template):
     with FakeOpenAI(slow_s=1.5) as server:
         server.faults = {TEXTS[0]: ["429", "429"], TEXTS[1]: ["500"], TEXTS[2]: ["slow"], TEXTS[3]: ["badjson"],
-                         TEXTS[4]: ["close"], TEXTS[5]: ["flip", "flip", "flip", "flip", "flip", "flip"]}
+                         TEXTS[4]: ["close"], TEXTS[5]: ["flip"] * 12}   # both slots: every attempt
         r = runner(server, tmp_path, template)
         records = r.run(jobs(TEXTS))
         keys = [(x["instance_id"], x["index"]) for x in records]

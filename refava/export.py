@@ -10,11 +10,16 @@
                                                  expression, rephrasings (a JSON list)
       frame_lists/<split>.csv                   SlowFast's frame list: ``original_vido_id video_idx frame_id path
                                                  labels`` (space separated), one line per stored frame
-      frames/<video_id>/<video_id>_<frame:06d>.jpg  the stored frames (keyframe and sampled ones), named by their
-                                                 1-based frame number at 30 fps from the movie's start
+      frames/<video_id>/<video_id>_<frame:06d>.jpg  the stored sampled frames, named by their 1-based frame number
+                                                 at 30 fps from the movie's start
+      keyframes/<video_id>/<video_id>_<frame:06d>.jpg  the stored keyframes (their own size), named the same way
 
   Only the frames refava stored are there (the keyframe and ``frames`` sampled frames per clip; ``refava ingest
-  --frames all`` stores all 90 of each window); loaders that read a contiguous frame range need the full window.
+  --frames all`` stores all 90 of each window).  A frame list has a line for every position p from its origin
+  (900 s as AVA's, for movies annotated from 902 s on; else 0 s): the frame at origin + p/30 s, the nearest stored
+  one where none is, and at a keyframe's position (second - origin) x 30 that keyframe's movie frame, so SlowFast's
+  reader finds it; ``refava-export.json`` says whether the lists are dense (contiguous clips for SlowFast, mmaction2)
+  or sparse (keyframe-only loaders).
   AVA's own split name ``val`` is used for validation.
 
 * ``--format coco``: ``refava_<split>.json`` per split, COCO-style with a RefCOCO-style ``refs`` list: one image
@@ -58,6 +63,8 @@ class ExportSummary:
     rows: dict[str, int] = field(default_factory=dict)
     images: int = 0
     files: list[str] = field(default_factory=list)
+    frame_lists: dict[str, dict] = field(default_factory=dict)   # video -> origin, positions, frames per clip
+    notes: list[str] = field(default_factory=list)                # what the output suits, said to the user
 
 
 def _f(value) -> str:
@@ -108,6 +115,9 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
         record = {"format": fmt, "dataset": str(folder.resolve()),
                   "dataset_manifest_sha256": sha256_file(folder / MANIFEST), "rows": summary.rows,
                   "images": summary.images, "files": summary.files}
+        if summary.frame_lists:
+            summary.notes.append(_frame_list_note(summary.frame_lists))
+            record["frame_lists"] = {"videos": summary.frame_lists, "note": summary.notes[-1]}
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return summary
 
@@ -152,7 +162,8 @@ def _ava_split(folder: Path, manifest: dict, split: str, out: Path, images: bool
 
     ids = _label_ids()
     ava = AVA_SPLIT[split]
-    gt, detections, expressions, frame_list = [], [], [], []
+    gt, detections, expressions = [], [], []
+    frame_list: dict[str, _StoredFrames] = {}
     written: set[str] = set()
     video_index: dict[str, int] = {}
     n = 0
@@ -166,20 +177,29 @@ def _ava_split(folder: Path, manifest: dict, split: str, out: Path, images: bool
         expressions.append([row["instance_id"], video, second, person, row["expression"],
                             json.dumps(row["rephrasings"], ensure_ascii=False)])
         if images:
-            vi = video_index.setdefault(video, len(video_index))
-            stored = [(row["keyframe_time_s"], row["keyframe"])] + list(zip(row["frame_times_s"], row["frames"]))
-            for t, image in stored:
+            video_index.setdefault(video, len(video_index))
+            clip = frame_list.setdefault(video, _StoredFrames())
+            clip.frames_per_clip.add(len(row["frames"] or []))
+            stored = [(True, row["keyframe_time_s"], row["keyframe"])]
+            stored += [(False, t, image) for t, image in zip(row["frame_times_s"], row["frames"])]
+            for is_key, t, image in stored:
                 if t is None or image is None:
                     continue
                 frame = int(round(t * FPS)) + 1
-                rel = f"frames/{video}/{video}_{frame:06d}.jpg"
+                # keyframes (their own size) and sampled frames (one size for all) are kept apart: a frame list
+                # reads the sampled ones, whose sizes match
+                rel = f"{'keyframes' if is_key else 'frames'}/{video}/{video}_{frame:06d}.jpg"
+                if is_key:
+                    clip.keyframes[second] = (frame, rel)
+                else:
+                    clip.times[rel] = t
+                    clip.numbers[frame] = rel
                 if rel in written:
                     continue
                 written.add(rel)
                 path = out / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(image["bytes"])
-                frame_list.append((video, vi, frame - 1, rel))
     summary.rows[split] = n
     summary.images += len(written)
     base = out / "annotations"
@@ -191,8 +211,67 @@ def _ava_split(folder: Path, manifest: dict, split: str, out: Path, images: bool
     if not (base / "ava_action_list_v2.2.pbtxt").exists():
         save_label_map_pbtxt({i: labels[i] for i in ids}, base / "ava_action_list_v2.2.pbtxt")
     if images:
-        _write_csv(out / "frame_lists" / f"{ava}.csv", [[v, i, f, p, '""'] for v, i, f, p in sorted(frame_list)],
-                   delimiter=" ", header=["original_vido_id", "video_idx", "frame_id", "path", "labels"])
+        lines = ["original_vido_id video_idx frame_id path labels"]
+        for video, vi in sorted(video_index.items(), key=lambda kv: kv[1]):
+            origin, paths = frame_list[video].positions()
+            summary.frame_lists[video] = {"origin_s": origin, "positions": len(paths),
+                                          "frames_per_clip": sorted(frame_list[video].frames_per_clip)}
+            lines += [f"{video} {vi} {p} {path} \"\"" for p, path in enumerate(paths)]   # labels: "" as AVA's lists
+        path = out / "frame_lists" / f"{ava}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _frame_list_note(videos: dict[str, dict]) -> str:
+    """Which loaders the frame lists suit: contiguous clips only from a dataset with every frame of each window."""
+    per_clip = sorted({n for v in videos.values() for n in v["frames_per_clip"]})
+    origins = sorted({v["origin_s"] for v in videos.values()})
+    where = (f"position p of a video's list is the frame at origin + p/30 s (origin {' or '.join(map(str, origins))} "
+             f"s: 900 as AVA's lists for movies annotated from 902 s on, else 0), so SlowFast's (second - 900) x 30 "
+             f"(with its 900 set to the origin) finds each keyframe")
+    if per_clip == [90]:
+        return (f"frame lists: dense (all 90 frames of each window); {where}; gaps between windows hold the nearest "
+                f"stored frame. They suit SlowFast, mmaction2 and PyTorchVideo's AVA loaders")
+    return (f"frame lists: sparse ({'/'.join(map(str, per_clip))} sampled frames per clip); {where}; every other "
+            f"position holds the nearest stored frame, so a clip read around a keyframe repeats frames. They suit "
+            f"keyframe-only loaders; for SlowFast / mmaction2 clips export a dataset ingested with --frames all")
+
+
+AVA_START_S = 900          # AVA's annotated 15 minutes start here; its frame lists start here too
+
+
+@dataclass
+class _StoredFrames:
+    """One video's stored frames in an AVA export: sampled frame path -> time (s) and frame number -> path, keyframe
+    second -> (frame number, keyframe path)."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    numbers: dict[int, str] = field(default_factory=dict)
+    keyframes: dict[int, tuple[int, str]] = field(default_factory=dict)
+    frames_per_clip: set = field(default_factory=set)
+
+    def positions(self) -> tuple[int, list[str]]:
+        """SlowFast's view: the list's origin (900 s, as AVA's lists, for a movie annotated from 902 s on; else 0 s)
+        and the path at every position p = (time - origin) x 30 up to the last stored frame, the nearest sampled
+        frame filling gaps and other frame rates.  A keyframe's position (second - origin) x 30 holds the keyframe's
+        own movie frame: the sampled frame of that frame number when one is stored (``--frames all`` stores every
+        frame of the window), else the keyframe image."""
+        import bisect
+
+        origin = AVA_START_S if min(self.keyframes) >= AVA_START_S else 0
+        ordered = sorted(self.times.items(), key=lambda kv: (kv[1], kv[0])) or sorted(
+            ((rel, (n - 1) / FPS) for n, rel in self.keyframes.values()), key=lambda kv: (kv[1], kv[0]))
+        times = [t for _, t in ordered]
+        last = max(int(round((times[-1] - origin) * FPS)), *((s - origin) * FPS for s in self.keyframes))
+        paths = []
+        for p in range(last + 1):
+            t = origin + p / FPS
+            i = bisect.bisect_left(times, t)
+            near = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: (abs(times[j] - t), j))
+            paths.append(ordered[near][0])
+        for second, (number, rel) in self.keyframes.items():
+            paths[(second - origin) * FPS] = self.numbers.get(number, rel)
+        return origin, paths
 
 
 def read_ava_export(out: str | os.PathLike, split: str) -> list:

@@ -280,9 +280,10 @@ def test_ava_export_round_trips_through_refavas_own_ava_reader(dataset, tmp_path
         assert {i: side[i]["expression"] for i in side} == dict(zip(rows["instance_id"], rows["expression"]))
         lines = (out / "frame_lists" / f"{ava}.csv").read_text().splitlines()
         assert lines[0] == "original_vido_id video_idx frame_id path labels"
-        for line in lines[1:]:
-            video, _, frame, path, _ = line.split(" ")
-            assert (out / path).read_bytes()[:2] == b"\xff\xd8" and path.endswith(f"_{int(frame) + 1:06d}.jpg")
+        for p, line in enumerate(lines[1:]):
+            video, _, frame, path, labels = line.split(" ")
+            assert (out / path).read_bytes()[:2] == b"\xff\xd8" and labels == '""'
+            assert int(frame) == p - sum(1 for x in lines[1:p + 1] if x.split(" ")[0] != video)   # per video
     # rerun into the same folder: replaced, nothing left behind; a foreign folder is refused untouched
     assert run("export", "--format", "ava", "--out", str(out), cwd=dataset).returncode == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -459,3 +460,108 @@ def test_browser_filters_and_draws_boxes_in_chromium(dataset):
             assert len(page.query_selector_all(".row")) <= 48 and ms < 2000
         finally:
             browser.close()
+
+
+# -- SlowFast reads the AVA export's frame lists (issue 29) ---------------------------------------------------------
+
+def slowfast_clips(export: Path, ava_split: str, origin: int, num_frames: int = 32, sample_rate: int = 2) -> dict:
+    """The frames SlowFast's AVA dataset reads for each keyframe of an AVA export, by SlowFast's own logic,
+    transcribed from facebookresearch/SlowFast: ``slowfast/datasets/ava_helper.py`` (``load_image_lists``: a video's
+    image paths in the order of its list's lines, header skipped, five space-separated fields;
+    ``get_keyframe_data``: ``sec_to_frame(sec) = (sec - 900) * FPS``) and ``slowfast/datasets/utils.py``
+    (``get_sequence``: ``range(center - half, center + half, rate)`` clamped to the list), as ``ava_dataset.py``
+    calls it with ``seq_len = NUM_FRAMES * SAMPLING_RATE``.  ``origin`` stands for SlowFast's 900 (the export's
+    origin: 0 for the sample's movies, which are annotated before 900 s).  Returns (video, second) -> (centre path,
+    the clip's paths)."""
+    image_paths: dict[int, list[str]] = {}
+    name_to_idx: dict[str, int] = {}
+    with open(export / "frame_lists" / f"{ava_split}.csv") as f:
+        f.readline()
+        for line in f:
+            row = line.split()
+            assert len(row) == 5
+            idx = name_to_idx.setdefault(row[0], len(name_to_idx))
+            image_paths.setdefault(idx, []).append(str(export / row[3]))
+    seconds: dict[str, set] = {}
+    with open(export / "annotations" / f"ava_{ava_split}_v2.2.csv") as f:
+        for line in f:
+            row = line.strip().split(",")
+            seconds.setdefault(row[0], set()).add(int(row[1]))
+    clips = {}
+    seq_len = num_frames * sample_rate
+    for video, secs in seconds.items():
+        paths = image_paths[name_to_idx[video]]
+        for sec in sorted(secs):
+            center = (sec - origin) * 30
+            seq = list(range(center - seq_len // 2, center + seq_len // 2, sample_rate))
+            seq = [min(max(i, 0), len(paths) - 1) for i in seq]
+            clips[(video, sec)] = (paths[center], [paths[i] for i in seq])
+    return clips
+
+
+def _check_slowfast(export: Path, ds, dense: bool) -> None:
+    record = json.loads((export / "refava-export.json").read_text())
+    for split, ava in (("train", "train"), ("validation", "val"), ("test", "test")):
+        if split not in ds:
+            continue
+        clips = slowfast_clips(export, ava, 0)                              # the sample: annotated before 900 s
+        import datasets
+
+        rows = ds[split].cast_column("keyframe", datasets.Image(decode=False))
+        for row in rows.select_columns(["video_id", "keyframe_s", "keyframe", "keyframe_time_s", "frame_times_s"]):
+            center, seq = clips[(row["video_id"], row["keyframe_s"])]
+            # the keyframe's own movie frame: the keyframe image, or (dense) the sampled frame of that frame number
+            number = int(round(row["keyframe_time_s"] * 30)) + 1
+            assert Path(center).name == f"{row['video_id']}_{number:06d}.jpg", (row["video_id"], row["keyframe_s"])
+            if "/keyframes/" in center:
+                assert Path(center).read_bytes() == row["keyframe"]["bytes"]
+            else:
+                assert dense
+            if dense and all(abs(t * 30 - round(t * 30)) < 1e-3 for t in row["frame_times_s"]):   # a 30 fps movie
+                # every frame of the clip is the frame of its position's time: contiguous, none repeated
+                numbers = [int(Path(p).stem.rsplit("_", 1)[1]) for p in seq]
+                first = (row["keyframe_s"] * 30) - 32
+                assert numbers == [max(first + 2 * k, 0) + 1 for k in range(32)], (row["video_id"], numbers)
+        lines = (export / "frame_lists" / f"{ava}.csv").read_text().splitlines()
+        assert all(line.endswith(' ""') for line in lines[1:])              # AVA's lists write labels as ""
+        origins = {v: record["frame_lists"]["videos"][v]["origin_s"] for v in set(ds[split]["video_id"])}
+        assert set(origins.values()) == {0}
+    assert ("dense" if dense else "sparse") in record["frame_lists"]["note"]
+
+
+def test_slowfast_reads_the_keyframe_from_sparse_frame_lists(dataset, tmp_path):
+    """The sample's 8-frame clips: SlowFast's centre frame is the stored keyframe; the export says the lists are
+    sparse (before issue 29 the lists started at the first stored frame and the pick landed 0.5 s late)."""
+    out = tmp_path / "ava"
+    proc = run("export", "--format", "ava", "--out", str(out), cwd=dataset)
+    assert proc.returncode == 0, proc.stderr
+    _check_slowfast(out, _load(dataset / "refava", tmp_path / "cache"), dense=False)
+    assert "frame lists: sparse" in proc.stdout and "--frames all" in proc.stdout
+
+
+def test_slowfast_reads_contiguous_clips_from_a_dense_export(sample_corpus, tmp_path):
+    ws = tmp_path / "ws"
+    for args, cwd in ((["init", str(ws), "--from-sample", str(sample_corpus)], tmp_path),
+                      (["ingest", "--frames", "all", "--short-side", "64", "--keyframe-short-side", "128",
+                        "--no-progress"], ws), (["build-splits"], ws), (["package", "--no-progress"], ws),
+                      (["export", "--format", "ava"], ws)):
+        proc = run(*args, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    _check_slowfast(ws / "exports" / "ava", _load(ws / "refava", tmp_path / "cache"), dense=True)
+    assert "frame lists: dense" in proc.stdout
+
+
+def test_frame_lists_of_a_movie_annotated_in_ava_s_range_start_at_900():
+    from refava.export import _StoredFrames
+
+    frames = _StoredFrames()
+    for second in (902, 903):
+        frames.keyframes[second] = (second * 30 + 1, f"k{second}")   # not among the sampled frames: the keyframe
+        for k in (-45, -20, 1, 20, 44):
+            frames.times[f"f{second}{k}"] = second + k / 30
+    origin, paths = frames.positions()
+    assert origin == 900 and paths[60] == "k902" and paths[90] == "k903"
+    assert paths[0] == "f902-45" and len(paths) == (903 - 900) * 30 + 44 + 1
+    assert paths[61] == "f9021" and paths[80] == "f90220"                 # the nearest stored frame fills the gaps
+    frames.numbers[902 * 30 + 1] = "f902-same"                           # the keyframe's frame among the sampled ones
+    assert frames.positions()[1][60] == "f902-same"

@@ -47,6 +47,8 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images):
     click.echo(f"exported {rows} rows as {fmt}, {summary.images:,} image file(s)")
     for name in summary.files:
         click.echo(f"  {summary.out / name}")
+    for note in summary.notes:
+        click.echo(note)
     click.echo(f"export: {summary.out}")
 
 

@@ -17,17 +17,23 @@ def _dataset_folder(ctx, dataset: str | None):
 
 
 @cli.command("export")
-@click.option("--format", "fmt", type=click.Choice(["ava", "coco"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["ava", "coco", "webdataset"]), required=True,
               help="ava: AVA csv + label map pbtxt + SlowFast frame lists (+ an expressions side table); coco: "
-                   "COCO-style JSON per split with a RefCOCO-style refs list.")
+                   "COCO-style JSON per split with a RefCOCO-style refs list; webdataset: tar shards (row JSON, "
+                   "keyframe and frames as JPEG) for webdataset and datasets.load_dataset('webdataset').")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True),
               help="Packaged dataset folder (default: the workspace's refava/; with it no workspace is needed).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output folder (default: exports/<format> in the workspace, or beside --dataset).")
 @click.option("--split", help="Only this split (train, val/validation, test; default: all).")
 @click.option("--no-images", is_flag=True, help="Annotations only: no keyframe / frame JPEG files.")
+@click.option("--shard-size", default="256MB", show_default=True,
+              help="webdataset: the most a tar shard holds (B, KB, MB, GB; a shard holds at least one row).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="webdataset: shards written at once.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def export_cmd(ctx, fmt, dataset, out, split, no_images):
+def export_cmd(ctx, fmt, dataset, out, split, no_images, shard_size, workers, no_progress):
     """Export the packaged dataset for action-detection and grounding code.
 
     \b
@@ -35,14 +41,17 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images):
       refava export --format ava                 # -> exports/ava: annotations/, frame_lists/, frames/
       refava export --format coco --split test   # -> exports/coco/refava_test.json + images/
       refava export --format coco --dataset /data/refava --out /data/refava-coco
-    The folder is written beside the target and renamed into place; refava-export.json lists what is there.
+      refava export --format webdataset --shard-size 1GB --workers 8   # -> exports/webdataset/<split>/*.tar
+    The folder is written beside the target and renamed into place; refava-export.json lists what is there (for
+    webdataset: each shard's rows, bytes and sha256). A killed webdataset export resumes from its finished shards.
     """
     from ..export import export_dataset
 
     folder, ws = _dataset_folder(ctx, dataset)
     target = Path(out) if out else (ws.root / "exports" / fmt if ws else folder.parent / f"{folder.name}-{fmt}")
     summary = export_dataset(folder, target, fmt, split=split, images=not no_images, log=click.echo,
-                             protected=ws.protected_paths() if ws else ())
+                             protected=ws.protected_paths() if ws else (), shard_bytes=_size(shard_size),
+                             workers=workers, progress=not no_progress)
     rows = ", ".join(f"{s} {n:,}" for s, n in summary.rows.items())
     click.echo(f"exported {rows} rows as {fmt}, {summary.images:,} image file(s)")
     for name in summary.files:
@@ -50,6 +59,17 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images):
     for note in summary.notes:
         click.echo(note)
     click.echo(f"export: {summary.out}")
+
+
+def _size(text: str) -> int:
+    """'256MB' -> bytes (decimal units as file managers show them; a bare number is bytes)."""
+    units = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if match is None or match.group(2).upper() not in units or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"expected a size such as 256MB or 1GB, found {text!r}", param_hint="--shard-size")
+    return int(float(match.group(1)) * units[match.group(2).upper()])
 
 
 @cli.command("browse")

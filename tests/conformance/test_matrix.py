@@ -799,7 +799,10 @@ ROWS: dict[str, dict[str, object]] = {
         "user_files": user_files(EXPORT("ava"), out_of=lambda ws: ws / "exports" / "ava"),
         "read_only": read_only(["export", "--format", "coco"], writes=True),
         "full_disk": full_disk(["export", "--format", "coco", "--no-images"], outputs=("exports",)),
-        "sigkill": sigkill(["export", "--format", "ava"], outputs=("exports",)),
+        # webdataset: the resumable one (a killed export keeps its finished shards beside the output, and the rerun
+        # writes the uninterrupted run's bytes); ava and coco share output_folder, see _killed_export_cleaned
+        "sigkill": sigkill(["export", "--format", "webdataset", "--shard-size", "300KB", "--workers", "2",
+                            "--no-progress"], outputs=("exports",)),
         "hostile_inputs": inside_workspace(EXPORT("coco")),
         "second_writer": _export_race,
     },

@@ -27,6 +27,10 @@
   ``category_id`` 1 = person; ``actions`` the AVA ids), and per annotation a ref with the expression and its
   rephrasings as ``sentences``.  pycocotools' ``COCO`` loads each file.
 
+* ``--format webdataset``: tar shards of a chosen size for streaming (``<split>/refava-<split>-NNNNNN.tar``: per
+  row the JSON, the keyframe and the sampled frames as JPEG), written in parallel and resumable; see
+  :mod:`refava.export.wds`.
+
 Both read the dataset folder `refava package` wrote (no workspace needed), write into a temporary folder and
 rename it into place, and end with ``refava-export.json`` (counts, the dataset's manifest digest).
 """
@@ -42,11 +46,11 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import RefavaError
-from .fsutil import sha256_file
-from .io import OUTPUT_MARK, output_folder
+from ..errors import RefavaError
+from ..fsutil import sha256_file
+from ..io import OUTPUT_MARK, output_folder
 
-FORMATS = ("ava", "coco")
+FORMATS = ("ava", "coco", "webdataset")
 EXPORT_MANIFEST = "refava-export.json"
 AVA_SPLIT = {"train": "train", "validation": "val", "test": "test"}
 FPS = 30
@@ -94,9 +98,11 @@ def _dataset_rows(folder: Path, manifest: dict, split: str, pixels: bool):
 
 
 def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str, *, split: str | None = None,
-                   images: bool = True, log: Callable[[str], None] = print, protected=()) -> ExportSummary:
-    """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc)."""
-    from .package.format import MANIFEST, config_split, read_manifest
+                   images: bool = True, log: Callable[[str], None] = print, protected=(),
+                   shard_bytes: int = 256 * 10 ** 6, workers: int = 4, progress: bool = False) -> ExportSummary:
+    """Export the packaged dataset folder ``dataset`` to ``out`` in format ``fmt`` (see the module doc;
+    ``shard_bytes`` and ``workers`` for webdataset, :mod:`refava.export.wds`)."""
+    from ..package.format import MANIFEST, config_split, read_manifest
 
     folder = Path(dataset)
     manifest = read_manifest(folder, ExportError, "run `refava package` first or pass --dataset with the folder it "
@@ -108,24 +114,39 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
     with output_folder(out, protected=[folder, *protected], owned=_export_files, what=f"{fmt} export") as tmp:
         names = ([config_split(manifest, folder, "default", split, ExportError)] if split
                  else list(manifest["configs"]["default"]["splits"]))
-        for name in names:
+        shards = None
+        if fmt == "webdataset":
+            from .wds import export_webdataset
+
+            shards = export_webdataset(folder, manifest, names, out, tmp, shard_bytes=shard_bytes, workers=workers,
+                                       images=images, progress=progress, log=log)
+            for name, entries in shards["splits"].items():
+                summary.rows[name] = sum(e["rows"] for e in entries)
+            summary.images = sum(e["images"] for entries in shards["splits"].values() for e in entries)
+        for name in names if fmt != "webdataset" else ():
             (_ava_split if fmt == "ava" else _coco_split)(folder, manifest, name, tmp, images, summary)
         summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
                                and p.suffix != ".jpg" and p.name != OUTPUT_MARK)
         record = {"format": fmt, "dataset": str(folder.resolve()),
                   "dataset_manifest_sha256": sha256_file(folder / MANIFEST), "rows": summary.rows,
                   "images": summary.images, "files": summary.files}
+        if shards is not None:
+            record["shards"] = shards
         if summary.frame_lists:
             summary.notes.append(_frame_list_note(summary.frame_lists))
             record["frame_lists"] = {"videos": summary.frame_lists, "note": summary.notes[-1]}
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if fmt == "webdataset":
+        from .wds import remove_parts
+
+        remove_parts(out)                       # the export is in place: a resume has nothing left to reuse
     return summary
 
 
 def _export_files(folder: Path) -> set[str] | None:
     """The files refava wrote in an export folder (None: not an export).  Exports made before the folder recorded
     them name their files in refava-export.json, images aside."""
-    from .io import _marked_files
+    from ..io import _marked_files
 
     marked = _marked_files(folder)
     if marked is not None:
@@ -141,7 +162,7 @@ def _export_files(folder: Path) -> set[str] | None:
 # --- AVA ----------------------------------------------------------------------------------------------------------
 
 def _label_ids() -> list[int]:
-    from .ava import default_label_map
+    from ..ava import default_label_map
 
     return sorted(default_label_map())
 
@@ -158,7 +179,7 @@ def _write_csv(path: Path, rows: list[list], delimiter: str = ",", header: list[
 
 def _ava_split(folder: Path, manifest: dict, split: str, out: Path, images: bool,
                summary: ExportSummary) -> None:
-    from .ava import default_label_map, save_label_map_pbtxt
+    from ..ava import default_label_map, save_label_map_pbtxt
 
     ids = _label_ids()
     ava = AVA_SPLIT[split]
@@ -276,7 +297,7 @@ class _StoredFrames:
 
 def read_ava_export(out: str | os.PathLike, split: str) -> list:
     """The instances of an AVA export's ``split``, read back with refava's own AVA reader (for round trips)."""
-    from .ava.csv import group_instances, load_ava_csv
+    from ..ava.csv import group_instances, load_ava_csv
 
     path = Path(out) / "annotations" / f"ava_{AVA_SPLIT.get(split, split)}_v2.2.csv"
     return group_instances(load_ava_csv(path, known_actions=_label_ids()), source=path.name)
@@ -286,7 +307,7 @@ def read_ava_export(out: str | os.PathLike, split: str) -> list:
 
 def _coco_split(folder: Path, manifest: dict, split: str, out: Path, images: bool,
                 summary: ExportSummary) -> None:
-    from .ava import default_label_map
+    from ..ava import default_label_map
 
     labels = default_label_map()
     ids = _label_ids()

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: demo test install bench clean labelstudio lint
+.PHONY: demo test install bench clean labelstudio fiftyone lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,8 @@ demo: install $(DEMO)/sample/.complete
 	HF_HUB_OFFLINE=1 $(BIN)/refava -w $(DEMO)/ws validate-dataset
 	$(BIN)/refava -w $(DEMO)/ws export --format ava
 	$(BIN)/refava -w $(DEMO)/ws export --format coco
+	$(BIN)/refava -w $(DEMO)/ws export --format webdataset --shard-size 5MB --no-progress
+	$(BIN)/refava -w $(DEMO)/ws export --format fiftyone
 	$(BIN)/refava -w $(DEMO)/ws browse --no-progress
 	$(BIN)/python tools/demo_scorer.py $(DEMO)/ws/refava $(DEMO)/ws/reports/class_prior_predictions.jsonl
 	$(BIN)/refava evaluate --predictions $(DEMO)/ws/reports/class_prior_predictions.jsonl --split test --dataset $(DEMO)/ws/refava
@@ -58,7 +60,8 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  dataset:        $(abspath $(DEMO)/ws/refava)   (README.md is the dataset card)"
 	@echo "  validation:     $(abspath $(DEMO)/ws/reports/validation/report.md)   (1. does the data carry the referent: the referent probe; 2. RefAtomNet vs controls over 3 seeds)"
 	@echo "  browser:        $(abspath $(DEMO)/ws/reports/browse/index.html)   (refava browse --serve)"
-	@echo "  exports:        $(abspath $(DEMO)/ws/exports)   (ava/: AVA csv + SlowFast frame lists; coco/: COCO + refs)"
+	@echo "  exports:        $(abspath $(DEMO)/ws/exports)   (ava/: AVA csv + SlowFast frame lists; coco/: COCO + refs;"
+	@echo "                  webdataset/: tar shards; fiftyone/: tools/fiftyone.sh open $(abspath $(DEMO)/ws/exports/fiftyone))"
 	@echo "  scorer:         $(abspath $(DEMO)/ws/reports/class_prior_predictions.test.metrics.json)   (a class-prior model's predictions, scored)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
@@ -68,13 +71,19 @@ demo: install $(DEMO)/sample/.complete
 
 labelstudio: .lsvenv/bin/label-studio
 
+# FiftyOne (and the MongoDB it needs) likewise: its own virtual environment, for the FiftyOne export's tests
+.fovenv/bin/fiftyone:
+	PYTHON=$(PYTHON) tools/fiftyone.sh install
+
+fiftyone: .fovenv/bin/fiftyone
+
 # structure: no function over 60 statements (ruff PLR0915), dependencies one way (import-linter's layers contract
 # in setup.cfg; tests/test_structure.py also refuses any import cycle)
 lint: install
 	$(BIN)/ruff check refava
 	$(BIN)/lint-imports
 
-test: install labelstudio lint
+test: install labelstudio fiftyone lint
 	bash tools/wheel_smoke.sh $(VENV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
@@ -87,6 +96,7 @@ bench: install
 	$(BIN)/python benchmarks/noise_storage.py
 	$(BIN)/python benchmarks/package.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/export_webdataset.py
 	$(BIN)/python benchmarks/rephrase.py
 	$(BIN)/python benchmarks/train.py
 

@@ -661,3 +661,103 @@ def test_a_killed_webdataset_export_resumes_from_its_finished_shards(dataset, tm
     assert f"resuming: {finished} shard(s)" in proc.stdout
     assert json.loads((out / "refava-export.json").read_text())["shards"] == whole["shards"]
     assert not parts.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+# -- FiftyOne (issue 29): the real library and the real App, in FiftyOne's own environment -------------------------
+
+FIFTYONE = Path(__file__).resolve().parents[1] / ".fovenv" / "bin" / "python"
+FIFTYONE_APP = Path(__file__).resolve().parents[1] / "tools" / "fiftyone_app.py"
+
+
+def _fiftyone_export(dataset: Path, out: Path) -> None:
+    if not FIFTYONE.exists():
+        pytest.skip("FiftyOne's environment is missing: `make fiftyone` (make test builds it)")
+    proc = run("export", "--format", "fiftyone", "--out", str(out), cwd=dataset)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_fiftyone_imports_the_export_with_every_box_and_expression(dataset, tmp_path):
+    """FiftyOne's own importer (fo.Dataset.from_dir, LegacyFiftyOneDataset) reads the export: one sample per
+    keyframe with its split tag, every instance a detection with its box, expression, rephrasings, actions and
+    verification, and the corrupted keyframes as media fields FiftyOne resolves."""
+    import numpy as np
+
+    out = tmp_path / "fo"
+    _fiftyone_export(dataset, out)
+    proc = subprocess.run([str(FIFTYONE), str(FIFTYONE_APP), str(out), "--dump"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    samples = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    people = {d["refava_id"]: (s, d) for s in samples for d in s["people"]}
+    ds = _load(dataset / "refava", tmp_path / "cache")
+    rephrased = _load(dataset / "refava", tmp_path / "cache", "rephrased")
+    rephrasings = {r["instance_id"]: r["rephrasings"] for split in rephrased
+                   for r in rephrased[split].select_columns(["instance_id", "rephrasings"])}
+    names = ds["train"].features["actions"].feature.names
+    keyframes = set()
+    for split in ds:
+        for row in ds[split].select_columns(["instance_id", "video_id", "keyframe_s", "box", "expression",
+                                             "actions", "verified"]):
+            sample, det = people.pop(row["instance_id"])
+            keyframes.add((row["video_id"], row["keyframe_s"]))
+            x1, y1, x2, y2 = np.float32(row["box"]).astype(np.float64)
+            assert np.allclose(det["bounding_box"], [x1, y1, x2 - x1, y2 - y1], atol=1e-6), det
+            assert det["expression"] == row["expression"] and det["verified"] == row["verified"]
+            assert det["rephrasings"] == rephrasings.get(row["instance_id"], [])
+            assert det["actions"] == [names[a] for a in sorted(row["actions"])]
+            assert sample["tags"] == [split] and sample["split"] == split and Path(sample["filepath"]).is_file()
+            if split == "test":
+                assert Path(sample["corrupted"]["keyframe_fog_s3"]).is_file()     # resolved by FiftyOne
+    assert not people and len(samples) == len(keyframes)                           # every instance, once
+    assert not list(tmp_path.glob("refava-fiftyone-db-*"))                          # the database is gone
+
+
+def test_the_fiftyone_app_shows_the_samples_in_chromium(dataset, tmp_path):
+    """The real App on 127.0.0.1 in headless Chromium: the RefAVA dataset with all its samples; ending the tool
+    (SIGTERM) stops the App's server and the database and removes the database's folder."""
+    import signal
+    import socket
+    import time
+
+    from playwright import sync_api
+    from test_kill import alive, descendants
+
+    chromium = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.exists():
+        pytest.skip(f"{chromium} not found: install Debian's chromium (`apt-get install chromium`; .ci/run does)")
+    out = tmp_path / "fo"
+    _fiftyone_export(dataset, out)
+    n = len(json.loads((out / "samples.json").read_text())["samples"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = subprocess.Popen([str(FIFTYONE), str(FIFTYONE_APP), str(out), "--port", str(port)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    seen: set[int] = set()
+    try:
+        for line in app.stdout:
+            if "FiftyOne App on" in line:
+                break
+        else:
+            pytest.fail("the FiftyOne App did not start")
+        seen |= descendants(app.pid)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/datasets/refava", timeout=120_000)
+                page.get_by_text(f"{n} samples").first.wait_for(timeout=120_000)
+                assert "people" in page.inner_text("body")                          # the detections' field
+            finally:
+                browser.close()
+        seen |= descendants(app.pid)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.wait(timeout=60)
+    end = time.monotonic() + 15
+    while any(alive(p) for p in seen) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert app.returncode == 0 and not [p for p in seen if alive(p)], "a FiftyOne process outlived the tool"
+    assert not list(tmp_path.glob("refava-fiftyone-db-*"))

@@ -17,10 +17,11 @@ def _dataset_folder(ctx, dataset: str | None):
 
 
 @cli.command("export")
-@click.option("--format", "fmt", type=click.Choice(["ava", "coco", "webdataset"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["ava", "coco", "webdataset", "fiftyone"]), required=True,
               help="ava: AVA csv + label map pbtxt + SlowFast frame lists (+ an expressions side table); coco: "
                    "COCO-style JSON per split with a RefCOCO-style refs list; webdataset: tar shards (row JSON, "
-                   "keyframe and frames as JPEG) for webdataset and datasets.load_dataset('webdataset').")
+                   "keyframe and frames as JPEG) for webdataset and datasets.load_dataset('webdataset'); fiftyone: "
+                   "a folder FiftyOne imports (tools/fiftyone.sh open DIR).")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True),
               help="Packaged dataset folder (default: the workspace's refava/; with it no workspace is needed).")
 @click.option("--out", type=click.Path(file_okay=False),
@@ -42,6 +43,7 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images, shard_size, workers, no
       refava export --format coco --split test   # -> exports/coco/refava_test.json + images/
       refava export --format coco --dataset /data/refava --out /data/refava-coco
       refava export --format webdataset --shard-size 1GB --workers 8   # -> exports/webdataset/<split>/*.tar
+      refava export --format fiftyone && tools/fiftyone.sh open exports/fiftyone   # the FiftyOne App
     The folder is written beside the target and renamed into place; refava-export.json lists what is there (for
     webdataset: each shard's rows, bytes and sha256). A killed webdataset export resumes from its finished shards.
     """

@@ -27,6 +27,10 @@
   ``category_id`` 1 = person; ``actions`` the AVA ids), and per annotation a ref with the expression and its
   rephrasings as ``sentences``.  pycocotools' ``COCO`` loads each file.
 
+* ``--format fiftyone``: a folder FiftyOne imports with its own API (keyframes, every person a detection carrying
+  the expression, rephrasings, actions, split and annotation status; corrupted keyframes as media fields); see
+  :mod:`refava.export.fiftyone_format`.
+
 * ``--format webdataset``: tar shards of a chosen size for streaming (``<split>/refava-<split>-NNNNNN.tar``: per
   row the JSON, the keyframe and the sampled frames as JPEG), written in parallel and resumable; see
   :mod:`refava.export.wds`.
@@ -50,7 +54,7 @@ from ..errors import RefavaError
 from ..fsutil import sha256_file
 from ..io import OUTPUT_MARK, output_folder
 
-FORMATS = ("ava", "coco", "webdataset")
+FORMATS = ("ava", "coco", "webdataset", "fiftyone")
 EXPORT_MANIFEST = "refava-export.json"
 AVA_SPLIT = {"train": "train", "validation": "val", "test": "test"}
 FPS = 30
@@ -123,7 +127,15 @@ def export_dataset(dataset: str | os.PathLike, out: str | os.PathLike, fmt: str,
             for name, entries in shards["splits"].items():
                 summary.rows[name] = sum(e["rows"] for e in entries)
             summary.images = sum(e["images"] for entries in shards["splits"].values() for e in entries)
-        for name in names if fmt != "webdataset" else ():
+        if fmt == "fiftyone":
+            from ..ava import default_label_map
+            from .fiftyone_format import export_fiftyone
+
+            labels = default_label_map()
+            export_fiftyone(folder, manifest, names, tmp, images, summary,
+                            lambda name: _dataset_rows(folder, manifest, name, images),
+                            [labels[i].name for i in _label_ids()], _label_ids())
+        for name in names if fmt in ("ava", "coco") else ():
             (_ava_split if fmt == "ava" else _coco_split)(folder, manifest, name, tmp, images, summary)
         summary.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()
                                and p.suffix != ".jpg" and p.name != OUTPUT_MARK)

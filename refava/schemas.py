@@ -245,6 +245,10 @@ def cast_table(name: str, table: pa.Table, *, source: str = "") -> pa.Table:
     """Cast ``table`` to table ``name``'s Arrow schema, with a message naming missing or extra columns."""
     schema = arrow_schema(name)
     have, want = set(table.column_names), set(schema.names)
+    required = set(json_schema(name).get("required", schema.names))
+    for column in sorted(want - have - required):      # an optional column a table written before it lacks: nulls
+        table = table.append_column(schema.field(column), pa.nulls(table.num_rows, schema.field(column).type))
+        have.add(column)
     if have != want:
         missing, extra = sorted(want - have), sorted(have - want)
         raise SchemaError(f"{source or name}: columns do not match schemas/{name}.schema.json: "

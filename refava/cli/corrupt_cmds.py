@@ -6,12 +6,13 @@ import click
 from .root import cli, load_workspace
 from .options import check_engine_options, engine_options
 
-TYPES = ("gaussian_noise", "shot_noise", "fog", "rain")
+TYPES = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur")
 
 
 @cli.command("corrupt")
 @click.option("--type", "types", multiple=True, type=click.Choice(TYPES + ("all",)),
-              help="Corruption(s) to apply (repeatable; default all four).")
+              help="Corruption(s) to apply (repeatable; default the paper's four: gaussian_noise, shot_noise, fog, "
+                   "rain; 'all' for every type).")
 @click.option("--severity", "severities", multiple=True, type=click.IntRange(1, 5),
               help="ImageNet-C severity 1..5 (repeatable; default 3 unless --preset).")
 @click.option("--preset", type=click.Choice(["ravar"]),
@@ -59,7 +60,9 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
         seed = int(ws.config["seeds"]["corrupt"] if seed is None else seed)
         _gallery(ws, splits or ("test",), gallery_clips, seed, rain_style)
         return
-    kinds = TYPES if not types or "all" in types else tuple(dict.fromkeys(types))
+    paper = TYPES[:4]                            # the paper's four; the authors' presets exist for these only
+    kinds = (paper if not types or ("all" in types and preset) else TYPES if "all" in types
+             else tuple(dict.fromkeys(types)))
     if preset and severities:
         raise click.UsageError("--preset and --severity exclude each other: the preset fixes the severities")
     click.echo(run(ws, types=kinds, severities=severities, preset=preset, splits=splits or ("test",),
@@ -87,4 +90,4 @@ def _gallery(ws, splits, count, seed, style):
         raise click.ClickException(f"no keyframes found for split(s) {', '.join(splits)}: run `refava ingest` and "
                                    f"`refava build-splits` first")
     out = write_gallery(ws.reports_dir / "corrupt_gallery.png", keyframes, seed=seed, style=style)
-    click.echo(f"gallery of {len(keyframes)} keyframe(s) x 4 types x (5 severities + ravar): {out}")
+    click.echo(f"gallery of {len(keyframes)} keyframe(s) x {len(TYPES)} types x (5 severities + ravar): {out}")

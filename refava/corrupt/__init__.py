@@ -1,4 +1,5 @@
-"""Test-time video corruptions of the RAVAR paper: Gaussian noise, shot noise, fog and rain.
+"""Test-time video corruptions of the RAVAR paper (Gaussian noise, shot noise, fog, rain) and the rest of the RAVAR
+authors' set (brightness, contrast, saturate, motion blur over time; :mod:`refava.corrupt.photometric`).
 
 >>> import numpy as np
 >>> from refava.corrupt import corrupt_clip
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import RefavaError
 
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "fog", "rain")
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur")
 RAIN_STYLES = ("streaks", "drops")
 PRESETS = ("ravar",)
 
@@ -31,8 +32,8 @@ GAUSSIAN_SIGMA = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_C = (60, 25, 12, 5, 3)
 FOG_C = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))
 
-_ALIASES = {"gaussian": "gaussian_noise", "shot": "shot_noise", "gaussian_noise": "gaussian_noise",
-            "shot_noise": "shot_noise", "fog": "fog", "rain": "rain"}
+_ALIASES = {"gaussian": "gaussian_noise", "shot": "shot_noise", "motion": "motion_blur",
+            **{name: name for name in CORRUPTIONS}}
 
 
 class CorruptionError(RefavaError, ValueError):
@@ -71,7 +72,10 @@ def resolve(type: str, severity: int | None = None, *, preset: str | None = None
     if preset is not None:
         if preset not in PRESETS:
             raise CorruptionError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        level = {"gaussian_noise": None, "shot_noise": 4, "fog": 3, "rain": 2}[kind]
+        levels = {"gaussian_noise": None, "shot_noise": 4, "fog": 3, "rain": 2}
+        if kind not in levels:
+            raise CorruptionError(f"{kind}: the RAVAR authors' runs have no setting for it; give --severity 1..5")
+        level = levels[kind]
         params = {"sigma": 0.2} if kind == "gaussian_noise" else _params(kind, level, style)
         if kind == "fog":
             params["published"] = False
@@ -83,7 +87,17 @@ def resolve(type: str, severity: int | None = None, *, preset: str | None = None
 
 
 def _params(kind: str, severity: int | None, style: str) -> dict:
+    from . import photometric as ph
     from . import rain
+
+    if kind == "brightness":
+        return {"c": ph.BRIGHTNESS_C[severity - 1], "space": "HSV value"}
+    if kind == "contrast":
+        return {"c": ph.CONTRAST_C[severity - 1], "table": "RAVAR authors'"}
+    if kind == "saturate":
+        return {"c": list(ph.SATURATE_C[severity - 1]), "space": "HSV saturation"}
+    if kind == "motion_blur":
+        return {"frames_each_side": ph.MOTION_FRAMES[severity - 1], "window": "2c frames, clamped at the ends"}
 
     if kind == "gaussian_noise":
         return {"sigma": GAUSSIAN_SIGMA[severity - 1]}
@@ -146,6 +160,12 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     rngs = rng.spawn(len(frames))
     if out is None:
         out = [np.empty(f.shape, dtype=np.uint8) for f in frames]
+    if spec.type == "motion_blur":
+        from .photometric import motion_blur
+
+        for target, image in zip(out, motion_blur(frames, p["frames_each_side"])):
+            target[...] = image
+        return list(out)
 
     def one(i: int) -> np.ndarray:
         frame = np.ascontiguousarray(frames[i])
@@ -155,6 +175,10 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
             return noise.shot_noise(frame, p["c"], rngs[i], out[i])
         if spec.type == "fog":
             return fog.fog_frame(frame, layers[frame.shape[:2]], p["c0"], out[i])
+        if spec.type in ("brightness", "contrast", "saturate"):
+            from . import photometric
+
+            return getattr(photometric, spec.type)(frame, p["c"], out[i])
         out[i][...] = rain.drops_frame(frame, spec.severity, rngs[i])
         return out[i]
 
@@ -237,7 +261,8 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
                  *, preset: str | None = None, style: str = "streaks", threads: int | None = None) -> np.ndarray:
     """Corrupt a whole clip: uint8 (T, H, W, 3) in, uint8 of the same shape out.
 
-    ``type`` is one of gaussian_noise, shot_noise, fog, rain; ``severity`` 1..5 (ImageNet-C tables) unless
+    ``type`` is one of gaussian_noise, shot_noise, fog, rain, brightness, contrast, saturate, motion_blur;
+    ``severity`` 1..5 (ImageNet-C tables; the RAVAR authors' for contrast and motion blur) unless
     ``preset="ravar"``; ``style`` picks the rain style (``streaks`` as in the reference, ``drops`` as in the paper's
     appendix); ``rng`` a ``numpy.random.Generator`` (required: no global random state).
     """

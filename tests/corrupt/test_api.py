@@ -30,7 +30,8 @@ def test_same_bytes_across_reruns_and_thread_counts(kind):
     again = corrupt_clip(frames, kind, 4, clip_rng(7, "movie___0902", f"{kind}_s4"))
     assert np.array_equal(outs[0], again)
     different = corrupt_clip(frames, kind, 4, clip_rng(8, "movie___0902", f"{kind}_s4"))
-    assert not np.array_equal(outs[0], different)
+    # the paper's four draw random numbers; brightness, contrast, saturate and motion blur draw none
+    assert np.array_equal(outs[0], different) == (kind in ("brightness", "contrast", "saturate", "motion_blur"))
 
 
 @pytest.mark.parametrize("kind,style", [(k, "streaks") for k in CORRUPTIONS] + [("rain", "drops")])

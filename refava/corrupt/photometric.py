@@ -1,0 +1,90 @@
+"""Brightness, contrast, saturation and motion blur: the rest of the RAVAR authors' corruption set
+(``dataloaders/ravar_dataset.py``, KPeng9510/RAVAR), rounded to uint8 (the authors' ``uint8`` cast truncates).
+
+* brightness (their table, ImageNet-C's): ``V = clip(V + c)`` in HSV, c = .1 .. .5.  With hue and saturation fixed a
+  channel is proportional to V, so the closed form ``x * min(M + c, 1) / M`` (M the pixel's largest channel; a black
+  pixel becomes grey c) equals skimage's rgb2hsv / hsv2rgb round trip without converting;
+* contrast (their table, changed from ImageNet-C's): ``(x - mean) * c + mean`` per channel over the frame,
+  c = .5, .4, .3, .2, .1;
+* saturate (their table, ImageNet-C's): ``S = clip(S * c0 + c1)``: ``x = V - (V - x) * S' / S``; a grey pixel
+  (S = 0, hue 0 in skimage) becomes red-tinted when c1 > 0, as there;
+* motion blur (theirs, over time): each frame the mean of the 2c frames ``i - c .. i + c - 1`` of the clip,
+  c = 1, 2, 3, 4, 6.  Their code drops c frames at each end; refava keeps the clip's length and clamps the window
+  at the ends (the first frame repeats before the clip, the last after it).  A frame of another size than the
+  clip's (a larger keyframe) is blurred with its neighbours resized to its size.
+
+None of them draws random numbers: the same frames give the same bytes.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+BRIGHTNESS_C = (0.1, 0.2, 0.3, 0.4, 0.5)
+CONTRAST_C = (0.5, 0.4, 0.3, 0.2, 0.1)
+SATURATE_C = ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2))
+MOTION_FRAMES = (1, 2, 3, 4, 6)
+
+
+def _to_uint8(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    x = np.rint(np.clip(x, 0.0, 1.0) * 255.0)
+    if out is None:
+        return x.astype(np.uint8)
+    out[...] = x
+    return out
+
+
+def brightness(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
+    x = frame.astype(np.float32) / 255.0
+    m = x.max(axis=-1, keepdims=True)
+    v = np.minimum(m + np.float32(c), 1.0)
+    scaled = np.where(m > 0, x * (v / np.where(m > 0, m, 1.0)), v)
+    return _to_uint8(scaled, out)
+
+
+def contrast(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
+    x = frame.astype(np.float64) / 255.0
+    means = x.mean(axis=(0, 1), keepdims=True)
+    return _to_uint8((x - means) * c + means, out)
+
+
+def saturate(frame: np.ndarray, c: tuple[float, float], out: np.ndarray | None = None) -> np.ndarray:
+    x = frame.astype(np.float32) / 255.0
+    v = x.max(axis=-1, keepdims=True)
+    low = x.min(axis=-1, keepdims=True)
+    delta = v - low
+    s = np.where(v > 0, delta / np.where(v > 0, v, 1.0), 0.0)
+    s_new = np.clip(s * np.float32(c[0]) + np.float32(c[1]), 0.0, 1.0)
+    coloured = v - (v - x) * (s_new / np.where(s > 0, s, 1.0))
+    # grey pixels (no hue: skimage gives them hue 0, red): red keeps V, green and blue become V (1 - S')
+    grey = np.concatenate([v, v * (1 - s_new), v * (1 - s_new)], axis=-1)
+    return _to_uint8(np.where(s > 0, coloured, grey), out)
+
+
+def motion_blur(frames: Sequence[np.ndarray], c: int) -> list[np.ndarray]:
+    """The clip's frames blurred over time (see the module doc); frames in time order."""
+    import cv2
+
+    sizes = [f.shape[:2] for f in frames]
+    main = max(set(sizes), key=sizes.count)
+    sequence = [i for i, s in enumerate(sizes) if s == main]
+    stack = np.stack([frames[i] for i in sequence]).astype(np.float64)
+    out: list[np.ndarray | None] = [None] * len(frames)
+    n = len(sequence)
+    for k, i in enumerate(sequence):
+        window = np.clip(np.arange(k - c, k + c), 0, n - 1)
+        out[i] = np.rint(stack[window].sum(axis=0) / (2 * c)).astype(np.uint8)
+    for i, size in enumerate(sizes):
+        if size == main:
+            continue
+        k = sum(1 for j in sequence if j < i)          # where the off-size frame sits in the sequence
+        neighbours = []
+        for j in range(k - c, k + c):
+            if j == k or not n:
+                neighbours.append(frames[i].astype(np.float64))
+            else:
+                src = frames[sequence[min(max(j if j < k else j - 1, 0), n - 1)]]
+                neighbours.append(cv2.resize(src, (size[1], size[0]), interpolation=cv2.INTER_AREA).astype(np.float64))
+        out[i] = np.rint(np.sum(neighbours, axis=0) / (2 * c)).astype(np.uint8)
+    return out  # type: ignore[return-value]

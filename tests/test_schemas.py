@@ -156,3 +156,22 @@ def test_quick_check_agrees_with_jsonschema(name):
         agreed += 1
         accepted += valid
     assert agreed == 1500 and 100 < accepted < 1400      # both kinds of rows were tried
+
+
+def test_a_table_written_before_an_optional_column_existed_still_reads(tmp_path):
+    """tables/rephrasings.parquet from before only_reorders (issue 26): read with nulls there, not refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refava.schemas import arrow_schema
+    from refava.tables import read_table
+
+    schema = arrow_schema("rephrasings")
+    old = pa.schema([f for f in schema if f.name != "only_reorders"])
+    row = {"instance_id": "m___0902___1", "index": 0, "original": "the man on the left", "text": "on the left, the man",
+           "rejected_text": None, "status": "ok", "reasons": [], "attempts": 1, "backend": "local", "model": "m",
+           "template_id": "fewshot-v2", "template_sha256": "0" * 64, "temperature": 0.8, "seed": 1,
+           "prompt_tokens": 1, "completion_tokens": 1}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "rephrasings.parquet")
+    back = read_table("rephrasings", tmp_path / "rephrasings.parquet").to_pylist()
+    assert back[0]["only_reorders"] is None and back[0]["text"] == "on the left, the man"

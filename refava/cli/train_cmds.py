@@ -137,6 +137,10 @@ def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny",
 
 @cli.command("train")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Packaged dataset (default: refava/).")
+@click.option("--robustness", "robustness_dir", type=click.Path(file_okay=False),
+              help="Score a folder of predictions: clean.jsonl (or <split>.jsonl) and one file per corruption "
+                   "configuration named after it (test_fog_s3.jsonl, ...): mPC, rPC and a table and plot per type "
+                   "and severity (robustness.json/.md/.png in --out, default the folder).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/refatomnet).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file of training settings (epochs, batch_size, lr, ...) and model switches "
@@ -191,6 +195,10 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
               help="Score this file of any model's predictions instead of a refava run: JSON lines "
                    '({"instance_id", "scores": [80], "box": [x1, y1, x2, y2]}) or csv (instance_id, 80 score '
                    "columns, optional x1,y1,x2,y2); needs no workspace with --dataset.")
+@click.option("--robustness", "robustness_dir", type=click.Path(file_okay=False),
+              help="Score a folder of predictions: clean.jsonl (or <split>.jsonl) and one file per corruption "
+                   "configuration named after it (test_fog_s3.jsonl, ...): mPC, rPC and a table and plot per type "
+                   "and severity (robustness.json/.md/.png in --out, default the folder).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/refatomnet).")
 @click.option("--split", default="test", show_default=True, help="train, val (validation) or test.")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True),
@@ -198,9 +206,9 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
                    "corruption configuration.")
 @click.option("--config", "config_name", help="With --predictions: score only the rows of this configuration "
                                               "(e.g. test_fog_s3; default: all of the split).")
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=click.Path(),
               help="Where metrics.json goes (default: next to the predictions, <name>.<split>.metrics.json; for a "
-                   "run: <run>/eval_<split>.json).")
+                   "run: <run>/eval_<split>.json); with --robustness, the report's folder.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False),
               help="For a run: also write its predictions here (JSON lines, the --predictions format).")
 @click.option("--test-clips", type=click.IntRange(1, 90), default=1, show_default=True,
@@ -208,7 +216,8 @@ def train_cmd(ctx, dataset, run_dir, config_file, blip2, detr, text_encoder, epo
                    "needs a dataset ingested with more frames than the run trains on, e.g. --frames all).")
 @DEVICE
 @click.pass_context
-def evaluate_cmd(ctx, predictions, run_dir, split, dataset, config_name, out, save_predictions, test_clips, device):
+def evaluate_cmd(ctx, predictions, robustness_dir, run_dir, split, dataset, config_name, out, save_predictions,
+                 test_clips, device):
     """Score predictions on a split with the paper's metrics: mAP and AUROC (macro and weighted), mIOU, mAP at
     IoU 0.2 / 0.5, mAP per action group and AP per class.
 
@@ -217,9 +226,16 @@ def evaluate_cmd(ctx, predictions, run_dir, split, dataset, config_name, out, sa
       refava evaluate --predictions preds.jsonl --split test --dataset /data/refava
     A refava run:
       refava evaluate --run runs/refatomnet --split test --save-predictions preds.jsonl
+    Robustness (mPC, rPC) from predictions on the clean split and on each corruption configuration:
+      refava evaluate --robustness preds/ --split test --dataset /data/refava
     """
     import json
 
+    if robustness_dir:
+        _robustness(ctx, robustness_dir, split, dataset, out, conflicts=bool(predictions or run_dir or config_name))
+        return
+    if out and Path(out).is_dir():
+        raise click.BadParameter(f"{out} is a folder: give the metrics file's path", param_hint="--out")
     if predictions:
         from ..fsutil import write_json_atomic
         from ..scorer import load_ground_truth, read_predictions, score
@@ -250,3 +266,21 @@ def evaluate_cmd(ctx, predictions, run_dir, split, dataset, config_name, out, sa
     click.echo(json.dumps(result, indent=2))
     click.echo(f"metrics: {out or run / f'eval_{split}.json'}"
                + (f"; predictions: {save_predictions}" if save_predictions else ""))
+
+
+def _robustness(ctx, folder, split, dataset, out, conflicts: bool) -> None:
+    from ..robustness import evaluate_robustness, write_report
+
+    if conflicts:
+        raise click.UsageError("--robustness scores a folder of predictions: leave out --predictions, --run and "
+                               "--config")
+    data = dataset or str(load_workspace(ctx).root / "refava")
+    report = evaluate_robustness(data, folder, split)
+    paths = write_report(report, out or folder)
+    for metric, s in report["summary"].items():
+        relative = "-" if s["rPC"] is None else f"{100 * s['rPC']:.1f} %"
+        click.echo(f"  {metric:<15} clean {s['clean']:6.2f}   mPC {s['mPC']:6.2f}   rPC {relative}")
+    click.echo(f"{len(report['settings'])} setting(s) scored over {len(report['per_type'])} type(s)"
+               + (f"; not scored (no predictions): {', '.join(report['not_scored'])}" if report["not_scored"] else ""))
+    for path in paths:
+        click.echo(f"report: {path}")

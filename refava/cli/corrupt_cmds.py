@@ -6,7 +6,8 @@ import click
 from .root import cli, load_workspace
 from .options import check_engine_options, engine_options
 
-TYPES = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur")
+TYPES = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur",
+         "h264_crf", "h264_abr", "bit_error", "frame_rate", "freeze", "jumble", "box_jumble", "reverse")
 
 
 @cli.command("corrupt")

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import RefavaError
 
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur")
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur",
+               "h264_crf", "h264_abr", "bit_error", "frame_rate", "freeze", "jumble", "box_jumble", "reverse")
 RAIN_STYLES = ("streaks", "drops")
 PRESETS = ("ravar",)
 
@@ -98,6 +99,22 @@ def _params(kind: str, severity: int | None, style: str) -> dict:
         return {"c": list(ph.SATURATE_C[severity - 1]), "space": "HSV saturation"}
     if kind == "motion_blur":
         return {"frames_each_side": ph.MOTION_FRAMES[severity - 1], "window": "2c frames, clamped at the ends"}
+    if kind in ("h264_crf", "h264_abr", "bit_error"):
+        from . import codec
+
+        return {"h264_crf": {"crf": codec.H264_CRF[severity - 1]},
+                "h264_abr": {"bitrate": f"crf-23 bitrate / {codec.H264_ABR_DIVISOR[severity - 1]}"},
+                "bit_error": {"one_byte_in": codec.BIT_ERROR_ONE_IN[severity - 1], "stream": "crf 23"}}[kind] | {
+            "encoder": "libx264 (PyAV), preset medium, 1 thread", "source": "Yi et al. 2021"}
+    if kind in ("frame_rate", "freeze", "jumble", "box_jumble", "reverse"):
+        from . import temporal
+
+        table = {"frame_rate": {"fps": temporal.FRAME_RATE_FPS[severity - 1], "source": "Yi et al. 2021"},
+                 "reverse": {"rate": temporal.REVERSE_RATE[severity - 1]},
+                 "jumble": {"segment": temporal.JUMBLE_SEGMENT[severity - 1]},
+                 "box_jumble": {"segment": temporal.BOX_SEGMENT[severity - 1]},
+                 "freeze": {"picked": f"{temporal.FREEZE_SHARE[severity - 1]} T, at least 1"}}[kind]
+        return table if "source" in table else {**table, "source": "Schiappa et al. 2023"}
 
     if kind == "gaussian_noise":
         return {"sigma": GAUSSIAN_SIGMA[severity - 1]}
@@ -160,6 +177,18 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     rngs = rng.spawn(len(frames))
     if out is None:
         out = [np.empty(f.shape, dtype=np.uint8) for f in frames]
+    if spec.type in ("h264_crf", "h264_abr", "bit_error"):
+        from .codec import recode
+
+        for target, image in zip(out, recode(frames, spec.type, spec.severity, rng)):
+            target[...] = image
+        return list(out)
+    if spec.type in ("frame_rate", "freeze", "jumble", "box_jumble", "reverse"):
+        from .temporal import reorder
+
+        for target, image in zip(out, reorder(frames, spec.type, spec.severity, rng)):
+            target[...] = image
+        return list(out)
     if spec.type == "motion_blur":
         from .photometric import motion_blur
 

@@ -1,0 +1,110 @@
+"""Codec and temporal corruptions (issue 28 item 2): they decode to the clip's shape, give the same bytes again,
+and their measured degradation rises with severity (PSNR against the clean clip for the codec ones, which change
+pixels; the mean temporal displacement of the frames shown for the temporal ones, which only move frames)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refava.corrupt import clip_rng, corrupt_clip, corrupt_frames, resolve
+from refava.corrupt.codec import CODEC
+from refava.corrupt.temporal import TEMPORAL, disorder, order
+
+
+def scene(n: int = 32, h: int = 96, w: int = 128, texture: float = 0.0) -> np.ndarray:
+    """A moving gradient with a moving disc (and noise texture, for a stream with many bytes)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    out = []
+    for t in range(n):
+        img = np.stack([(xx * 2 + t * 3) % 256, (yy * 2) % 256, ((xx + yy) + t * 5) % 256], -1).astype(np.float32)
+        img[(xx - 20 - t * 3) ** 2 + (yy - 30 - t) ** 2 < 150] = [240, 40, 40]
+        img += rng.normal(0, texture, img.shape)
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / mse) if mse else 99.0
+
+
+@pytest.mark.parametrize("kind", CODEC + TEMPORAL)
+def test_decodes_to_the_clip_and_gives_the_same_bytes_again(kind):
+    clip = scene(24, 48, 64, texture=8.0)
+    outs = [corrupt_clip(clip, kind, s, clip_rng(3, "m___0902", f"{kind}_s{s}")) for s in (1, 5)]
+    again = [corrupt_clip(clip, kind, s, clip_rng(3, "m___0902", f"{kind}_s{s}")) for s in (1, 5)]
+    for a, b in zip(outs, again):
+        assert a.shape == clip.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert not np.array_equal(outs[1], clip)                                   # severity 5 does something
+
+
+def test_codec_degradation_rises_with_severity():
+    clip = scene(32, 96, 128)
+    crf = [psnr(clip, corrupt_clip(clip, "h264_crf", s, np.random.default_rng(0))) for s in range(1, 6)]
+    assert all(a > b for a, b in zip(crf, crf[1:])), crf
+    abr = [psnr(clip, corrupt_clip(clip, "h264_abr", s, np.random.default_rng(0))) for s in range(1, 6)]
+    assert all(a >= b for a, b in zip(abr, abr[1:])) and abr[0] > abr[-1], abr
+    # bit errors: with one generator for every rate the damaged bytes are nested (a higher rate damages a superset),
+    # so the damage rises with severity clip by clip, not only on average
+    textured = scene(32, 96, 128, texture=20.0)                                # enough bytes for bit errors
+    for seed in range(3):
+        errors = [psnr(textured, corrupt_clip(textured, "bit_error", s, clip_rng(seed, "c", "bits")))
+                  for s in range(1, 6)]
+        assert all(a >= b for a, b in zip(errors, errors[1:])) and errors[0] > errors[-1], (seed, errors)
+
+
+def test_a_stream_full_of_bit_errors_still_decodes_to_every_frame():
+    clip = scene(16, 48, 64, texture=20.0)
+    from refava.corrupt import codec
+
+    damaged = codec._bit_errors(codec._encode(list(clip), {"crf": "23"}), 50, np.random.default_rng(0))
+    frames = codec._decode(damaged, len(clip), clip.shape[1:3])
+    assert len(frames) == 16 and all(f.shape == clip.shape[1:] for f in frames)
+
+
+@pytest.mark.parametrize("kind", TEMPORAL)
+def test_temporal_disorder_rises_with_severity(kind):
+    for n in (8, 32, 90):
+        d = [np.mean([disorder(order(kind, s, n, np.random.default_rng(seed))) for seed in range(20)])
+             for s in range(1, 6)]
+        assert all(a <= b + 1e-9 for a, b in zip(d, d[1:])), (kind, n, d)
+        assert d[-1] > d[0] or (n == 8 and kind == "jumble"), (kind, n, d)    # 8 frames: one segment length
+        for s in range(1, 6):
+            picks = order(kind, s, n, np.random.default_rng(0))
+            assert len(picks) == n and all(0 <= p < n for p in picks)
+
+
+def test_a_keyframe_of_another_size_moves_with_its_position():
+    rng = np.random.default_rng(0)
+    frames = [np.full((12, 16, 3), 10 * k, dtype=np.uint8) for k in range(8)]
+    keyframe = np.full((24, 32, 3), 200, dtype=np.uint8)
+    out = corrupt_frames(frames[:4] + [keyframe] + frames[4:], resolve("reverse", 1), rng)
+    assert out[4].shape == keyframe.shape and not np.array_equal(out[4], keyframe)   # shows a moved frame, resized
+    out = corrupt_frames(frames[:4] + [keyframe] + frames[4:], resolve("h264_crf", 1), rng)
+    assert out[4].shape == keyframe.shape and abs(int(out[4].mean()) - 200) <= 3       # encoded alone
+
+
+def test_the_stage_stores_them_and_a_rerun_writes_the_same_bytes(sample_workspace_template, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+
+    def refava(*args):
+        proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    refava("build-splits")
+    args = ["corrupt", "--type", "h264_abr", "--type", "bit_error", "--type", "box_jumble", "--severity", "5",
+            "--split", "test", "--no-progress"]
+    refava(*args)
+    stores = sorted((ws / "frames" / "corrupted").rglob("*.parquet"))
+    first = {p: p.read_bytes() for p in stores}
+    assert {p.parent.name for p in stores} == {"h264_abr_s5", "bit_error_s5", "box_jumble_s5"}
+    shutil.rmtree(ws / "frames" / "corrupted")
+    refava(*args)
+    assert {p: p.read_bytes() for p in sorted((ws / "frames" / "corrupted").rglob("*.parquet"))} == first

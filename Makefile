@@ -90,9 +90,11 @@ test: install labelstudio fiftyone lint
 bench: install
 	$(BIN)/python -m pip install --quiet scikit-learn scikit-image scipy
 	$(BIN)/python -m pip install --quiet --no-deps imagecorruptions   # its opencv-python would shadow the headless one
+	$(BIN)/python -m pip install --quiet imageio-ffmpeg               # a static ffmpeg: the video corruptions' baseline
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/splits.py
 	$(BIN)/python benchmarks/corrupt.py
+	$(BIN)/python benchmarks/corrupt_video.py
 	$(BIN)/python benchmarks/noise_storage.py
 	$(BIN)/python benchmarks/package.py
 	$(BIN)/python benchmarks/load.py

@@ -1,0 +1,123 @@
+"""Codec and temporal corruptions: refava's in-memory PyAV path against the same operation done clip by clip
+through ffmpeg subprocesses (the way Yi et al. build Mini Kinetics-C), in frames per second, in the same run; and
+the measured degradation per severity (PSNR against the clean clip for the codec types, temporal disorder for the
+temporal ones, see refava.corrupt.temporal.disorder), which must rise with severity.
+
+The clip: ``--frames`` frames (8, refava's default sampled frames; 90 with ``--frames all`` data) of 340x256 (AVA's
+sampled-frame size), a moving gradient with texture.  The baseline pipes the
+raw frames into ffmpeg (imageio-ffmpeg's static build; ``make bench`` installs it) and reads raw frames back:
+``-c:v libx264 -crf C`` (h264_crf), ``-b:v/-maxrate/-bufsize`` (h264_abr), a CRF-23 file re-muxed with
+``-bsf noise=N`` then decoded (bit_error, three processes as theirs), ``-vf fps=F`` (frame_rate), ``-vf reverse``
+(reverse) and ``-vf shuffleframes=...`` with refava's own permutation (freeze, jumble, box_jumble).
+
+    python benchmarks/corrupt_video.py [--clips 6] [--severity 3] [--frames 8]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def scene(n=90, h=256, w=340):
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    out = []
+    for t in range(n):
+        img = np.stack([(xx + t * 3) % 256, (yy * 2) % 256, ((xx + yy) // 2 + t * 5) % 256], -1).astype(np.float32)
+        img[(xx - 40 - t * 3) ** 2 + (yy - 60 - t) ** 2 < 900] = [240, 40, 40]
+        out.append(np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / mse) if mse else 99.0
+
+
+def ffmpeg_clip(exe: str, clip: np.ndarray, kind: str, severity: int, perm: list[int], tmp: Path) -> np.ndarray:
+    from refava.corrupt import codec, temporal
+
+    n, h, w = clip.shape[:3]
+    raw_in = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "30", "-i", "-"]
+    raw_out = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+
+    def run(args, data=None):
+        return subprocess.run([exe, "-v", "error", "-y", *args], input=data, capture_output=True, check=True).stdout
+
+    data = clip.tobytes()
+    if kind in ("h264_crf", "h264_abr", "bit_error"):
+        mp4 = tmp / "c.mp4"
+        if kind == "h264_abr":
+            run(raw_in + ["-c:v", "libx264", "-crf", "23", str(mp4)], data)
+            rate = str(int(mp4.stat().st_size * 8 / (n / 30) / codec.H264_ABR_DIVISOR[severity - 1]))
+            run(raw_in + ["-c:v", "libx264", "-b:v", rate, "-maxrate", rate, "-bufsize", rate, str(mp4)], data)
+        else:
+            crf = codec.H264_CRF[severity - 1] if kind == "h264_crf" else 23
+            run(raw_in + ["-c:v", "libx264", "-crf", str(crf), str(mp4)], data)
+        if kind == "bit_error":
+            noisy = tmp / "n.mp4"
+            run(["-i", str(mp4), "-c", "copy", "-bsf", f"noise={codec.BIT_ERROR_ONE_IN[severity - 1]}", str(noisy)])
+            mp4 = noisy
+        out = run(["-i", str(mp4)] + raw_out)
+    elif kind == "frame_rate":
+        out = run(raw_in + ["-vf", f"fps={temporal.FRAME_RATE_FPS[severity - 1]}"] + raw_out, data)
+    elif kind == "reverse":
+        out = run(raw_in + ["-vf", "reverse"] + raw_out, data)
+    else:
+        out = run(raw_in + ["-vf", "shuffleframes=" + " ".join(map(str, perm))] + raw_out, data)
+    return np.frombuffer(out, np.uint8).reshape(-1, h, w, 3)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=6)
+    ap.add_argument("--severity", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=8, help="frames per clip (refava stores 8 by default, 90 with "
+                                                         "--frames all)")
+    args = ap.parse_args(argv)
+    import imageio_ffmpeg
+
+    from refava.corrupt import clip_rng, corrupt_clip
+    from refava.corrupt.codec import CODEC
+    from refava.corrupt.temporal import TEMPORAL, disorder, order
+
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    clip = scene(args.frames)
+    n = clip.shape[0]
+    print(f"clip: {n} frames of {clip.shape[2]}x{clip.shape[1]}; severity {args.severity}; {args.clips} clips each")
+    ratios = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in CODEC + TEMPORAL:
+            ours, theirs = [], []
+            for k in range(args.clips):
+                rng = clip_rng(k, "bench", f"{kind}_s{args.severity}")
+                started = time.perf_counter()
+                corrupt_clip(clip, kind, args.severity, rng)
+                ours.append(time.perf_counter() - started)
+                perm = order(kind, args.severity, n, clip_rng(k, "bench", kind)) if kind in TEMPORAL else []
+                started = time.perf_counter()
+                ffmpeg_clip(exe, clip, kind, args.severity, perm, Path(tmp))
+                theirs.append(time.perf_counter() - started)
+            a, b = n / statistics.median(ours), n / statistics.median(theirs)
+            ratios[kind] = a / b
+            print(f"{kind:11s} refava {a:7.0f} frames/s   ffmpeg subprocess {b:7.0f} frames/s   ratio {a / b:5.1f}x")
+    print("degradation per severity 1..5 (codec: PSNR dB against the clean clip, falls; temporal: disorder, rises):")
+    for kind in CODEC:
+        values = [psnr(clip, corrupt_clip(clip, kind, s, clip_rng(0, "bench", "bits"))) for s in range(1, 6)]
+        print(f"  {kind:11s} " + " ".join(f"{v:6.2f}" for v in values))
+    for kind in TEMPORAL:
+        values = [np.mean([disorder(order(kind, s, n, np.random.default_rng(k))) for k in range(20)])
+                  for s in range(1, 6)]
+        print(f"  {kind:11s} " + " ".join(f"{v:6.2f}" for v in values))
+    print(f"slowest ratio: {min(ratios.values()):.1f}x ({min(ratios, key=ratios.get)}); target >= 3x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

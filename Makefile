@@ -32,6 +32,7 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws build-splits
 	$(BIN)/refava -w $(DEMO)/ws stats
 	$(BIN)/refava -w $(DEMO)/ws corrupt --severity 3 --no-progress
+	$(BIN)/refava -w $(DEMO)/ws corrupt --type brightness --type motion_blur --type h264_crf --type freeze --severity 3 --no-progress
 	$(BIN)/refava -w $(DEMO)/ws corrupt --gallery
 	$(BIN)/refava -w $(DEMO)/ws rephrase --test --no-progress
 	$(BIN)/refava -w $(DEMO)/ws package --no-progress

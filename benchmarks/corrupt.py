@@ -132,7 +132,7 @@ def main(argv=None) -> int:
             worst = min(worst, ratio)
             print(f"{kind:<16}{sev:>4}{ours:>10.0f}{peer:>9.0f}{ratio:>7.1f}x   {peer_name}")
     for kind in ("gaussian_noise", "shot_noise", "rain"):
-        ours, _, _ = fps_pair(lambda c: corrupt_clip(c, kind, None, rng, preset="ravar"), lambda c: None, clips, 3)
+        ours, _, _ = fps_pair(lambda c: corrupt_clip(c, kind, None, rng, preset="paper"), lambda c: None, clips, 3)
         print(f"{kind:<16}{'ravar':>5}{ours:>9.0f}   (the preset; no peer)")
     print(f"smallest ratio: {worst:.1f}x (target >= 10x)")
     return 0 if worst >= 10 else 1

@@ -45,7 +45,7 @@ def packaged(sample_workspace_template, tmp_path_factory):
     ws = tmp_path_factory.mktemp("pkg") / "ws"
     shutil.copytree(sample_workspace_template, ws)
     for args in (["build-splits"], ["corrupt", "--type", "fog", "--severity", "3", "--no-progress"],
-                 ["corrupt", "--preset", "ravar", "--type", "rain", "--split", "val", "--no-progress"],
+                 ["corrupt", "--preset", "paper", "--type", "rain", "--split", "val", "--no-progress"],
                  ["package", "--no-progress"]):
         proc = run(*args, cwd=ws)
         assert proc.returncode == 0, proc.stderr
@@ -69,11 +69,11 @@ def test_every_configuration_loads_offline_with_counts_features_and_frames(packa
     by_split = {}
     for r in splits:
         by_split.setdefault({"val": "validation"}.get(r["split"], r["split"]), set()).add(r["instance_id"])
-    assert set(loaded) == {"default", "annotations_only", "test_fog_s3", "val_rain_ravar"}
+    assert set(loaded) == {"default", "annotations_only", "test_fog_s3", "val_rain_paper"}
     for split, ids in by_split.items():
         assert set(loaded["default"][split]["ids"]) == ids
         assert set(loaded["annotations_only"][split]["ids"]) == ids
-    assert set(loaded["test_fog_s3"]) == {"test"} and set(loaded["val_rain_ravar"]) == {"validation"}
+    assert set(loaded["test_fog_s3"]) == {"test"} and set(loaded["val_rain_paper"]) == {"validation"}
     assert set(loaded["test_fog_s3"]["test"]["ids"]) == by_split["test"]
     full = loaded["default"]["train"]
     assert full["keyframe"][0] > 0 and len(full["frames"]) == 8 and all(w > 0 for w, _ in full["frames"])

@@ -26,7 +26,7 @@ def corrupted(sample_workspace_template, sample_corpus, tmp_path_factory):
                  ["build-splits"],
                  ["corrupt", "--type", "fog", "--type", "brightness", "--severity", "1", "--severity", "4",
                   "--split", "test", "--no-progress"],
-                 ["corrupt", "--type", "fog", "--preset", "ravar", "--split", "test", "--no-progress"],
+                 ["corrupt", "--type", "fog", "--preset", "paper", "--split", "test", "--no-progress"],
                  ["package", "--no-progress"]):
         proc = run(*args, cwd=ws)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -53,7 +53,7 @@ def test_mpc_and_rpc_equal_a_hand_computation(corrupted, tmp_path):
     gt = load_ground_truth(data, "test")
     _predict(gt, 0.2, 0, preds / "clean.jsonl")
     noise = {"test_fog_s1": 0.3, "test_fog_s4": 0.6, "test_brightness_s1": 0.25, "test_brightness_s4": 0.5,
-             "test_fog_ravar": 0.4}
+             "test_fog_paper": 0.4}
     for k, (name, level) in enumerate(noise.items()):
         _predict(load_ground_truth(data, "test", name), level, k + 1, preds / f"{name}.jsonl")
     proc = run("evaluate", "--robustness", preds, "--split", "test", "--dataset", data, cwd=tmp_path)
@@ -64,14 +64,14 @@ def test_mpc_and_rpc_equal_a_hand_computation(corrupted, tmp_path):
         g = load_ground_truth(data, "test", name)
         by_hand[name] = score(g, read_predictions(preds / f"{name}.jsonl", g.names))
     clean = score(gt, read_predictions(preds / "clean.jsonl", gt.names))
-    settings = [n for n in noise if not n.endswith("ravar")]                 # presets stay out of mPC
+    settings = [n for n in noise if not n.endswith("paper")]                 # presets stay out of mPC
     for metric in ("map_macro", "auroc_macro", "miou"):
         mpc = float(np.mean([by_hand[n][metric] for n in settings]))
         assert report["summary"][metric]["mPC"] == pytest.approx(mpc, abs=1e-9)
         assert report["summary"][metric]["rPC"] == pytest.approx(mpc / clean[metric], abs=1e-9)
         assert report["summary"][metric]["clean"] == pytest.approx(clean[metric], abs=1e-9)
     assert report["per_type"]["fog"]["severities"]["4"]["map_macro"] == pytest.approx(by_hand["test_fog_s4"]["map_macro"])
-    assert set(report["presets"]) == {"fog_ravar"} and report["not_scored"] == []
+    assert set(report["presets"]) == {"fog_paper"} and report["not_scored"] == []
     assert report["summary"]["map_macro"]["mPC"] < report["summary"]["map_macro"]["clean"]      # noise costs
     md = (preds / "robustness.md").read_text()
     assert "| map_macro |" in md and "| fog |" in md and "Presets (not in mPC)" in md

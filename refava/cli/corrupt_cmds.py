@@ -16,9 +16,14 @@ TYPES = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast"
                    "rain; 'all' for every type).")
 @click.option("--severity", "severities", multiple=True, type=click.IntRange(1, 5),
               help="ImageNet-C severity 1..5 (repeatable; default 3 unless --preset).")
-@click.option("--preset", type=click.Choice(["ravar"]),
-              help="What the RAVAR authors ran: Gaussian sigma 0.2, shot c = 5, rain severity 2 with fresh drops "
-                   "every frame (their fog is unpublished: severity 3). Replaces --severity.")
+@click.option("--preset", type=click.Choice(["paper", "authors-code", "ravar"]),
+              help="Instead of --severity, for the paper's four types. paper: what the paper's appendix describes "
+                   "(Gaussian sigma 0.2 on the [0, 1] scale, shot c = 5, rain as ellipse drops at severity 2, fog at "
+                   "severity 3 over the whole frame; all scaled to the frame size). authors-code: literally the "
+                   "authors' loader (Gaussian noise of 0.2 grey levels, shot c = 5, rain streaks all with slant -1, "
+                   "30 px long whatever the frame size, their uint8 arithmetic; fog on the centre 224x224 crop, "
+                   "which becomes the frame). They differ in Gaussian noise (51 grey levels against 0.2), rain and "
+                   "fog; ravar is the old name of paper.")
 @click.option("--split", "splits", multiple=True, help="Split(s) whose clips are corrupted (repeatable; 'all' for "
                                                        "every split).  [default: test]")
 @click.option("--rain-style", type=click.Choice(["streaks", "drops"]), default="streaks", show_default=True,
@@ -45,7 +50,8 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
     \b
     Examples:
       refava corrupt --type fog --severity 3
-      refava corrupt --preset ravar                  # all four types as the authors ran them
+      refava corrupt --preset paper                  # the paper's four as its appendix describes them
+      refava corrupt --preset authors-code           # ... and as the authors' code literally does
       refava corrupt --type rain --severity 1 --severity 5 --split val --split test
       refava corrupt --gallery                       # reports/corrupt_gallery.png
       refava corrupt --type all --engine ray --ray-address auto   # one Ray task per (setting, movie)

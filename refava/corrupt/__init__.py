@@ -27,7 +27,9 @@ from ..errors import RefavaError
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur",
                "h264_crf", "h264_abr", "bit_error", "frame_rate", "freeze", "jumble", "box_jumble", "reverse")
 RAIN_STYLES = ("streaks", "drops")
-PRESETS = ("ravar",)
+PRESETS = ("paper", "authors_code")
+# "ravar" was the one preset before the two (it is "paper"); "authors-code" is how the command line spells it
+PRESET_ALIASES = {"ravar": "paper", "authors-code": "authors_code"}
 
 GAUSSIAN_SIGMA = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_C = (60, 25, 12, 5, 3)
@@ -53,9 +55,10 @@ class CorruptionSpec:
 
     @property
     def name(self) -> str:
-        """The setting's name: ``fog_s3``, ``gaussian_noise_ravar``, ``rain_s2_drops``."""
-        base = f"{self.type}_{self.preset}" if self.preset else f"{self.type}_s{self.severity}"
-        return base + ("_drops" if self.type == "rain" and self.style == "drops" else "")
+        """The setting's name: ``fog_s3``, ``gaussian_noise_paper``, ``rain_authors_code``, ``rain_s2_drops``."""
+        if self.preset:
+            return f"{self.type}_{self.preset}"
+        return f"{self.type}_s{self.severity}" + ("_drops" if self.type == "rain" and self.style == "drops" else "")
 
 
 def resolve(type: str, severity: int | None = None, *, preset: str | None = None,
@@ -71,20 +74,49 @@ def resolve(type: str, severity: int | None = None, *, preset: str | None = None
     if style not in RAIN_STYLES:
         raise CorruptionError(f"unknown rain style {style!r}; expected one of {', '.join(RAIN_STYLES)}")
     if preset is not None:
-        if preset not in PRESETS:
-            raise CorruptionError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
-        levels = {"gaussian_noise": None, "shot_noise": 4, "fog": 3, "rain": 2}
-        if kind not in levels:
-            raise CorruptionError(f"{kind}: the RAVAR authors' runs have no setting for it; give --severity 1..5")
-        level = levels[kind]
-        params = {"sigma": 0.2} if kind == "gaussian_noise" else _params(kind, level, style)
-        if kind == "fog":
-            params["published"] = False
-        return CorruptionSpec(kind, level, preset, style if kind == "rain" else "streaks", params)
+        return _preset(kind, PRESET_ALIASES.get(preset, preset), style)
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= int(severity) <= 5:
         raise CorruptionError(f"{kind}: severity must be an integer 1..5, found {severity!r}")
     severity = int(severity)
     return CorruptionSpec(kind, severity, None, style if kind == "rain" else "streaks", _params(kind, severity, style))
+
+
+def _preset(kind: str, preset: str, style: str) -> CorruptionSpec:
+    """The two presets of the paper's four corruptions (the other types have none).
+
+    * ``paper``: what the RAVAR paper's appendix G describes, with the settings of the authors' released calls where
+      its numbers are missing: Gaussian sigma 0.2 on the [0, 1] scale, shot noise c = 5, rain as the appendix's
+      ellipse drops at severity 2 (fresh drops every frame), fog at severity 3 (its setting was not released) over
+      the whole frame, all scaled to the frame's size;
+    * ``authors_code``: literally the authors' loader (``dataloaders/ravar_dataset.py``): Gaussian ``x + N(0, 0.2)``
+      in grey levels (0.2 of a grey level, on the 0..255 scale), shot noise c = 5, rain as their line streaks with
+      slant -1 for every streak, ``area // 770`` drops 30 px long whatever the frame size, and their uint8
+      arithmetic (the rain's addition wraps around, results are truncated), and fog on the centre 224 x 224 crop
+      of each frame (the output is that crop).
+    """
+    if preset not in PRESETS:
+        raise CorruptionError(f"unknown preset {preset!r}; expected one of paper, authors-code")
+    levels = {"gaussian_noise": None, "shot_noise": 4, "fog": 3, "rain": 2}
+    if kind not in levels:
+        raise CorruptionError(f"{kind}: the RAVAR authors' runs have no setting for it; give --severity 1..5")
+    level = levels[kind]
+    if preset == "paper":
+        style = "drops" if kind == "rain" else "streaks"
+        params = {"sigma": 0.2} if kind == "gaussian_noise" else _params(kind, level, style)
+    else:
+        style = "streaks"
+        if kind == "gaussian_noise":
+            params = {"sigma_grey_levels": 0.2, "sigma": 0.2 / 255}
+        elif kind == "rain":
+            params = {"style": "authors_code", "count": "area // 770", "length_px": 30, "slant": -1, "colour": 220,
+                      "blur": 3, "contrast": 0.8, "size_scaled": False, "uint8_wrap": True}
+        elif kind == "fog":
+            params = {**_params("fog", level, style), "centre_crop": 224}
+        else:
+            params = _params(kind, level, style)
+    if kind == "fog":
+        params["published"] = False
+    return CorruptionSpec(kind, level, preset, style, params)
 
 
 def _params(kind: str, severity: int | None, style: str) -> dict:
@@ -167,6 +199,17 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     for i, frame in enumerate(frames):
         _check_frame(frame, f"frame {i}")
     p = spec.params
+    if spec.preset == "authors_code" and spec.type in ("rain", "fog"):
+        from .authors import authors_fog, authors_rain
+
+        if spec.type == "fog":
+            return authors_fog(frames, p["c0"], p["wibbledecay"], rng)      # the crops: other shapes than ``out``
+        done = [authors_rain(np.ascontiguousarray(f), r) for f, r in zip(frames, rng.spawn(len(frames)))]
+        if out is None:
+            return done
+        for target, image in zip(out, done):
+            target[...] = image
+        return list(out)
     if spec.type == "fog":
         plasma = fog.plasma_fractal(rng, fog.PLASMA_SIZE, p["wibbledecay"]) if plasma is None else plasma
         layers: dict[tuple[int, int], np.ndarray] = {}
@@ -292,7 +335,7 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
 
     ``type`` is one of gaussian_noise, shot_noise, fog, rain, brightness, contrast, saturate, motion_blur;
     ``severity`` 1..5 (ImageNet-C tables; the RAVAR authors' for contrast and motion blur) unless
-    ``preset="ravar"``; ``style`` picks the rain style (``streaks`` as in the reference, ``drops`` as in the paper's
+    ``preset`` is "paper" or "authors_code" (see :func:`_preset`); ``style`` picks the rain style (``streaks`` as in the reference, ``drops`` as in the paper's
     appendix); ``rng`` a ``numpy.random.Generator`` (required: no global random state).
     """
     spec = resolve(type, severity, preset=preset, style=style)
@@ -307,6 +350,8 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
     if frames.shape[0] < 1:
         raise CorruptionError("frames: expected at least one frame, found 0")
     _check_frame(frames[0], "frames")
+    if spec.preset == "authors_code" and spec.type == "fog":   # the authors' centre crops
+        return np.stack(corrupt_frames(frames, spec, rng, threads=threads))
     result = np.empty(frames.shape, dtype=np.uint8)          # C-contiguous, whatever the input's layout
     corrupt_frames(frames, spec, rng, threads=threads, out=result)
     return result

@@ -54,10 +54,10 @@ def gallery_image(keyframes: Sequence[tuple[str, np.ndarray]], *, seed: int = 0,
     for clip_id, image in keyframes:
         for kind in CORRUPTIONS:
             tiles = [_label(_thumb(image), f"{clip_id[-18:]} clean")]
-            names = [(s, None) for s in range(1, 6)] + [(None, "ravar")]
+            names = [(s, None) for s in range(1, 6)] + [(None, "paper")]
             for severity, preset in names:
                 if preset is not None and kind not in CORRUPTIONS[:4]:     # the authors ran the paper's four only
-                    tiles.append(_label(np.zeros_like(tiles[0]), "no ravar preset"))
+                    tiles.append(_label(np.zeros_like(tiles[0]), "no paper preset"))
                     continue
                 spec = resolve(kind, severity, preset=preset, style=style)
                 out = corrupt_frames([image], spec, clip_rng(seed, clip_id, spec.name), threads=1)[0]

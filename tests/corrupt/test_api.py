@@ -67,18 +67,63 @@ def test_global_random_state_is_neither_used_nor_touched():
     assert np.array_equal(np.random.get_state()[1], before)
 
 
-def test_presets_follow_the_authors():
-    assert resolve("gaussian_noise", preset="ravar").params == {"sigma": 0.2}
-    assert resolve("shot_noise", preset="ravar").params["c"] == 5
-    rain = resolve("rain", preset="ravar")
-    assert rain.severity == 2 and rain.params["fresh_drops_every_frame"] and rain.name == "rain_ravar"
-    assert resolve("fog", preset="ravar").params["published"] is False
+def test_the_paper_preset_is_what_the_appendix_describes():
+    assert resolve("gaussian_noise", preset="paper").params == {"sigma": 0.2}
+    assert resolve("shot_noise", preset="paper").params["c"] == 5
+    rain = resolve("rain", preset="paper")
+    assert rain.severity == 2 and rain.style == "drops" and rain.name == "rain_paper"    # the appendix's ellipses
+    assert resolve("fog", preset="paper").params["published"] is False
+    assert resolve("fog", preset="ravar").name == "fog_paper"                            # the old name
     assert resolve("rain", 2, style="drops").name == "rain_s2_drops"
-    frames = np.zeros((4, 48, 64, 3), np.uint8)    # off the drops every pixel gets the same contrast-step value
-    out = corrupt_clip(frames, "rain", None, np.random.default_rng(0), preset="ravar")
-    masks = [(o != np.bincount(o.ravel()).argmax()).any(-1) for o in out]
-    assert all(0 < m.mean() < 0.5 for m in masks)
-    assert not np.array_equal(masks[0], masks[1])                       # fresh drops every frame
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    out = corrupt_clip(frames, "rain", None, np.random.default_rng(0), preset="paper")
+    assert not np.array_equal(out[0], out[1])                           # fresh drops every frame
+
+
+def _authors_rain_reference(image, slant_draw, drops_xy):
+    """The authors' rain_process with their drops (transcribed from ravar_dataset.py)."""
+    import cv2
+
+    mask = np.zeros(image.shape[:2])
+    for x, y in drops_xy:
+        cv2.line(mask, (x, y), (x - 1, y + 30), (220, 220, 220), 1)
+    mask = np.stack((mask, mask, mask), axis=2)
+    image_rain = image + np.array(mask * (1 - image / 255.0) * (1 - np.mean(image) / 255.0), dtype=np.uint8)
+    blur_rain = cv2.blur(image_rain, (3, 3))
+    rgb = np.array(blur_rain * mask / 255.0 + image * (1 - mask / 255.0)) / 255.
+    means = np.mean(rgb, axis=(0, 1), keepdims=True)
+    return np.array(np.clip((rgb - means) * 0.8 + means, 0, 1) * 255, dtype=np.uint8)
+
+
+def test_the_authors_code_preset_is_their_code():
+    from refava.corrupt.authors import authors_rain
+
+    spec = resolve("gaussian_noise", preset="authors-code")
+    assert spec.params["sigma"] == pytest.approx(0.2 / 255) and spec.name == "gaussian_noise_authors_code"
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    # the same draws as authors_rain makes: slant, then (x, y) per drop
+    draws = np.random.default_rng(9)
+    slant = int(draws.integers(-10, 10))
+    xy = [(int(draws.integers(slant, 160)) if slant < 0 else int(draws.integers(0, 160 - slant)),
+           int(draws.integers(0, 120 - 30))) for _ in range((120 * 160) // 770)]
+    assert np.array_equal(authors_rain(image, np.random.default_rng(9)), _authors_rain_reference(image, slant, xy))
+    # every streak has slant -1 and is 30 px long at any frame size: the same count per pixel, not per 224 px
+    big = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert authors_rain(big, np.random.default_rng(1)).shape == big.shape
+    # fog: the centre 224 x 224 crop, as theirs; smaller frames refused with the reason
+    clip = rng.integers(0, 256, (3, 256, 300, 3), dtype=np.uint8)
+    out = corrupt_clip(clip, "fog", None, np.random.default_rng(0), preset="authors-code")
+    assert out.shape == (3, 224, 224, 3)
+    from refava.corrupt import CorruptionError
+
+    with pytest.raises(CorruptionError, match="centre 224x224"):
+        corrupt_clip(clip[:, :200], "fog", None, np.random.default_rng(0), preset="authors-code")
+    # and the Gaussian line adds 0.2 grey levels: almost every value stays, where the paper preset moves them all
+    flat = np.full((1, 64, 64, 3), 100, np.uint8)
+    theirs = corrupt_clip(flat, "gaussian_noise", None, np.random.default_rng(0), preset="authors-code")
+    ours = corrupt_clip(flat, "gaussian_noise", None, np.random.default_rng(0), preset="paper")
+    assert np.mean(theirs != 100) < 0.05 and np.mean(ours != 100) > 0.9
 
 
 @pytest.mark.parametrize("frames,kind,severity,match", [

@@ -110,10 +110,10 @@ def test_preset_and_gallery_and_errors(split_workspace):
     ws = split_workspace
     proc = run("corrupt", "--preset", "ravar", "--type", "gaussian_noise", "--no-progress", cwd=ws)
     assert proc.returncode == 0, proc.stderr
-    assert (ws / "frames" / "corrupted" / "gaussian_noise_ravar").is_dir()
+    assert (ws / "frames" / "corrupted" / "gaussian_noise_paper").is_dir()
     rows = pq.read_table(ws / "tables" / "corruptions.parquet").to_pylist()
     assert {r["split"] for r in rows} == {"test"}                                # the default split
-    assert all(r["severity"] is None and r["preset"] == "ravar" for r in rows)
+    assert all(r["severity"] is None and r["preset"] == "paper" for r in rows)
     bad = run("corrupt", "--preset", "ravar", "--severity", "2", cwd=ws)
     assert bad.returncode != 0 and "exclude each other" in bad.stderr
     bad = run("corrupt", "--split", "holdout", cwd=ws)

@@ -199,8 +199,8 @@ def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
     else:
         lines += rephrasing_lines(inputs)
     corrupted = [n for n in configs if n not in ("default", "annotations_only", "rephrased")]
-    lines += ["", "Corruption configurations (`<split>_<type>_s<severity>`, or `_ravar` for the RAVAR authors' "
-              "settings) hold the same rows as the clean split, restricted to the clips that were corrupted, with "
+    lines += ["", "Corruption configurations (`<split>_<type>_s<severity>`, or `_paper` / `_authors_code` for the two "
+              "presets: the paper's appendix, and the authors' code literally) hold the same rows as the clean split, restricted to the clips that were corrupted, with "
               "corrupted pixels; their parameters are in the table above and in `refava-manifest.json`. "
               + (f"This build has {len(corrupted)}." if corrupted else "This build has none.")]
     lines += ["", "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
@@ -222,6 +222,8 @@ def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
         "4. `refava rephrase` (optional): LLM rephrasings of the expressions of the chosen splits, each checked to "
         "keep gender, age, position and colour words and to read well (see Rephrasings for what this build holds).",
         "5. `refava corrupt` (optional): Gaussian and shot noise, fog and rain (ImageNet-C / Yi et al. formulas), "
+        "brightness, contrast, saturate and motion blur (the RAVAR authors' set), H.264 quality, bitrate and bit "
+        "errors (Yi et al.) and frame rate, freeze, jumble, box jumble and reversal (Yi et al., Schiappa et al.), "
         "seeded per clip.",
         "6. `refava package`: this folder. `refava package --verify DIR` recomputes every shard's checksum and row "
         "count and checks every row against the schema.",

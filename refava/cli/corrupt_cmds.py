@@ -97,4 +97,4 @@ def _gallery(ws, splits, count, seed, style):
         raise click.ClickException(f"no keyframes found for split(s) {', '.join(splits)}: run `refava ingest` and "
                                    f"`refava build-splits` first")
     out = write_gallery(ws.reports_dir / "corrupt_gallery.png", keyframes, seed=seed, style=style)
-    click.echo(f"gallery of {len(keyframes)} keyframe(s) x {len(TYPES)} types x (5 severities + ravar): {out}")
+    click.echo(f"gallery of {len(keyframes)} keyframe(s) x {len(TYPES)} types x (5 severities + paper preset): {out}")

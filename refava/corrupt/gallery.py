@@ -47,7 +47,7 @@ def _stack(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
 
 def gallery_image(keyframes: Sequence[tuple[str, np.ndarray]], *, seed: int = 0,
                   sizes: Sequence[tuple[int, int]] = ((224, 224), (1280, 720)), style: str = "streaks") -> np.ndarray:
-    """An RGB grid: per keyframe, one row per corruption type (clean, then severities 1..5, then the ravar preset),
+    """An RGB grid: per keyframe, one row per corruption type (clean, then severities 1..5, then the paper preset),
     and for the first keyframe fog severity 3 with one plasma at each of ``sizes`` (width, height), shown at one
     height, so the fog's look can be compared across resolutions."""
     rows = []

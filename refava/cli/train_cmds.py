@@ -137,10 +137,6 @@ def _encoder_spec(blip2, detr, seed, text_encoder, detections=None, size="tiny",
 
 @cli.command("train")
 @click.option("--dataset", type=click.Path(file_okay=False, exists=True), help="Packaged dataset (default: refava/).")
-@click.option("--robustness", "robustness_dir", type=click.Path(file_okay=False),
-              help="Score a folder of predictions: clean.jsonl (or <split>.jsonl) and one file per corruption "
-                   "configuration named after it (test_fog_s3.jsonl, ...): mPC, rPC and a table and plot per type "
-                   "and severity (robustness.json/.md/.png in --out, default the folder).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/refatomnet).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON file of training settings (epochs, batch_size, lr, ...) and model switches "

@@ -203,6 +203,13 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
         from .authors import authors_fog, authors_rain
 
         if spec.type == "fog":
+            from .authors import CROP
+
+            small = [f.shape[:2] for f in frames if min(f.shape[:2]) < CROP]
+            if small:
+                raise CorruptionError(f"fog with --preset authors-code crops every frame to its centre {CROP}x{CROP}, "
+                                      f"as the authors' code does; found a frame of {small[0][1]}x{small[0][0]}: use "
+                                      f"--preset paper or --severity for frames this small")
             return authors_fog(frames, p["c0"], p["wibbledecay"], rng)      # the crops: other shapes than ``out``
         done = [authors_rain(np.ascontiguousarray(f), r) for f, r in zip(frames, rng.spawn(len(frames)))]
         if out is None:

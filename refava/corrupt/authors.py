@@ -45,14 +45,9 @@ def authors_rain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def authors_fog(frames: Sequence[np.ndarray], c0: float, wibbledecay: float, rng: np.random.Generator) -> list:
-    from . import CorruptionError
+    """Frames of at least ``CROP`` pixels each way (the caller checks)."""
     from .fog import plasma_fractal
 
-    small = [f.shape[:2] for f in frames if min(f.shape[:2]) < CROP]
-    if small:
-        raise CorruptionError(f"fog with --preset authors-code crops every frame to its centre {CROP}x{CROP}, as "
-                              f"the authors' code does; found a frame of {small[0][1]}x{small[0][0]}: use --preset "
-                              f"paper or --severity for frames this small")
     layer = c0 * plasma_fractal(rng, 256, wibbledecay)[:CROP, :CROP, None]
     out = []
     for image in frames:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 IMAGES = ("keyframe", "frames")
 PLAN_VERSION = 1
 
@@ -74,11 +76,18 @@ def plan_shards(folder: Path, manifest: dict, split: str, shard_bytes: int, imag
         table = pf.read(columns=names)
         scalar_json = 2048                                    # the row's JSON, generously
         sizes = [scalar_json] * table.num_rows
-        if images:
-            key = pc.binary_length(pc.struct_field(table.column("keyframe"), "bytes")).to_pylist()
-            frames = table.column("frames").to_pylist()
-            sizes = [_tar_size([scalar_json, k or 0, *(len(f["bytes"] or b"") for f in fr or [])])
-                     for k, fr in zip(key, frames)]
+        if images:                                            # sizes from Arrow: no JPEG bytes copied
+            def padded(lengths) -> np.ndarray:
+                n = np.asarray(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+                return 512 + -(-n // 512) * 512
+            key = padded(pc.binary_length(pc.struct_field(table.column("keyframe"), "bytes")))
+            frames = table.column("frames")
+            per_row = np.zeros(table.num_rows, dtype=np.int64)
+            flat = pc.list_flatten(frames)
+            if len(flat):
+                np.add.at(per_row, np.asarray(pc.list_parent_indices(frames).to_numpy(zero_copy_only=False)),
+                          padded(pc.binary_length(pc.struct_field(flat, "bytes"))))
+            sizes = (_tar_size([scalar_json]) + key + per_row).tolist()
         for i, row in enumerate(table.select(["video_id", "keyframe_s", "person_id"]).to_pylist()):
             entries.append((sample_key(row), shard["path"], i, sizes[i]))
     entries.sort()

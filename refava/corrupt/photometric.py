@@ -35,18 +35,43 @@ def _to_uint8(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def brightness(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
-    x = frame.astype(np.float32) / 255.0
-    m = x.max(axis=-1, keepdims=True)
-    v = np.minimum(m + np.float32(c), 1.0)
+def _brightness_table(c: float) -> np.ndarray:
+    """out[m, x]: a channel value x of a pixel whose largest channel is m, after brightness c (the closed form)."""
+    m = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    x = np.arange(256, dtype=np.float64)[None, :] / 255.0
+    v = np.minimum(m + np.float64(c), 1.0)
     scaled = np.where(m > 0, x * (v / np.where(m > 0, m, 1.0)), v)
-    return _to_uint8(scaled, out)
+    return np.rint(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+_TABLES: dict = {}
+
+
+def brightness(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
+    """A 256 x 256 table (largest channel, channel) -> value: one gather per value instead of float arithmetic."""
+    table = _TABLES.get(("brightness", c))
+    if table is None:
+        table = _TABLES[("brightness", c)] = _brightness_table(c)
+    m = frame.max(axis=-1, keepdims=True)
+    result = table[m, frame]
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def contrast(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
-    x = frame.astype(np.float64) / 255.0
-    means = x.mean(axis=(0, 1), keepdims=True)
-    return _to_uint8((x - means) * c + means, out)
+    """Per channel, a 256-entry table of ``(x - mean) * c + mean`` (the mean is the frame's), applied by OpenCV."""
+    import cv2
+
+    means = frame.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
+    levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    table = np.rint(np.clip((levels - means[None, :]) * c + means[None, :], 0.0, 1.0) * 255.0).astype(np.uint8)
+    result = cv2.LUT(np.ascontiguousarray(frame), table.reshape(256, 1, 3))
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def saturate(frame: np.ndarray, c: tuple[float, float], out: np.ndarray | None = None) -> np.ndarray:

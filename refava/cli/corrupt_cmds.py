@@ -40,10 +40,12 @@ TYPES = ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast"
 @click.pass_context
 def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force, gallery, gallery_clips, no_progress,
                 workers, engine, ray_address, shard, merge):
-    """Corrupt the clips of a split with rain, fog, shot or Gaussian noise, as in the RAVAR robustness study.
+    """Corrupt the clips of a split: the RAVAR robustness study's rain, fog, shot and Gaussian noise; the authors'
+    brightness, contrast, saturate and motion blur; H.264 quality, bitrate and bit errors; frame rate, freeze,
+    jumble, box jumble and reversal.
 
     \b
-    Writes frames/corrupted/<setting>/<video_id>.parquet (e.g. fog_s3, rain_ravar), stored like the clean frames,
+    Writes frames/corrupted/<setting>/<video_id>.parquet (e.g. fog_s3, rain_paper), stored like the clean frames,
     and tables/corruptions.parquet: one row per clip and setting with its parameters, seed and the hashes of the
     clean and corrupted clip.  Each clip's randomness comes from (seed, clip id, setting), so any subset, order or
     rerun gives the same bytes.  Interrupted runs resume per movie; up-to-date movies are not redone.

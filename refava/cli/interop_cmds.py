@@ -39,7 +39,7 @@ def export_cmd(ctx, fmt, dataset, out, split, no_images, shard_size, workers, no
 
     \b
     Examples:
-      refava export --format ava                 # -> exports/ava: annotations/, frame_lists/, frames/
+      refava export --format ava                 # -> exports/ava: annotations/, frame_lists/, frames/, keyframes/
       refava export --format coco --split test   # -> exports/coco/refava_test.json + images/
       refava export --format coco --dataset /data/refava --out /data/refava-coco
       refava export --format webdataset --shard-size 1GB --workers 8   # -> exports/webdataset/<split>/*.tar

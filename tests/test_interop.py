@@ -385,6 +385,8 @@ def test_fast_loader_gives_datasets_pixels_and_batches_in_a_dataloader(dataset, 
 # --- 5. the browser -----------------------------------------------------------------------------------------------
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
 
 
 def test_browser_filters_and_draws_boxes_in_chromium(dataset):
@@ -407,7 +409,7 @@ def test_browser_filters_and_draws_boxes_in_chromium(dataset):
     walk = [i["instance_id"] for i in instances if any(names[a] == "walk" for a in i["action_ids"])]
     assert walk
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto((site / "index.html").as_uri())
@@ -722,9 +724,8 @@ def test_the_fiftyone_app_shows_the_samples_in_chromium(dataset, tmp_path):
     from playwright import sync_api
     from test_kill import alive, descendants
 
-    chromium = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-    if not chromium.exists():
-        pytest.skip(f"{chromium} not found: install Debian's chromium (`apt-get install chromium`; .ci/run does)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (`apt-get install chromium`; .ci/run does)")
     out = tmp_path / "fo"
     _fiftyone_export(dataset, out)
     n = len(json.loads((out / "samples.json").read_text())["samples"])
@@ -742,9 +743,7 @@ def test_the_fiftyone_app_shows_the_samples_in_chromium(dataset, tmp_path):
             pytest.fail("the FiftyOne App did not start")
         seen |= descendants(app.pid)
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(chromium), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.goto(f"http://127.0.0.1:{port}/datasets/refava", timeout=120_000)

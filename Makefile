@@ -26,7 +26,7 @@ demo: install $(DEMO)/sample/.complete
 	test -f $(DEMO)/ws/refava.toml || $(BIN)/refava init $(DEMO)/ws --from-sample $(DEMO)/sample
 	$(BIN)/refava -w $(DEMO)/ws ingest
 	$(BIN)/refava -w $(DEMO)/ws annotate import $(abspath $(DEMO)/sample/annotations/labelstudio_describe_export.json)
-	$(BIN)/refava -w $(DEMO)/ws annotate import $(abspath $(DEMO)/sample/annotations/labelstudio_verify_export.json)
+	$(BIN)/refava -w $(DEMO)/ws annotate import $(abspath $(DEMO)/sample/annotations/labelstudio_verify_export.json) --verify-map $(abspath $(DEMO)/sample/annotations/labelstudio_verify_tasks.json)
 	$(BIN)/refava -w $(DEMO)/ws annotate check
 	$(BIN)/refava -w $(DEMO)/ws annotate status
 	$(BIN)/refava -w $(DEMO)/ws build-splits

@@ -3,7 +3,9 @@
 The exports follow Label Studio's full JSON export (a list of tasks with ``annotations`` and ``predictions``)
 for the configs in ``annotation/``: *describe* (per-region ``expression`` text and ``flags`` choices on the
 pre-drawn AVA boxes, whose region ids are ``person_<id>``) and *verify* (a ``pick`` choice of a box number for
-one expression).  Planted flaws, listed in ``sample_export_flaws.json``: an expression naming an action, a
+one expression), the verify tasks in exactly the shape `refava annotate push --stage verify` sends (an opaque key,
+nothing naming the person), with the map the pushing workspace keeps (``labelstudio_verify_tasks.json``: import
+with ``--verify-map``).  Annotator 2 verifies every expression, annotator 3 a second time for even person ids.  Planted flaws, listed in ``sample_export_flaws.json``: an expression naming an action, a
 duplicate expression within a clip, a failed verification, a flagged box, and a describer disagreement.
 """
 from __future__ import annotations
@@ -13,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .annotate import blind
 from .fsutil import write_json_atomic
 
-ANNOTATORS = {1: "annotator1@refava.example", 2: "annotator2@refava.example"}
+ANNOTATORS = {1: "annotator1@refava.example", 2: "annotator2@refava.example", 3: "annotator3@refava.example"}
 EPOCH = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
@@ -33,6 +36,48 @@ def _when(minutes: float) -> str:
     return (EPOCH + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
 
+def _verify_export(truth: list[dict], clips: dict, expressions: dict, flaws: dict, failed_clip: str, rng,
+                   ann_id: int, seed: int) -> tuple[list[dict], dict]:
+    """The verify export and the map its pushing workspace keeps."""
+    # the verify stage as `refava annotate push --stage verify` sends it: opaque keys and image names, boxes
+    # numbered per task, tasks in the secret's order; the answers live in the map, as in a workspace
+    secret = f"refava-sample-corpus-{seed}".encode()
+    failed_target = sorted(r["instance_id"] for r in truth if r["clip_id"] == failed_clip)[0]
+    entries: dict[str, dict] = {}
+    verify_tasks = []
+    for row in sorted(truth, key=lambda r: r["instance_id"]):
+        people = [p["person_id"] for p in clips[row["clip_id"]]]
+        for slot in (["w0"] + (["w1"] if row["person_id"] % 2 == 0 else [])):   # a second verifier for some
+            key = blind.task_key(secret, row["instance_id"], expressions[row["instance_id"]], slot)
+            entries[key] = {"instance_id": row["instance_id"], "clip_id": row["clip_id"],
+                            "text": expressions[row["instance_id"]], "slot": slot, "kind": "work",
+                            "box_numbers": blind.box_numbers(secret, key, people),
+                            "image": blind.image_name(secret, key)}
+    for task_id, key in enumerate(blind.push_order(secret, sorted(entries)), start=1):
+        entry = entries[key]
+        numbers = entry["box_numbers"]
+        correct = next(n for n, pid in numbers.items() if pid == int(entry["instance_id"].rsplit("___", 1)[1]))
+        pick = correct
+        if entry["instance_id"] == failed_target and entry["slot"] == "w0":
+            pick = next((n for n in numbers if n != correct), "none")
+            flaws["failed_verification"].append(entry["instance_id"])
+        who = 2 if entry["slot"] == "w0" else 3
+        ann_id += 1
+        verify_tasks.append({
+            "id": task_id,
+            "data": {"image": f"/data/local-files/?d=labelstudio/keyframes_numbered/{entry['image']}",
+                     "expression": entry["text"], "task_key": key,
+                     "options": [{"value": n} for n in sorted(numbers, key=int)] + [{"value": "none"}]},
+            "annotations": [{"id": ann_id, "completed_by": who, "was_cancelled": False, "ground_truth": False,
+                             "result": [{"id": f"pick_{task_id}", "from_name": "pick", "to_name": "image",
+                                         "type": "choices", "origin": "manual", "value": {"choices": [pick]}}],
+                             "created_at": _when(600 + task_id), "updated_at": _when(600 + task_id),
+                             "lead_time": round(float(rng.uniform(5, 30)), 3), "task": task_id, "project": 2}],
+            "predictions": [], "project": 2, "created_at": _when(590), "updated_at": _when(600 + task_id)})
+
+    return verify_tasks, entries
+
+
 def make_label_studio_exports(truth: list[dict], out_dir: Path, *, seed: int = 0) -> dict:
     """Write describe and verify exports for ``truth`` rows (one per person); return their paths and flaws."""
     rng = np.random.default_rng(seed + 1)
@@ -44,7 +89,7 @@ def make_label_studio_exports(truth: list[dict], out_dir: Path, *, seed: int = 0
                                    "flagged_box": [], "describer_conflict": []}
     multi = [c for c in clip_ids if len(clips[c]) >= 2]
     action_clip, dup_clip, flag_clip, conflict_clip = multi[1], multi[3], multi[5], multi[7]
-    describe_tasks, verify_tasks = [], []
+    describe_tasks = []
     expressions: dict[str, str] = {}
     ann_id = 1000
     for task_id, clip_id in enumerate(clip_ids, start=1):
@@ -93,33 +138,13 @@ def make_label_studio_exports(truth: list[dict], out_dir: Path, *, seed: int = 0
                                "annotations": annotations, "predictions": predictions, "project": 1,
                                "created_at": _when(0), "updated_at": _when(task_id * 2 + 2)})
 
-    failed_target = sorted(r["instance_id"] for r in truth if r["clip_id"] == multi[9])[0]
-    for task_id, row in enumerate(sorted(truth, key=lambda r: r["instance_id"]), start=1):
-        people = sorted(clips[row["clip_id"]], key=lambda r: r["person_id"])
-        numbers = {str(n): p["person_id"] for n, p in enumerate(people, start=1)}
-        correct = next(n for n, pid in numbers.items() if pid == row["person_id"])
-        pick = correct
-        if row["instance_id"] == failed_target:
-            pick = next((n for n in numbers if n != correct), "none")
-            flaws["failed_verification"].append(row["instance_id"])
-        ann_id += 1
-        verify_tasks.append({
-            "id": task_id,
-            "data": {"image": f"/data/local-files/?d=keyframes_numbered/{row['clip_id']}.jpg",
-                     "expression": expressions[row["instance_id"]], "instance_id": row["instance_id"],
-                     "clip_id": row["clip_id"], "box_numbers": numbers,
-                     "options": [{"value": n} for n in numbers] + [{"value": "none"}]},
-            "annotations": [{"id": ann_id, "completed_by": 2, "was_cancelled": False, "ground_truth": False,
-                             "result": [{"id": f"pick_{task_id}", "from_name": "pick", "to_name": "image",
-                                         "type": "choices", "origin": "manual", "value": {"choices": [pick]}}],
-                             "created_at": _when(600 + task_id), "updated_at": _when(600 + task_id),
-                             "lead_time": round(float(rng.uniform(5, 30)), 3), "task": task_id, "project": 2}],
-            "predictions": [], "project": 2, "created_at": _when(590), "updated_at": _when(600 + task_id)})
+    verify_tasks, entries = _verify_export(truth, clips, expressions, flaws, multi[9], rng, ann_id, seed)
 
     describe_path = out_dir / "labelstudio_describe_export.json"
     verify_path = out_dir / "labelstudio_verify_export.json"
     write_json_atomic(describe_path, describe_tasks)
     write_json_atomic(verify_path, verify_tasks)
+    write_json_atomic(out_dir / "labelstudio_verify_tasks.json", entries)
     write_json_atomic(out_dir / "sample_export_flaws.json", {"annotators": ANNOTATORS, "flaws": flaws})
     return {"describe_export": str(describe_path), "verify_export": str(verify_path),
             "describe_tasks": len(describe_tasks), "verify_tasks": len(verify_tasks)}

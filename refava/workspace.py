@@ -34,6 +34,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "clips": {"frames": 8, "short_side": 256, "keyframe_short_side": 0, "jpeg_quality": 90},
     "ingest": {"workers": 0},
     "labelstudio": {"url": "http://127.0.0.1:8080", "describe_project": 0, "verify_project": 0},
+    "labelstudio.verify": {"url": ""},
+    "annotation": {"verifiers_per_expression": 1, "consensus": "unanimous", "honeypot_share": 0.1,
+                   "honeypot_min_answers": 3, "honeypot_min_accuracy": 0.8, "gold": ""},
     "llm": {"backend": "local", "model": "gemma3-270m", "base_url": ""},
     "seeds": {"splits": 0, "rephrase": 0, "corrupt": 0},
 }
@@ -44,6 +47,11 @@ _COMMENTS = {
     "clips": "clip cutting: sampled frames per clip (90 = all), short side of sampled frames and keyframe (0 = as is)",
     "ingest": "parallel movies (0 = one per CPU core)",
     "labelstudio": "Label Studio server and project ids; the token comes from LABEL_STUDIO_API_KEY, never from here",
+    "labelstudio.verify": "a second server for the verify stage, with the verifiers' accounts only (\"\" = the same "
+                          "server); its token comes from LABEL_STUDIO_VERIFY_API_KEY",
+    "annotation": "cross-check: verifiers per expression, consensus ('unanimous' or 'majority'), share of honeypot "
+                  "tasks, the honeypot accuracy below which a verifier's answers do not count (after so many "
+                  "answers), a gold file of known answers (instance_id, expression)",
     "llm": "rephrasing backend: 'local' (embedded llama.cpp), 'openai' (key from OPENAI_API_KEY) or an OpenAI-compatible base_url",
     "seeds": "seeds of the random steps",
 }
@@ -109,6 +117,10 @@ RANGES: dict[tuple[str, str], tuple[int, int | None, str]] = {
     ("download", "workers"): (1, None, "parallel downloads"),
     ("labelstudio", "describe_project"): (0, None, "a Label Studio project id (0 = none yet)"),
     ("labelstudio", "verify_project"): (0, None, "a Label Studio project id (0 = none yet)"),
+    ("annotation", "verifiers_per_expression"): (1, 9, "verifiers who must find each person"),
+    ("annotation", "honeypot_share"): (0, 0.5, "share of honeypot tasks in each verify push"),
+    ("annotation", "honeypot_min_answers"): (1, None, "honeypot answers before a verifier is judged"),
+    ("annotation", "honeypot_min_accuracy"): (0, 1, "honeypot accuracy a verifier needs"),
     ("seeds", "splits"): (0, None, "a seed"),
     ("seeds", "rephrase"): (0, None, "a seed"),
     ("seeds", "corrupt"): (0, None, "a seed"),
@@ -130,6 +142,13 @@ def check_ranges(config: dict, where: str) -> None:
         if value < low or (high is not None and value > high):
             wanted = f"{low}..{high}" if high is not None else f">= {low}"
             raise ConfigError(f"{where}: [{section}] {key} = {value!r} is out of range: expected {wanted} ({meaning})")
+    for (section, key), allowed in CHOICES.items():
+        value = config.get(section, {}).get(key)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{where}: [{section}] {key} = {value!r}: expected one of {', '.join(allowed)}")
+
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("annotation", "consensus"): ("unanimous", "majority")}
 
 
 @dataclass
@@ -149,6 +168,10 @@ class Workspace:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        for section, values in list(data.items()):        # [labelstudio.verify] arrives nested in [labelstudio]
+            for key, value in list(values.items()) if isinstance(values, dict) else []:
+                if isinstance(value, dict):
+                    data[f"{section}.{key}"] = values.pop(key)
         return cls(root, _merge(DEFAULT_CONFIG, data, str(path)))
 
     def path(self, relative: str | os.PathLike) -> Path:

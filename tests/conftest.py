@@ -1,6 +1,7 @@
 """Shared fixtures: real AVA files, a generated sample corpus, tiny indexed videos, workspaces."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,9 @@ import pytest
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+# one annotation secret for every workspace the tests build, so that workspaces built apart package the same
+# pseudonyms (tests of the secret itself unset it)
+os.environ.setdefault("REFAVA_ANNOTATION_SECRET", "refava-tests")
 
 AVA_DATA = HERE / "data" / "ava"
 

@@ -36,7 +36,8 @@ def writer_versions() -> dict[str, str]:
 
 def run(*args, cwd: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "refava", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                         "REFAVA_ANNOTATION_SECRET": "refava-identity"})
     if proc.returncode:
         raise AssertionError(f"refava {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
 
@@ -45,7 +46,7 @@ def build_pipeline(ws: Path, sample: Path) -> None:
     """From an ingested sample workspace: annotations, check, splits, fog and rain on test, package, exports."""
     ann = sample / "annotations"
     for args in (["annotate", "import", ann / "labelstudio_describe_export.json"],
-                 ["annotate", "import", ann / "labelstudio_verify_export.json"],
+                 ["annotate", "import", ann / "labelstudio_verify_export.json", "--verify-map", ann / "labelstudio_verify_tasks.json"],
                  ["annotate", "check"], ["build-splits"],
                  ["corrupt", "--type", "fog", "--severity", "3", "--split", "test", "--no-progress"],
                  ["corrupt", "--type", "rain", "--severity", "2", "--split", "test", "--no-progress"],

@@ -46,7 +46,7 @@ def dataset(sample_workspace_template, sample_corpus, tmp_path_factory):
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json")],
                  ["annotate", "check"], ["build-splits"]):
         proc = run(*args, cwd=ws)
         assert proc.returncode == 0, proc.stderr

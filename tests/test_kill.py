@@ -77,7 +77,7 @@ def annotated(sample_workspace_template, tmp_path_factory):
 
     exports = Path(Workspace.load(ws).config["ava"]["annotations"][0]).parent
     for args in (["annotate", "import", exports / "labelstudio_describe_export.json"],
-                 ["annotate", "import", exports / "labelstudio_verify_export.json"],
+                 ["annotate", "import", exports / "labelstudio_verify_export.json", "--verify-map", exports / "labelstudio_verify_tasks.json"],
                  ["annotate", "check"], ["build-splits"], ["package", "--no-progress"]):
         refava("-w", ws, *args, check=True)
     return ws

@@ -22,7 +22,7 @@ def corrupted(sample_workspace_template, sample_corpus, tmp_path_factory):
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", ann / "labelstudio_describe_export.json"],
-                 ["annotate", "import", ann / "labelstudio_verify_export.json"], ["annotate", "check"],
+                 ["annotate", "import", ann / "labelstudio_verify_export.json", "--verify-map", ann / "labelstudio_verify_tasks.json"], ["annotate", "check"],
                  ["build-splits"],
                  ["corrupt", "--type", "fog", "--type", "brightness", "--severity", "1", "--severity", "4",
                   "--split", "test", "--no-progress"],

@@ -53,7 +53,11 @@ def test_label_studio_exports_join_by_region_id(sample_corpus):
                     person = int(r["id"].removeprefix("person_"))
                     texts.setdefault(f"{clip_id}___{person}", []).append(r["value"]["text"][0])
     assert set(texts) == set(truth)
-    assert len(verify) == len(truth)
+    mapping = json.loads((ann / "labelstudio_verify_tasks.json").read_text())
+    # the verify tasks have the shape refava's push gives them: an opaque key resolved by the workspace's map
+    assert {t["data"]["task_key"] for t in verify} == set(mapping)
+    assert {e["instance_id"] for e in mapping.values()} == set(truth)
+    assert all(set(t["data"]) == {"image", "expression", "task_key", "options"} for t in verify)
     assert all(flaws["flaws"][k] for k in ("action_word", "duplicate_in_clip", "failed_verification", "flagged_box",
                                           "describer_conflict"))
     action_iid = flaws["flaws"]["action_word"][0]

@@ -20,7 +20,7 @@ def test_stats_report_on_the_sample(sample_workspace_template, sample_corpus, tm
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     run("annotate", "import", str(ann / "labelstudio_describe_export.json"), cwd=ws)
-    run("annotate", "import", str(ann / "labelstudio_verify_export.json"), cwd=ws)
+    run("annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json"), cwd=ws)
     run("annotate", "check", cwd=ws)
     run("build-splits", cwd=ws)
     out = run("stats", cwd=ws)
@@ -42,7 +42,7 @@ def test_stats_with_a_frame_store_missing_draws_the_rest_and_says_so(sample_work
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json")], ["annotate", "check"],
                  ["build-splits"]):
         run(*args, cwd=ws)
     stores = sorted((ws / "frames" / "clean").glob("*.parquet"))

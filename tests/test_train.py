@@ -143,7 +143,7 @@ def test_referent_probe_names_the_words_that_carry_the_referent_and_wrong_colour
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json")], ["annotate", "check"],
                  ["build-splits"], ["package", "--no-progress"]):
         proc = subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]

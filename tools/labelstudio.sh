@@ -9,6 +9,8 @@
 # The admin user comes from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD and its legacy API token from
 # LABEL_STUDIO_API_KEY, the variable refava reads too (LABEL_STUDIO_USER_TOKEN, Label Studio's own name, also works).
 # Personal access tokens (Account & Settings) work with refava as well: put one in LABEL_STUDIO_API_KEY.
+# The server sends nothing outside: error reporting (Sentry, back end and front end), analytics and the version check
+# are off. A second server for the verify stage: another DATA_DIR and LS_PORT (see README, "two servers").
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="${LS_VENV:-$HERE/.lsvenv}"
@@ -26,6 +28,7 @@ case "${1:-}" in
     : "${LABEL_STUDIO_USER_TOKEN:?set LABEL_STUDIO_API_KEY, the admin token that refava uses}"
     LABEL_STUDIO_BASE_DATA_DIR="$data" LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true LATEST_VERSION_CHECK=false \
     COLLECT_ANALYTICS=false LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true \
+    SENTRY_DSN= FRONTEND_SENTRY_DSN= LABEL_STUDIO_SENTRY_DSN= LABEL_STUDIO_FRONTEND_SENTRY_DSN= \
     LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$root" \
       nohup "$VENV/bin/label-studio" start --host 127.0.0.1 --port "$port" --no-browser \
         --data-dir "$data" --username "$LABEL_STUDIO_USERNAME" --password "$LABEL_STUDIO_PASSWORD" \
@@ -44,5 +47,5 @@ case "${1:-}" in
     pid="$(cat "$2/server.pid" 2>/dev/null || true)"
     test -n "$pid" && kill "$pid" 2>/dev/null && echo "stopped $pid" || true
     ;;
-  *) sed -n 2,13p "$0"; exit 2 ;;
+  *) sed -n 2,16p "$0"; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 
 from ..summary import Summary
@@ -127,21 +128,104 @@ def latest(rows: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
-    """One status row per instance (see schemas/annotation_status.schema.json)."""
+@dataclass(frozen=True)
+class Rules:
+    """How verify answers become a verdict ([annotation] of refava.toml)."""
+
+    verifiers: int = 1                  # distinct verifiers (never the describer) who must answer
+    consensus: str = "unanimous"        # every answer must find the person, or a majority of ``verifiers``
+    honeypot_min_answers: int = 3       # honeypot answers before a verifier's accuracy is judged
+    honeypot_min_accuracy: float = 0.8  # below this, the verifier's answers do not count
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Rules":
+        a = config.get("annotation", {})
+        return cls(int(a.get("verifiers_per_expression", 1)), str(a.get("consensus", "unanimous")),
+                   int(a.get("honeypot_min_answers", 3)), float(a.get("honeypot_min_accuracy", 0.8)))
+
+
+HONEYPOT_KINDS = ("honeypot", "gold")
+# reasons that say why answers in hand do not count (yet): not a fault of the expression
+WAITING = ("self_verified", "stale_verification", "untrusted_verifier", "awaiting_verifiers")
+
+
+def _person(iid: str) -> int:
+    return int(iid.rsplit("___", 1)[1])
+
+
+def primary_describe(annotation_rows: list[dict]) -> dict[str, dict]:
+    """The describe answer that counts per instance: the earliest describer's latest answer."""
     describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
-    verify = latest([r for r in annotation_rows if r["stage"] == "verify"])
-    by_instance: dict[str, list[dict]] = defaultdict(list)
-    for (iid, _), row in describe.items():
-        by_instance[iid].append(row)
-    for rows in by_instance.values():
-        rows.sort(key=lambda r: (r["created_at"], r["annotator"]))
-    primary = {iid: rows[0] for iid, rows in by_instance.items()}
-    # a verification counts only for the text it checked, and only by someone other than that text's describer
+    out: dict[str, dict] = {}
+    for (iid, _), row in sorted(describe.items(), key=lambda kv: (kv[1]["created_at"], kv[0][1])):
+        out.setdefault(iid, row)
+    return out
+
+
+def honeypot_scores(annotation_rows: list[dict], primary: dict[str, dict] | None = None) -> dict[str, dict]:
+    """{verifier: {answers, correct, accuracy}} over the honeypot tasks they answered whose answer is known
+    without them: a gold answer, or an instance that at least two other verifiers found at its current text."""
+    primary = primary_describe(annotation_rows) if primary is None else primary
+    work = latest([r for r in annotation_rows if r["stage"] == "verify" and r.get("task_kind") not in HONEYPOT_KINDS])
+    finders: dict[str, set[str]] = defaultdict(set)
+    for (iid, verifier), row in work.items():
+        current = primary.get(iid)
+        if current and current["text"] and row["text"] and normalise(row["text"]) == normalise(current["text"]) \
+                and verifier != current["annotator"] and row["picked_person_id"] == _person(iid):
+            finders[iid].add(verifier)
+    scores: dict[str, dict] = defaultdict(lambda: {"answers": 0, "correct": 0})
+    for (iid, verifier), row in sorted(latest([r for r in annotation_rows if r["stage"] == "verify"
+                                               and r.get("task_kind") in HONEYPOT_KINDS]).items()):
+        if row["task_kind"] == "honeypot" and len(finders[iid] - {verifier}) < 2:
+            continue                                       # the known answer leans on this verifier's own work
+        scores[verifier]["answers"] += 1
+        scores[verifier]["correct"] += row["picked_person_id"] == _person(iid)
+    return {v: {**s, "accuracy": s["correct"] / s["answers"]} for v, s in sorted(scores.items())}
+
+
+def untrusted(scores: dict[str, dict], rules: Rules) -> dict[str, dict]:
+    """The verifiers whose honeypot accuracy is below the rule after enough honeypot answers."""
+    return {v: s for v, s in scores.items()
+            if s["answers"] >= rules.honeypot_min_answers and s["accuracy"] < rules.honeypot_min_accuracy}
+
+
+def verify_answers(annotation_rows: list[dict], primary: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """{instance: {verifier: answer}} of the work (non-honeypot) verify answers at the instance's current text by
+    someone other than its describer: the answers agreement is measured on."""
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (iid, verifier), row in sorted(latest([r for r in annotation_rows if r["stage"] == "verify" and
+                                               r.get("task_kind") not in HONEYPOT_KINDS]).items()):
+        current = primary.get(iid)
+        if current and current["text"] and row["text"] and normalise(row["text"]) == normalise(current["text"]) \
+                and verifier != current["annotator"]:
+            out[iid][verifier] = row
+    return out
+
+
+def _verdict(found: list[bool], rules: Rules) -> bool | None:
+    """True/False once the answers decide under the rule, None while more are needed."""
+    need = rules.verifiers
+    if rules.consensus == "majority":
+        majority = need // 2 + 1
+        if sum(found) >= majority:
+            return True
+        if len(found) - sum(found) > need - majority:
+            return False
+        return None
+    if not all(found):
+        return False
+    return True if len(found) >= need else None
+
+
+def counted_verdicts(annotation_rows: list[dict], primary: dict[str, dict], rules: Rules):
+    """({instance: [found?]}, {instance: [why an answer does not count]}): a verification counts only for the text
+    it checked, only by someone other than that text's describer, and only by a verifier whose honeypot answers
+    hold up."""
+    blocked = untrusted(honeypot_scores(annotation_rows, primary), rules)
     verdicts: dict[str, list[bool]] = defaultdict(list)
     uncounted: dict[str, list[str]] = defaultdict(list)
-    for (iid, verifier), row in sorted(verify.items()):
-        person = int(iid.rsplit("___", 1)[1])
+    work = latest([r for r in annotation_rows if r["stage"] == "verify" and r.get("task_kind") not in HONEYPOT_KINDS])
+    for (iid, verifier), row in sorted(work.items()):
         current = primary.get(iid)
         if current is None or not current["text"]:
             continue
@@ -149,8 +233,26 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
             uncounted[iid].append(f"stale_verification: {verifier} checked an earlier text")
         elif verifier == current["annotator"]:
             uncounted[iid].append(f"self_verified: {verifier} wrote the expression")
+        elif verifier in blocked:
+            s = blocked[verifier]
+            uncounted[iid].append(f"untrusted_verifier: {verifier} found {100 * s['accuracy']:.1f} % of "
+                                  f"{s['answers']} honeypots")
         else:
-            verdicts[iid].append(row["picked_person_id"] == person)
+            verdicts[iid].append(row["picked_person_id"] == _person(iid))
+    return verdicts, uncounted
+
+
+def check_instances(instances, annotation_rows: list[dict], rules: Rules | None = None) -> list[dict]:
+    """One status row per instance (see schemas/annotation_status.schema.json)."""
+    rules = rules or Rules()
+    describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
+    by_instance: dict[str, list[dict]] = defaultdict(list)
+    for (iid, _), row in describe.items():
+        by_instance[iid].append(row)
+    for rows in by_instance.values():
+        rows.sort(key=lambda r: (r["created_at"], r["annotator"]))
+    primary = {iid: rows[0] for iid, rows in by_instance.items()}
+    verdicts, uncounted = counted_verdicts(annotation_rows, primary, rules)
     clip_texts: dict[str, dict[str, str]] = defaultdict(dict)
     for iid, row in primary.items():
         if row["text"]:
@@ -169,10 +271,9 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
             flags = sorted({f for r in rows for f in r["flags"]})
             if flags:
                 reasons.append("flagged: " + ", ".join(flags))
-            if iid in verdicts:
-                verified = all(verdicts[iid])
-                if not verified:
-                    reasons.append("failed_verification")
+            verified = _verdict(verdicts[iid], rules) if verdicts.get(iid) else None
+            if verified is False:
+                reasons.append("failed_verification")
             conflict = _conflict(inst, rows, primary)
             if conflict:
                 reasons.append("conflict: " + conflict)
@@ -181,6 +282,8 @@ def check_instances(instances, annotation_rows: list[dict]) -> list[dict]:
                 status = "needs_revision"
             elif verified is None:
                 status = "pending_verification"
+                if verdicts.get(iid):
+                    reasons.append(f"awaiting_verifiers: {len(verdicts[iid])} of {rules.verifiers} answers")
                 reasons.extend(uncounted.get(iid, []))     # why the answers in hand do not count
             else:
                 status = "accepted"
@@ -242,7 +345,7 @@ def run(ws) -> Summary:
     rows = read_annotations(ws.table("annotations"))
     if not rows:
         raise StageError("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
-    status = check_instances(list(Instances.from_parquet(ws.table("instances"))), rows)
+    status = check_instances(list(Instances.from_parquet(ws.table("instances"))), rows, Rules.from_config(ws.config))
     write_table("annotation_status", status, ws.table("annotation_status"), provenance={
         "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")}})
     counts: dict[str, int] = {}

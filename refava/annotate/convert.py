@@ -2,8 +2,9 @@
 
 Region ids of the describe stage are ``person_<AVA person id>``; the task's ``data.clip_id`` names the clip,
 so every answer joins back to ``{clip_id}___{person_id}``.  Verify tasks carry an opaque ``task_key``; the
-workspace's map gives its ``instance_id`` and ``box_numbers`` {shown number: person id} (exports made before the
-tasks were blind carry both in ``data``).
+workspace's map (``labelstudio/verify_tasks.json``) gives its ``instance_id``, ``box_numbers`` {shown number: person
+id} and ``kind`` (work, honeypot or gold); exports made before the tasks were blind carry the first two in ``data``
+and are still read.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _base(task: dict, ann: dict, stage: str, source: str, instance_id: str, clip
         "created_at": str(ann.get("created_at") or ""), "lead_time_s": ann.get("lead_time"),
         "text": None, "flags": [], "picked": None, "picked_person_id": None,
         "ls_project_id": project, "ls_task_id": task.get("id"), "ls_annotation_id": ann.get("id"),
-        "source": source,
+        "source": source, "task_kind": None,
     }
 
 
@@ -131,6 +132,8 @@ def _verify_row(out: Converted, task: dict, ann: dict, where: str, source: str, 
         return True
     row = _base(task, ann, "verify", source, iid, iid.rsplit("___", 1)[0], users)
     row["text"] = data.get("expression")      # the text this answer verified: a rewrite needs a new check
+    if data.get("task_key"):
+        row["task_kind"] = entry.get("kind", "work")     # honeypot answers score the verifier, not the instance
     row["picked"] = picks[0]
     if picks[0] != "none":
         if picks[0] not in numbers:

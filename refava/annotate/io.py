@@ -103,7 +103,8 @@ def ravar_to_rows(records: dict[str, dict], *, source: str, known_instances: set
         rows.append({"annotation_id": f"ravar:{source}:{iid}", "instance_id": iid, "clip_id": iid.rsplit("___", 1)[0],
                      "stage": "describe", "annotator": "ravar-authors", "created_at": "", "lead_time_s": None,
                      "text": rec["text"], "flags": [], "picked": None, "picked_person_id": None,
-                     "ls_project_id": None, "ls_task_id": None, "ls_annotation_id": None, "source": source})
+                     "ls_project_id": None, "ls_task_id": None, "ls_annotation_id": None, "source": source,
+                     "task_kind": None})
     return rows, problems
 
 

@@ -21,6 +21,8 @@ from ..errors import RefavaError
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 URL_ENV = "LABEL_STUDIO_URL"
+VERIFY_TOKEN_ENV = "LABEL_STUDIO_VERIFY_API_KEY"
+VERIFY_URL_ENV = "LABEL_STUDIO_VERIFY_URL"
 ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 TITLES = {"describe": "RefAVA describe", "verify": "RefAVA verify"}
 
@@ -41,42 +43,25 @@ def config_path(stage: str) -> Path:
 
 def guidelines_html() -> str:
     """The annotation guidelines (annotation/guidelines.md, shipped in the package) as the HTML that Label Studio
-    shows as the project's instructions before labelling."""
-    import html
+    shows as the project's instructions: rendered by markdown-it (CommonMark plus tables), so tables, emphasis,
+    numbered lists and wrapped paragraphs come out as a reader expects."""
+    from markdown_it import MarkdownIt
 
     text = (Path(__file__).resolve().parent / "configs" / "guidelines.md").read_text(encoding="utf-8")
-    out, in_list = [], False
-    for line in text.splitlines():
-        stripped = line.strip()
-        item = stripped.startswith(("- ", "* "))
-        if in_list and not item:
-            out.append("</ul>")
-            in_list = False
-        if stripped.startswith("#"):
-            level = min(4, len(stripped) - len(stripped.lstrip("#")) + 1)
-            out.append(f"<h{level}>{html.escape(stripped.lstrip('#').strip())}</h{level}>")
-        elif item:
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{html.escape(stripped[2:])}</li>")
-        elif stripped:
-            out.append(f"<p>{html.escape(stripped)}</p>")
-    if in_list:
-        out.append("</ul>")
-    return "\n".join(out)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
 
 
 class Client:
     """A few REST calls with the token in the header; errors without the token."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0, token_env: str = TOKEN_ENV):
         self.url = url.rstrip("/")
-        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        token = token if token is not None else os.environ.get(token_env, "")
         if not token:
-            raise LabelStudioError(f"no Label Studio token: set {TOKEN_ENV} (Account & Settings > Personal Access "
-                                   f"Token, or a legacy token); it is read from the environment only, never from "
-                                   f"refava.toml")
+            raise LabelStudioError(f"no Label Studio token for {self.url}: set {token_env} (Account & Settings > "
+                                   f"Personal Access Token, or a legacy token); it is read from the environment only, "
+                                   f"never from refava.toml")
+        self.token_env = token_env
         self._token = token
         self.timeout = timeout
         self._headers = {"Content-Type": "application/json"}
@@ -100,7 +85,7 @@ class Client:
         access = (body or {}).get("access") if isinstance(body, dict) else None
         if not access:
             raise LabelStudioError(f"Label Studio at {self.url} gave no access token for the personal access token "
-                                   f"in {TOKEN_ENV}")
+                                   f"in {self.token_env}")
         self._headers["Authorization"] = f"Bearer {access}"
 
     def call(self, method: str, path: str, *, json: object = None, params: dict | None = None):
@@ -132,7 +117,8 @@ class Client:
         if status == 401 and authorised and self._headers.get("Authorization", "").startswith("Bearer "):
             raise _Expired()
         if status in (401, 403):
-            raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {status}): check {TOKEN_ENV}")
+            raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {status}): check "
+                                   f"{getattr(self, 'token_env', TOKEN_ENV)}")
         if status == 404:
             raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} not found (HTTP 404)")
         if status >= 400:
@@ -281,11 +267,8 @@ def _rect(box) -> dict:
     return {"x": x1 * 100, "y": y1 * 100, "width": (x2 - x1) * 100, "height": (y2 - y1) * 100, "rotation": 0}
 
 
-def _write_keyframes(ws, clips: dict[str, list], folder: Path, numbered: bool) -> None:
-    """Keyframe JPEGs (with numbered boxes for the verify stage) under the workspace's labelstudio folder."""
-    import cv2
-    import numpy as np
-
+def _write_keyframes(ws, clips: dict[str, list], folder: Path) -> None:
+    """The describe stage's keyframe JPEGs (as stored) under the workspace's labelstudio folder."""
     from ..framestore import clean_path, read_keyframes
     from ..fsutil import write_bytes_atomic
 
@@ -299,33 +282,55 @@ def _write_keyframes(ws, clips: dict[str, list], folder: Path, numbered: bool) -
             continue
         for clip_id, data in read_keyframes(frames, set(clip_ids)).items():
             target = folder / f"{clip_id}.jpg"
-            if target.exists():
+            if not target.exists():
+                write_bytes_atomic(target, data)
+
+
+def _write_numbered(ws, boxes: dict[str, tuple], entries: list[tuple[str, dict]], folder: Path) -> set[str]:
+    """One numbered keyframe per verify task, named by the task's opaque image name, its boxes numbered in the
+    task's own order; returns the task keys whose keyframe is stored."""
+    import cv2
+    import numpy as np
+
+    from ..framestore import clean_path, read_keyframes
+    from ..fsutil import write_bytes_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done: set[str] = set()
+    by_movie: dict[str, list[tuple[str, dict]]] = {}
+    for task, entry in entries:
+        by_movie.setdefault(entry["clip_id"].rsplit("___", 1)[0], []).append((task, entry))
+    for video_id, items in sorted(by_movie.items()):
+        frames = clean_path(ws.root, video_id)
+        if not frames.exists():
+            continue
+        keyframes = read_keyframes(frames, {e["clip_id"] for _, e in items})
+        for task, entry in items:
+            data = keyframes.get(entry["clip_id"])
+            if data is None:
                 continue
-            if numbered:
+            target = folder / entry["image"]
+            if not target.exists():
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 h, w = image.shape[:2]
-                for n, inst in enumerate(sorted(clips[clip_id], key=lambda i: i.person_id), start=1):
-                    x1, y1, x2, y2 = inst.box_xyxy
+                for number, person in entry["box_numbers"].items():
+                    x1, y1, x2, y2 = boxes[f"{entry['clip_id']}___{person}"]
                     p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
                     cv2.rectangle(image, p1, p2, (0, 255, 255), 2)
-                    cv2.putText(image, str(n), (p1[0] + 3, p1[1] + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2)
-                data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-            write_bytes_atomic(target, data)
+                    cv2.putText(image, number, (p1[0] + 3, p1[1] + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255),
+                                2)
+                write_bytes_atomic(target, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+            done.add(task)
+    return done
 
 
 VERIFY_MAP = Path("labelstudio") / "verify_tasks.json"
 
 
-def verify_key(instance_id: str, text: str) -> str:
-    """The opaque key of a verify task: it names neither the instance nor the person, and changes with the text."""
-    import hashlib
-
-    return hashlib.sha256(f"{instance_id}\x1f{text}".encode()).hexdigest()[:20]
-
-
 def load_verify_map(ws) -> dict[str, dict]:
-    """{task key: {instance_id, clip_id, text, box_numbers}}: the answers to verify tasks, kept in the workspace
-    only (the verifier sees the image, the numbers and the expression, nothing that tells which box is meant)."""
+    """{task key: {instance_id, clip_id, text, slot, kind, box_numbers, image}}: the answers to verify tasks, kept in
+    the workspace only (the verifier sees the numbered keyframe, the numbers and the expression; keys, image names,
+    numbering and push order come from the workspace's secret, see ``blind``)."""
     path = ws.root / VERIFY_MAP
     try:
         return json.loads(path.read_text())
@@ -334,6 +339,55 @@ def load_verify_map(ws) -> dict[str, dict]:
     except ValueError as exc:
         raise LabelStudioError(f"{path}: not valid JSON ({exc}); it maps verify tasks to instances: restore it from "
                                f"a backup, or push the verify stage again with --all") from None
+
+
+def add_verify_map(ws, path: Path) -> int:
+    """Merge another copy of a verify map (a backup, or the map that came with exported tasks) into the workspace's;
+    a key that maps to a different answer is an error and nothing is merged.  Returns the number of new keys."""
+    from ..fsutil import write_json_atomic
+    from ..io import InputError, read_json
+
+    try:
+        given = read_json(path, what="verify task map")
+    except InputError as exc:
+        raise LabelStudioError(str(exc)) from None
+    if not isinstance(given, dict) or not all(isinstance(v, dict) and "instance_id" in v for v in given.values()):
+        raise LabelStudioError(f"{path}: expected a verify task map ({{task key: {{instance_id, box_numbers, ...}}}}), "
+                               f"found {type(given).__name__}")
+    mapping = load_verify_map(ws)
+    clash = sorted(k for k, v in given.items() if k in mapping and mapping[k] != v)
+    if clash:
+        raise LabelStudioError(f"{path}: {len(clash)} task key(s) map to other answers than in {ws.root / VERIFY_MAP} "
+                               f"(first: {clash[0]}); nothing merged: is this another workspace's map?")
+    new = {k: v for k, v in given.items() if k not in mapping}
+    if new:
+        write_json_atomic(ws.root / VERIFY_MAP, {**mapping, **new})
+    return len(new)
+
+
+def load_gold(ws) -> dict[str, str]:
+    """The lead's gold file ([annotation] gold): {instance_id: expression} of answers known for certain, used as
+    honeypots.  A JSON list of {"instance_id", "expression"}."""
+    from ..io import InputError, read_json
+    from ..records import Instances
+
+    name = ws.config["annotation"]["gold"]
+    if not name:
+        return {}
+    path = ws.path(name)
+    try:
+        items = read_json(path, what="gold file")
+    except InputError as exc:
+        raise LabelStudioError(f"{exc}; [annotation] gold names it") from None
+    known = {i.instance_id for i in Instances.from_parquet(ws.table("instances"))}
+    out = {}
+    for n, item in enumerate(items if isinstance(items, list) else [None]):
+        if not isinstance(item, dict) or not isinstance(item.get("expression"), str) or \
+                item.get("instance_id") not in known:
+            raise LabelStudioError(f"{path}: entry {n}: expected {{\"instance_id\": an instance of this workspace, "
+                                   f"\"expression\": text}}, found {str(item)[:120]}; fix the gold file")
+        out[item["instance_id"]] = item["expression"]
+    return out
 
 
 def _work(ws, stage: str, instances: list) -> set[str] | None:
@@ -393,11 +447,11 @@ def _describe_tasks(clips: dict, work, present: set, folder: Path, relative: str
 
 def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, resend: bool = False) -> PushResult:
     """Create or update the stage's project, serve keyframes, import the tasks that are still work and not there
-    yet (``resend``: every task, again).  Verify tasks carry an opaque key; the key's instance and box numbers stay
-    in the workspace (:func:`load_verify_map`)."""
+    yet (``resend``: every task, again).  Verify tasks are blind (see :mod:`refava.annotate.blind`): opaque keys and
+    image names, boxes numbered per task, pushed in a secret order, honeypots among them; the answers stay in the
+    workspace (:func:`load_verify_map`)."""
     from ..fsutil import write_json_atomic
     from ..records import Instances
-    from .io import read_annotations
 
     folder = (ws.root / "labelstudio" / ("keyframes" if stage == "describe" else "keyframes_numbered")).resolve()
     instances = list(Instances.from_parquet(ws.table("instances")))
@@ -411,79 +465,84 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         ws.save()
     _attach_storage(client, project_id, folder)
     result = PushResult(stage, project_id)
-    present = set() if resend else {
-        (t.get("data") or {}).get("clip_id" if stage == "describe" else "task_key") for t in client.tasks(project_id)}
-    work = None if resend else _work(ws, stage, instances)
-    tasks = []
     if stage == "describe":
-        _write_keyframes(ws, clips, folder, numbered=False)
+        present = set() if resend else {(t.get("data") or {}).get("clip_id") for t in client.tasks(project_id)}
+        _write_keyframes(ws, clips, folder)
         relative = served_path(client, ws, folder)
         result.repaired = _repair(client, project_id, folder, relative)
-        tasks = _describe_tasks(clips, work, present, folder, relative, result)
-    else:
-        rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
-        latest: dict[str, dict] = {}
-        for r in rows:
-            if r["stage"] == "describe" and r["text"] and r["version"] >= latest.get(r["instance_id"], {}).get("version", -1):
-                latest[r["instance_id"]] = r
-        _write_keyframes(ws, {c: clips[c] for c in {r["clip_id"] for r in latest.values()} if c in clips}, folder,
-                         numbered=True)
-        relative = served_path(client, ws, folder)
-        result.repaired = _repair(client, project_id, folder, relative)
-        mapping = load_verify_map(ws)
-        for iid, r in sorted(latest.items()):
-            if work is not None and iid not in work:
-                why = "failed a check or already verified at this text"
-                result.skipped[why] = result.skipped.get(why, 0) + 1
-                continue
-            key = verify_key(iid, r["text"])
-            if key in present:
-                result.existing += 1
-                continue
-            people = sorted(clips.get(r["clip_id"], []), key=lambda i: i.person_id)
-            if not people or not (folder / f"{r['clip_id']}.jpg").exists():
-                result.skipped["no stored keyframe"] = result.skipped.get("no stored keyframe", 0) + 1
-                continue
-            numbers = {str(n): p.person_id for n, p in enumerate(people, start=1)}
-            mapping[key] = {"instance_id": iid, "clip_id": r["clip_id"], "text": r["text"], "box_numbers": numbers}
-            # what the verifier sees: the numbered keyframe, the expression, the numbers; nothing names the person
-            tasks.append({"data": {"image": _image_url(relative, f"{r['clip_id']}.jpg"),
-                                   "expression": r["text"], "task_key": key,
-                                   "options": [{"value": n} for n in numbers] + [{"value": "none"}]}})
-        write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
-    result.added = client.import_tasks(project_id, tasks)
-    log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there"
-        + (f", {result.repaired} repaired (their images did not load)" if result.repaired else ""))
+        tasks = _describe_tasks(clips, None if resend else _work(ws, stage, instances), present, folder, relative,
+                                result)
+        result.added = client.import_tasks(project_id, tasks)
+        log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there"
+            + (f", {result.repaired} repaired (their images did not load)" if result.repaired else ""))
+        return result
+    tasks = _verify_tasks(ws, client, project_id, instances, folder, result, resend, log)
+    mapping = load_verify_map(ws)
+    mapping.update({k: e for k, e in tasks})
+    write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
+    relative = served_path(client, ws, folder)
+    result.repaired = _repair(client, project_id, folder, relative)
+    result.added = client.import_tasks(project_id, [
+        {"data": {"image": _image_url(relative, e["image"]), "expression": e["text"], "task_key": k,
+                  "options": [{"value": n} for n in sorted(e["box_numbers"], key=int)] + [{"value": "none"}]}}
+        for k, e in tasks])
     return result
 
 
-def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
-    """Export both projects (full JSON), keep the export files, and add new answers to the annotations table."""
+def _verify_tasks(ws, client: Client, project_id: int, instances: list, folder: Path, result: PushResult,
+                  resend: bool, log: Callable[[str], None]) -> list[tuple[str, dict]]:
+    """Plan the verify tasks (:func:`refava.annotate.verifyplan.plan_verify`) and store their numbered keyframes."""
+    from . import blind
+    from .checks import Rules
+    from .io import read_annotations
+    from .verifyplan import plan_verify
+
+    rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
+    server = [] if resend else client.tasks(project_id)
+    pulled = {r["ls_task_id"] for r in rows if r["stage"] == "verify" and r["ls_project_id"] == project_id}
+    plan = plan_verify(instances, rows, server, pulled, Rules.from_config(ws.config), blind.secret(ws.root),
+                       share=float(ws.config["annotation"]["honeypot_share"]), gold=load_gold(ws), resend=resend)
+    stored = _write_numbered(ws, {i.instance_id: i.box_xyxy for i in instances}, plan.tasks, folder)
+    tasks = [(k, e) for k, e in plan.tasks if k in stored]
+    if len(tasks) < len(plan.tasks):
+        plan.skipped["no stored keyframe"] = len(plan.tasks) - len(tasks)
+    result.existing, result.skipped = plan.open, plan.skipped
+    work = sum(e["kind"] == "work" for _, e in tasks)
+    log(f"verify: project {project_id}, {len(tasks)} tasks added ({work} expressions to verify, "
+        f"{len(tasks) - work} honeypots of {plan.honeypot_candidates} known answers), {plan.open} already there"
+        + (f" ({plan.unpulled} answered but not pulled yet: run `refava annotate pull`)" if plan.unpulled else ""))
+    return tasks
+
+
+def pull(ws, client: Client, *, verify_client: Client | None = None, log: Callable[[str], None] = print) -> dict:
+    """Export both projects (full JSON; the verify project from its own server when it has one), keep the export
+    files, and add new answers to the annotations table."""
     from ..fsutil import write_text_atomic
     from ..records import Instances
     from .io import merge_annotations
     from .convert import ls_task_to_annotations
 
     known = {i.instance_id for i in Instances.from_parquet(ws.table("instances"))}
-    users = client.users()
     mapping = load_verify_map(ws)
     results = {}
     for stage in ("describe", "verify"):
         project_id = int(ws.config["labelstudio"].get(f"{stage}_project") or 0)
         if not project_id:
             continue
-        tasks = client.export(project_id)
+        server = verify_client if stage == "verify" and verify_client is not None else client
+        users = server.users()
+        tasks = server.export(project_id)
         path = ws.root / "labelstudio" / "exports" / f"{stage}_project{project_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(tasks))
         rows, problems = [], []
         for task in tasks:
-            converted = ls_task_to_annotations(task, stage, source=f"{client.url} project {project_id}",
+            converted = ls_task_to_annotations(task, stage, source=f"{server.url} project {project_id}",
                                                known_instances=known, users=users, verify_map=mapping)
             rows.extend(converted.rows)
             problems.extend(converted.problems)
         merged = merge_annotations(ws.table("annotations"), rows, provenance={
-            "stage": "annotate pull", "server": client.url, "project": project_id})
+            "stage": "annotate pull", "server": server.url, "project": project_id})
         merged.problems.extend(problems)
         results[stage] = merged
         log(f"{stage}: {len(tasks)} tasks exported to {path}; {merged.added} new answers, {merged.updated} updated, "
@@ -496,3 +555,15 @@ def pull(ws, client: Client, *, log: Callable[[str], None] = print) -> dict:
 def server_url(ws, given: str | None = None) -> str:
     """The server: ``given`` (--url), else $LABEL_STUDIO_URL, else [labelstudio] url of refava.toml."""
     return given or os.environ.get(URL_ENV) or ws.config["labelstudio"]["url"]
+
+
+def verify_client(ws, given: str | None = None, describe: Client | None = None) -> Client:
+    """The verify stage's server: its own ([labelstudio.verify] url or $LABEL_STUDIO_VERIFY_URL, token from
+    $LABEL_STUDIO_VERIFY_API_KEY) when one is set, so that verifiers never have an account where the descriptions
+    are; else the describe server (``given``, --url, overrides the URL either way)."""
+    separate = ws.config["labelstudio.verify"]["url"] or os.environ.get(VERIFY_URL_ENV)
+    if separate:
+        return Client(given or separate, token_env=VERIFY_TOKEN_ENV)
+    if describe is not None and not given:
+        return describe
+    return Client(server_url(ws, given))

@@ -33,8 +33,12 @@ def _instances(ws):
 @click.option("--ravar-split", help="SOURCE is a folder with the RAVAR authors' pickles; import this split.")
 @click.option("--allow-empty", is_flag=True, help="Accept a source without one usable answer (refused by default: "
               "an empty or wholly rejected export is usually the wrong file).")
+@click.option("--verify-map", type=click.Path(exists=True, dir_okay=False),
+              help="Merge this verify task map (task key -> instance, box numbers) into the workspace's before "
+                   "importing: the map kept by the workspace that pushed the tasks (a backup, or the sample "
+                   "corpus's). Keys that map to other answers are refused.")
 @click.pass_context
-def import_cmd(ctx, source, stage, ravar_split, allow_empty):
+def import_cmd(ctx, source, stage, ravar_split, allow_empty, verify_map):
     """Import answers from a Label Studio JSON export file (no server needed), or from the RAVAR authors'
     release (three pickles per split keyed video___timestamp___person, joined by key).  Importing the same
     file again adds nothing; edited answers are added as a new version."""
@@ -51,8 +55,10 @@ def import_cmd(ctx, source, stage, ravar_split, allow_empty):
         result = merge_annotations(table, rows, provenance={"source": str(source), "stage_kind": "describe"})
         result.problems, result.stage = problems, "describe"
     else:
-        from ..annotate.labelstudio import load_verify_map
+        from ..annotate.labelstudio import add_verify_map, load_verify_map
 
+        if verify_map:
+            click.echo(f"verify map: {add_verify_map(ws, Path(verify_map))} task keys added from {verify_map}")
         result = import_export_file(source, table, stage=stage, known_instances=known, verify_map=load_verify_map(ws))
     log = ProblemLog(result.problems)
     report = ws.reports_dir / "annotate-import.json"
@@ -89,11 +95,12 @@ def check_cmd(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status_cmd(ctx, as_json):
-    """Progress per stage, verification accuracy, agreement between describers, and per annotator: expressions
-    written, how often others found their people, accuracy as verifier, rejection reasons; also written to
-    reports/annotate-status.json, and reports/annotation-lead.html draws every failed verification (the person
-    meant and the box chosen) on its keyframe."""
-    from ..annotate.checks import check_instances
+    """Progress per stage, verification accuracy, agreement between verifiers (Krippendorff's alpha, overall and
+    per pair) and between describers, honeypot accuracy, and per annotator: expressions written, how often others
+    found their people, verifications counted and self-verifications apart, rejection reasons; what to do next.
+    Also written to reports/annotate-status.json; reports/annotation-lead.html draws every failed verification (the
+    person meant and the box chosen) on its keyframe."""
+    from ..annotate.checks import Rules, check_instances
     from ..annotate.io import read_annotations
     from ..annotate.status import annotation_status, failed_verifications, format_status, lead_report_html
     from ..fsutil import write_json_atomic, write_text_atomic
@@ -101,8 +108,9 @@ def status_cmd(ctx, as_json):
     ws = load_workspace(ctx)
     instances = _instances(ws)
     rows = read_annotations(ws.table("annotations"))
-    status_rows = check_instances(instances, rows)
-    report = annotation_status(instances, rows, status_rows)
+    rules = Rules.from_config(ws.config)
+    status_rows = check_instances(instances, rows, rules)
+    report = annotation_status(instances, rows, status_rows, rules)
     write_json_atomic(ws.reports_dir / "annotate-status.json", report)
     page = ws.reports_dir / "annotation-lead.html"
     write_text_atomic(page, lead_report_html(ws, report, failed_verifications(rows, status_rows), instances))
@@ -115,7 +123,8 @@ def status_cmd(ctx, as_json):
 @click.option("--stage", type=click.Choice(["describe", "verify"]), required=True,
               help="describe: one task per clip with every AVA box pre-drawn; verify: one task per described "
                    "person with numbered boxes and the expression.")
-@click.option("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else [labelstudio] url in refava.toml).")
+@click.option("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else [labelstudio] url in refava.toml; "
+              "for --stage verify, the verify server when [labelstudio.verify] url names one).")
 @click.option("--all", "resend", is_flag=True, help="Resend every task, done or not, even those already there.")
 @click.pass_context
 def push_cmd(ctx, stage, url, resend):
@@ -123,23 +132,32 @@ def push_cmd(ctx, stage, url, resend):
     clips with a person lacking an accepted expression; verify, the expressions that passed the automatic checks
     and are not verified at their current text (never ones that failed a check). Pushing again never duplicates
     tasks. Verify tasks are blind: they show the numbered keyframe and the expression; which box is meant stays in
-    the workspace (labelstudio/verify_tasks.json). The token comes from LABEL_STUDIO_API_KEY; keyframes are
-    served from <workspace>/labelstudio/ through the server's local-files storage."""
-    from ..annotate.labelstudio import Client, push, server_url
+    the workspace (labelstudio/verify_tasks.json): keys, image names, the boxes' numbering and the push order come
+    from the workspace's secret (labelstudio/secret.key or $REFAVA_ANNOTATION_SECRET). Each expression gets
+    [annotation] verifiers_per_expression tasks; an answer that does not count (by its describer, by a verifier
+    failing honeypots) gets a new task on the next push; [annotation] honeypot_share of the tasks are honeypots.
+    The token comes from LABEL_STUDIO_API_KEY (LABEL_STUDIO_VERIFY_API_KEY for a separate verify server); keyframes
+    are served from <workspace>/labelstudio/ through the server's local-files storage."""
+    from ..annotate.labelstudio import Client, push, server_url, verify_client
 
     ws = load_workspace(ctx, "annotate push")
-    result = push(ws, stage, Client(server_url(ws, url)), log=click.echo, resend=resend)
+    client = verify_client(ws, url) if stage == "verify" else Client(server_url(ws, url))
+    result = push(ws, stage, client, log=click.echo, resend=resend)
     for reason, n in result.skipped.items():
         click.echo(f"  skipped {n}: {reason}")
 
 
 @annotate.command("pull")
 @click.option("--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else [labelstudio] url in refava.toml).")
+@click.option("--verify-url", help="The verify stage's server when it has its own (default: [labelstudio.verify] "
+              "url, else $LABEL_STUDIO_VERIFY_URL, else the same server).")
 @click.pass_context
-def pull_cmd(ctx, url):
+def pull_cmd(ctx, url, verify_url):
     """Export both projects as full JSON (kept under labelstudio/exports/) and add the new answers to
     tables/annotations.parquet as a new version; pulling again adds only what is new."""
-    from ..annotate.labelstudio import Client, pull, server_url
+    from ..annotate.labelstudio import Client, pull, server_url, verify_client
 
     ws = load_workspace(ctx, "annotate pull")
-    pull(ws, Client(server_url(ws, url)), log=click.echo)
+    client = Client(server_url(ws, url))
+    verify = verify_client(ws, verify_url, describe=client) if ws.config["labelstudio"]["verify_project"] else None
+    pull(ws, client, verify_client=verify, log=click.echo)

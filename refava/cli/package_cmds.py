@@ -17,8 +17,10 @@ from .root import cli, load_workspace
                                                             "repository (token from HF_TOKEN or `hf auth login`).")
 @click.option("--shard-size-mb", default=512, show_default=True, help="Parquet shard size.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--annotator-emails", is_flag=True, help="Name annotators by their Label Studio account emails (personal "
+              "data; the card says so). Default: stable pseudonymous ids, salted with the workspace's secret.")
 @click.pass_context
-def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progress):
+def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progress, annotator_emails):
     """Package the workspace as a Hugging Face dataset folder that `datasets.load_dataset` reads offline.
 
     \b
@@ -47,5 +49,6 @@ def package_cmd(ctx, out, verify_dir, no_decode, repo, shard_size_mb, no_progres
     from ..package.build import run
 
     summary = run(load_workspace(ctx, "package"), out=out, shard_bytes=shard_size_mb << 20, repo=repo,
-                  progress=not no_progress, log=click.echo)
+                  progress=not no_progress, log=click.echo,
+                  annotator_ids="emails" if annotator_emails else "pseudonyms")
     click.echo(summary.text())

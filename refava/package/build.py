@@ -50,13 +50,14 @@ class Inputs:
     keyframe_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)   # clip id -> stored keyframe (w, h)
     rows: dict = field(default_factory=dict)             # scalar row cache, shared by the configurations
     rephrase_log: list[dict] = field(default_factory=list)   # the rephrasings table's rows (the card's counts)
+    annotator_ids: str = "pseudonyms"                    # what `annotators` holds: pseudonyms or emails
 
     @cached_property
     def label_index(self) -> dict[int, int]:
         return {a: i for i, a in enumerate(self.label_ids)}
 
 
-def read_inputs(ws) -> Inputs:
+def read_inputs(ws, annotator_ids: str = "pseudonyms") -> Inputs:
     from ..ava import default_label_map
     from ..splits import accepted_instances
     from ..tables import read_table
@@ -83,6 +84,14 @@ def read_inputs(ws) -> Inputs:
     status = {}
     if ws.table("annotation_status").exists():
         status = {r["instance_id"]: r for r in read_table("annotation_status", ws.table("annotation_status")).to_pylist()}
+    if annotator_ids == "pseudonyms":      # account emails stay in the workspace; the dataset names no one
+        from ..annotate.blind import pseudonym, secret
+
+        key = secret(ws.root)
+        status = {iid: {**r, "annotators": [pseudonym(key, a) for a in r.get("annotators") or []]}
+                  for iid, r in status.items()}
+    elif annotator_ids != "emails":
+        raise ValueError(f"annotator_ids: expected 'pseudonyms' or 'emails', found {annotator_ids!r}")
     rephrasings: dict[str, list[str]] = {}
     rephrase_log: list[dict] = []
     if ws.table("rephrasings").exists():
@@ -105,7 +114,7 @@ def read_inputs(ws) -> Inputs:
         sizes = {c: (w, h) for c, w, h in zip(*(clips.column(n).to_pylist() for n in clips.column_names))}
     return Inputs(dict(by_split), status, rephrasings, ids, [labels[i].name for i in ids],
                   {i: GROUP_OF_TYPE.get(labels[i].label_type, 0) for i in ids}, corruptions, hashes, sizes,
-                  rephrase_log=rephrase_log)
+                  rephrase_log=rephrase_log, annotator_ids=annotator_ids)
 
 
 # --- rows -------------------------------------------------------------------------------------------------------
@@ -531,9 +540,10 @@ class PackageSummary:
 
 
 def run(ws, *, out=None, shard_bytes: int = SHARD_BYTES, repo: str | None = None, progress: bool = True,
-        log: Callable[[str], None] = print) -> Summary:
+        log: Callable[[str], None] = print, annotator_ids: str = "pseudonyms") -> Summary:
     """``refava package`` (and ``--push-to-hub REPO``): the dataset folder, what is in it, where it went."""
-    summary = package_workspace(ws, out, shard_bytes=shard_bytes, log=log, progress=progress)
+    summary = package_workspace(ws, out, shard_bytes=shard_bytes, log=log, progress=progress,
+                                annotator_ids=annotator_ids)
     lines = [f"packaged {summary.instances} instances in {summary.seconds:.1f} s "
              f"({summary.packaged_bytes / 1e6:.1f} MB):", *summary.lines()]
     default = next(c for c in summary.configs if c.name == "default")
@@ -553,7 +563,8 @@ def run(ws, *, out=None, shard_bytes: int = SHARD_BYTES, repo: str | None = None
 
 
 def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: int = SHARD_BYTES,
-                      log: Callable[[str], None] = print, progress: bool = True) -> PackageSummary:
+                      log: Callable[[str], None] = print, progress: bool = True,
+                      annotator_ids: str = "pseudonyms") -> PackageSummary:
     """Write the workspace's dataset to ``out`` (default ``<workspace>/refava``), atomically; see the module doc."""
     from .. import __version__
     from .card import dataset_card
@@ -562,7 +573,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
     out = Path(out) if out is not None else ws.root / "refava"
     out = out.resolve()
     check_target(out)
-    inputs = read_inputs(ws)
+    inputs = read_inputs(ws, annotator_ids)
     if not any(inputs.instances.values()):
         raise StageError("no accepted instances with a split: nothing to package (see `refava status`)")
     writer = output_folder(out, protected=[p for p in ws.protected_paths() if p != ws.root / "refava"],
@@ -629,7 +640,7 @@ def package_workspace(ws, out: str | os.PathLike | None = None, *, shard_bytes: 
                                  "unique_jpeg_bytes": c.unique_jpeg_bytes,
                                  "splits": {HF_SPLIT[s]: [vars(x) for x in shards] for s, shards in c.splits.items()}}
                         for c in configs},
-            "skipped": skipped,
+            "skipped": skipped, "annotators": annotator_ids,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(dataset_card(manifest, inputs, full, bare, with_text))

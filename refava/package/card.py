@@ -39,7 +39,8 @@ FIELDS = [
     ("keyframe_time_s", "float64", "movie time of the decoded frame stored as keyframe"),
     ("frame_times_s", "list of float64", "movie times of the sampled frames"),
     ("keyframe_index", "int32", "index in `frames` of the sampled frame nearest the keyframe in time (-1: none)"),
-    ("annotators", "list of string", "who wrote the expression"),
+    ("annotators", "list of string", "who wrote the expression: a pseudonymous id per annotator (stable within "
+                                      "this build's workspace) unless the card says otherwise"),
     ("verified", "bool or null", "a second annotator found this person from the text alone (null: not verified)"),
 ]
 
@@ -227,6 +228,12 @@ def dataset_card(manifest: dict, inputs, full, bare, with_text=None) -> str:
         "seeded per clip.",
         "6. `refava package`: this folder. `refava package --verify DIR` recomputes every shard's checksum and row "
         "count and checks every row against the schema.",
+        "",
+        ("**Annotators** are named by pseudonymous ids (`annotator-` and 10 hex digits, a keyed hash of the account "
+         "with a secret kept in the building workspace): the same person has the same id throughout this dataset, and "
+         "no email or account name is in it." if manifest.get("annotators", "pseudonyms") == "pseudonyms" else
+         "**Annotators** are named by their Label Studio account emails (packaged with `--annotator-emails`): this "
+         "is personal data; share the dataset only as the annotators agreed."),
         "",
         "**Rebuilding the frames** of `annotations_only`: get the AVA movies (`refava download`), run "
         "`refava ingest` with the same AVA files and clip settings, then `refava package`; instance ids, keyframe "

@@ -34,10 +34,11 @@ def test_import_check_and_status_find_exactly_the_planted_flaws(ws, sample_corpu
     ann = sample_corpus / "annotations"
     out = run("annotate", "import", str(ann / "labelstudio_describe_export.json"), cwd=ws)
     assert "315 new" in out
-    run("annotate", "import", str(ann / "labelstudio_verify_export.json"), cwd=ws)
+    run("annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json"), cwd=ws)
     again = run("annotate", "import", str(ann / "labelstudio_describe_export.json"), cwd=ws)
     assert "0 new" in again and "315 already stored" in again and "nothing new" in again
-    assert len(read_annotations(ws / "tables" / "annotations.parquet")) == 315 + 237  # no duplicates
+    verify_tasks = len(json.loads((ann / "labelstudio_verify_export.json").read_text()))
+    assert len(read_annotations(ws / "tables" / "annotations.parquet")) == 315 + verify_tasks  # no duplicates
     run("annotate", "check", cwd=ws)
     import pyarrow.parquet as pq
 
@@ -56,8 +57,12 @@ def test_import_check_and_status_find_exactly_the_planted_flaws(ws, sample_corpu
     assert len(bad) == len(planted) + 1
     report = json.loads(run("annotate", "status", "--json", cwd=ws))
     assert report["progress"]["describe"]["done"] == len(status)
-    assert report["verification_accuracy"] == pytest.approx((len(status) - 1) / len(status))
-    assert set(report["annotators"]) == {"ls-user-1", "ls-user-2"}
+    assert report["verification_accuracy"] == pytest.approx((verify_tasks - 1) / verify_tasks)
+    assert report["verifications"]["counted"] == verify_tasks and report["verifications"]["self_verified"] == 0
+    assert set(report["annotators"]) == {"ls-user-1", "ls-user-2", "ls-user-3"}
+    # two verifiers answered the even person ids: their agreement is measured (the failed one is odd or not)
+    pairs = report["agreement"]["verifiers"]["pairs_of_verifiers"]
+    assert pairs["ls-user-2 / ls-user-3"]["instances"] == verify_tasks - len(status)
     assert (ws / "reports" / "annotate-status.json").exists()
     splits = run("build-splits", cwd=ws)
     assert f"over {len(status) - len(bad)} accepted instances" in splits
@@ -81,7 +86,7 @@ def test_edited_answers_become_a_new_version(ws, sample_corpus, tmp_path):
 
 def test_truncated_and_min_exports_are_refused_and_nothing_is_lost(ws, sample_corpus, tmp_path):
     table = ws / "tables" / "annotations.parquet"
-    import_export_file(sample_corpus / "annotations" / "labelstudio_verify_export.json", table)
+    import_export_file(sample_corpus / "annotations" / "labelstudio_describe_export.json", table)
     before = table.read_bytes()
     text = (sample_corpus / "annotations" / "labelstudio_describe_export.json").read_text()
     truncated = tmp_path / "truncated.json"
@@ -248,7 +253,7 @@ def test_the_leads_page_draws_each_failed_verification_and_counts_per_annotator(
 
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"]):
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json")], ["annotate", "check"]):
         run(*args, cwd=ws)
     out = run("annotate", "status", cwd=ws)
     report = json.loads((ws / "reports" / "annotate-status.json").read_text())

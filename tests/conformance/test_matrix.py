@@ -59,7 +59,7 @@ def base(sample_workspace_template, sample_corpus, tmp_path_factory) -> Path:
     shutil.copytree(sample_workspace_template, ws)
     ann = sample_corpus / "annotations"
     for args in (["annotate", "import", ann / "labelstudio_describe_export.json"],
-                 ["annotate", "import", ann / "labelstudio_verify_export.json"], ["annotate", "check"],
+                 ["annotate", "import", ann / "labelstudio_verify_export.json", "--verify-map", ann / "labelstudio_verify_tasks.json"], ["annotate", "check"],
                  ["build-splits"], ["corrupt", "--type", "fog", "--severity", "3", "--split", "test", "--no-progress"],
                  ["package", "--no-progress"]):
         refava("-w", ws, *args, check=True)

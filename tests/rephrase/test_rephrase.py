@@ -30,7 +30,7 @@ def workspace(sample_workspace_template, tmp_path):
     shutil.copytree(sample_workspace_template, ws)
     ann = Path(Workspace.load(ws).config["ava"]["annotations"][0]).parent
     for args in (["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map", str(ann / "labelstudio_verify_tasks.json")],
                  ["annotate", "check"], ["build-splits"]):
         proc = run(*args, cwd=ws)
         assert proc.returncode == 0, proc.stderr

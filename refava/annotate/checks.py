@@ -345,9 +345,11 @@ def run(ws) -> Summary:
     rows = read_annotations(ws.table("annotations"))
     if not rows:
         raise StageError("no annotations yet: run `refava annotate import FILE` (or push/pull) first")
-    status = check_instances(list(Instances.from_parquet(ws.table("instances"))), rows, Rules.from_config(ws.config))
+    rules = Rules.from_config(ws.config)
+    status = check_instances(list(Instances.from_parquet(ws.table("instances"))), rows, rules)
     write_table("annotation_status", status, ws.table("annotation_status"), provenance={
-        "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")}})
+        "stage": "annotate check", "inputs": {n: sha256_file(ws.table(n)) for n in ("instances", "annotations")},
+        **({"rules": vars(rules)} if rules != Rules() else {})})
     counts: dict[str, int] = {}
     for r in status:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

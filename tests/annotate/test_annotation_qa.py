@@ -358,3 +358,17 @@ def test_the_packaged_dataset_names_annotators_by_pseudonym_unless_asked(sample_
             emails.update(who)
     assert emails == {ANNOTATORS[1], ANNOTATORS[2]}
     assert "personal data" in (tmp_path / "emails" / "refava" / "README.md").read_text()
+
+
+def test_a_separate_verify_server_needs_its_own_token(sample_workspace_template, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, root)
+    text = (root / "refava.toml").read_text()
+    (root / "refava.toml").write_text(text.replace('[labelstudio.verify]\nurl = ""',
+                                                   '[labelstudio.verify]\nurl = "http://127.0.0.1:9"'))
+    env = {k: v for k, v in os.environ.items() if k != "LABEL_STUDIO_VERIFY_API_KEY"}
+    env["LABEL_STUDIO_API_KEY"] = "0" * 40
+    proc = subprocess.run([sys.executable, "-m", "refava", "annotate", "push", "--stage", "verify"], cwd=root,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode and "LABEL_STUDIO_VERIFY_API_KEY" in proc.stderr and "http://127.0.0.1:9" in proc.stderr
+    assert "Traceback" not in proc.stderr and "0" * 40 not in proc.stderr

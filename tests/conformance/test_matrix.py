@@ -428,6 +428,19 @@ def _annotate_extra(env: Env, ws: Path) -> None:
         assert "malformed_task" in proc.stdout + proc.stderr or proc.returncode, proc.stdout
         refava("-w", ws, "annotate", "check", check=True)
         assert (ws / "tables" / "annotation_status.parquet").read_bytes() == status_before
+    # a verify task map (--verify-map) in every hostile form: refused naming the file, the workspace's map kept
+    mapping = ws / "labelstudio" / "verify_tasks.json"
+    before = mapping.read_bytes() if mapping.exists() else None
+    tables = _out(ws, "tables")
+    verify_export = env.sample / "annotations" / "labelstudio_verify_export.json"
+    maps = env.tmp / "maps"
+    maps.mkdir(exist_ok=True)
+    for form, path in hostile_bytes(maps).items():
+        proc = refava("-w", ws, "annotate", "import", verify_export, "--verify-map", path)
+        ok(proc, code=None)
+        assert proc.returncode and (path.name in proc.stderr or str(path) in proc.stderr), (form, proc.stderr)
+        assert len(proc.stderr) < 4000 and (mapping.read_bytes() if mapping.exists() else None) == before, form
+        assert _out(ws, "tables") == tables, form
 
 
 def _ingest_hostile_csv(env: Env, ws: Path) -> None:

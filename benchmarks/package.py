@@ -42,7 +42,8 @@ def build_workspace(root: Path) -> Path:
     ws = root / "ws"
     ann = root / "sample" / "annotations"
     for args in (["ingest", "--frames", "all"], ["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map",
+                  str(ann / "labelstudio_verify_tasks.json")], ["annotate", "check"],
                  ["build-splits"]):
         refava(*args, cwd=ws)
     return ws

@@ -43,7 +43,8 @@ def build(root: Path, seed: int) -> Path:
     run(["init", str(ws), "--from-sample", str(sample)], root, log)
     ann = sample / "annotations"
     for args in (["ingest"], ["annotate", "import", str(ann / "labelstudio_describe_export.json")],
-                 ["annotate", "import", str(ann / "labelstudio_verify_export.json")], ["annotate", "check"],
+                 ["annotate", "import", str(ann / "labelstudio_verify_export.json"), "--verify-map",
+                  str(ann / "labelstudio_verify_tasks.json")], ["annotate", "check"],
                  ["build-splits"], ["package", "--no-progress"]):
         run(args, ws, log)
     return ws

@@ -41,7 +41,7 @@ refava init ws --from-sample sample > /dev/null
 cd ws
 refava ingest --no-progress > /dev/null
 refava annotate import ../sample/annotations/labelstudio_describe_export.json > /dev/null
-refava annotate import ../sample/annotations/labelstudio_verify_export.json > /dev/null
+refava annotate import ../sample/annotations/labelstudio_verify_export.json --verify-map ../sample/annotations/labelstudio_verify_tasks.json > /dev/null
 refava annotate check > /dev/null
 refava build-splits > /dev/null
 refava stats > /dev/null

@@ -47,12 +47,21 @@ def _brightness_table(c: float) -> np.ndarray:
 _TABLES: dict = {}
 
 
+def _extremes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest and smallest channel per pixel, (H, W, 1) uint8, by OpenCV (NumPy's reduction over a 3-long last
+    axis is some 40x slower)."""
+    import cv2
+
+    b, g, r = cv2.split(np.ascontiguousarray(frame))
+    return cv2.max(cv2.max(b, g), r)[..., None], cv2.min(cv2.min(b, g), r)[..., None]
+
+
 def brightness(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
     """A 256 x 256 table (largest channel, channel) -> value: one gather per value instead of float arithmetic."""
     table = _TABLES.get(("brightness", c))
     if table is None:
         table = _TABLES[("brightness", c)] = _brightness_table(c)
-    m = frame.max(axis=-1, keepdims=True)
+    m = _extremes(frame)[0]
     result = table[m, frame]
     if out is None:
         return result
@@ -64,9 +73,11 @@ def contrast(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.n
     """Per channel, a 256-entry table of ``(x - mean) * c + mean`` (the mean is the frame's), applied by OpenCV."""
     import cv2
 
-    means = frame.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
+    means = np.asarray(cv2.mean(np.ascontiguousarray(frame))[:3], dtype=np.float64) / 255.0   # exact, SIMD
     levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
     table = np.rint(np.clip((levels - means[None, :]) * c + means[None, :], 0.0, 1.0) * 255.0).astype(np.uint8)
+    if out is not None and out.flags.c_contiguous:
+        return cv2.LUT(np.ascontiguousarray(frame), table.reshape(256, 1, 3), dst=out)   # no copy
     result = cv2.LUT(np.ascontiguousarray(frame), table.reshape(256, 1, 3))
     if out is None:
         return result
@@ -74,17 +85,45 @@ def contrast(frame: np.ndarray, c: float, out: np.ndarray | None = None) -> np.n
     return out
 
 
+def _saturate_table(c: tuple[float, float]) -> np.ndarray:
+    """out[v, low, x]: a channel value x of a pixel whose largest channel is v and smallest low, after saturate c
+    (the closed form of the HSV round trip; only low <= x <= v is ever read), as one flat uint8 table; built one
+    largest value at a time (16 MB, no 16 M-entry float temporaries)."""
+    table = np.empty((256, 256, 256), dtype=np.uint8)
+    low = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    x = np.arange(256, dtype=np.float32)[None, :] / 255.0
+    for level in range(256):
+        v = np.float32(level / 255.0)
+        s = (v - low) / v if level else np.zeros_like(low)
+        s_new = np.clip(s * np.float32(c[0]) + np.float32(c[1]), 0.0, 1.0)
+        coloured = v - (v - x) * (s_new / np.where(s > 0, s, 1.0))
+        table[level] = np.rint(np.clip(coloured, 0.0, 1.0) * 255.0)
+    return table.ravel()
+
+
 def saturate(frame: np.ndarray, c: tuple[float, float], out: np.ndarray | None = None) -> np.ndarray:
-    x = frame.astype(np.float32) / 255.0
-    v = x.max(axis=-1, keepdims=True)
-    low = x.min(axis=-1, keepdims=True)
-    delta = v - low
-    s = np.where(v > 0, delta / np.where(v > 0, v, 1.0), 0.0)
-    s_new = np.clip(s * np.float32(c[0]) + np.float32(c[1]), 0.0, 1.0)
-    coloured = v - (v - x) * (s_new / np.where(s > 0, s, 1.0))
-    # grey pixels (no hue: skimage gives them hue 0, red): red keeps V, green and blue become V (1 - S')
-    grey = np.concatenate([v, v * (1 - s_new), v * (1 - s_new)], axis=-1)
-    return _to_uint8(np.where(s > 0, coloured, grey), out)
+    """HSV saturation scaled and shifted, in closed form: a 256^3 table (largest channel, smallest, channel) ->
+    value, one gather per value; grey pixels (no hue: skimage gives them hue 0, red) keep V in red and get
+    V (1 - S') in green and blue."""
+    key = ("saturate", tuple(c))
+    table = _TABLES.get(key)
+    if table is None:
+        for old in [k for k in _TABLES if k[0] == "saturate"]:
+            del _TABLES[old]                      # 16 MB each: keep the severity in use only
+        table = _TABLES[key] = _saturate_table(c)
+    v, low = _extremes(frame)
+    index = (v.astype(np.uint32) << 16) | (low.astype(np.uint32) << 8) | frame
+    result = table[index]
+    grey = (v == low)[..., 0]
+    if grey.any():
+        g = v[grey].astype(np.float32) / 255.0
+        fade = np.rint(np.clip(g * (1 - np.clip(np.float32(c[1]), 0.0, 1.0)), 0.0, 1.0) * 255.0).astype(np.uint8)
+        result[grey, 1] = fade[:, 0]
+        result[grey, 2] = fade[:, 0]
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def motion_blur(frames: Sequence[np.ndarray], c: int) -> list[np.ndarray]:

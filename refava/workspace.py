@@ -72,7 +72,11 @@ def _toml_value(value: Any) -> str:
 def dump_config(config: dict[str, dict[str, Any]]) -> str:
     """Serialise a two-level config dict to TOML (sections of scalars and lists), with comments."""
     out = ["# refava workspace: one RefAVA build. See `refava --help`; paths are relative to this file.\n"]
-    for section, values in config.items():
+    flat: dict[str, dict[str, Any]] = {}
+    for section, values in config.items():       # a table inside a section (as TOML parses [a.b]) is [a.b]
+        flat[section] = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        flat.update({f"{section}.{k}": v for k, v in values.items() if isinstance(v, dict)})
+    for section, values in flat.items():
         if section in _COMMENTS:
             out.append(f"# {_COMMENTS[section]}")
         out.append(f"[{section}]")

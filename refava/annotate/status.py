@@ -315,6 +315,12 @@ def lead_report_html(ws, report: dict, failures: list[dict], instances) -> str:
         f"Krippendorff's alpha {'-' if va['alpha'] is None else format(va['alpha'], '.3f')}, "
         f"{pct(va['percent'])} of {va['pairs']} pairs agree ({va['instances']} instances).</p>",
         "<h2>What to do next</h2><ul>", *todo, "</ul>",
+        *(["<h2>Agreement per pair of verifiers</h2><table><tr><th>verifiers</th><th>instances both answered</th>"
+           "<th>Krippendorff's alpha</th><th>agreeing</th></tr>"]
+          + [f"<tr><td>{html.escape(pair)}</td><td>{x['instances']}</td>"
+             f"<td>{'-' if x['alpha'] is None else format(x['alpha'], '.3f')}</td><td>{pct(x['percent'])}</td></tr>"
+             for pair, x in va["pairs_of_verifiers"].items() if x["instances"]] + ["</table>"]
+          if any(x["instances"] for x in va["pairs_of_verifiers"].values()) else []),
         "<h2>Annotators</h2><table><tr><th>annotator</th><th>expressions written</th><th>their people found by "
         "others</th><th>rejected</th><th>rejection reasons</th><th>as verifier: correct</th>"
         "<th>self-verifications (not counted)</th><th>honeypots found</th><th>agrees with other verifiers</th></tr>",

@@ -297,7 +297,9 @@ def test_two_servers_overlap_honeypots_and_a_lead_who_can_act(server, verify_ser
     lead.goto((ws / "reports" / "annotation-lead.html").as_uri())
     row = lead.locator("tr", has_text="ver3@refava.local")
     assert "0.0 % of 4 (not counted)" in row.inner_text()
-    assert "chose box" in lead.content() and "What to do next" in lead.content()
+    page = lead.content()
+    assert "chose box" in page and "What to do next" in page and "Krippendorff's alpha 0." in page
+    assert lead.locator("tr", has_text="ver1@refava.local / ver2@refava.local").count() == 1
 
     # the describer's answer did not take the verifier's place: the next push re-opens X (and Z) for others
     out = refava("annotate", "push", "--stage", "verify", cwd=ws, env=env)

@@ -178,6 +178,8 @@ def honeypot_scores(annotation_rows: list[dict], primary: dict[str, dict] | None
                                                and r.get("task_kind") in HONEYPOT_KINDS]).items()):
         if row["task_kind"] == "honeypot" and len(finders[iid] - {verifier}) < 2:
             continue                                       # the known answer leans on this verifier's own work
+        if verifier == primary.get(iid, {}).get("annotator"):
+            continue                                       # they wrote it: no test of finding
         scores[verifier]["answers"] += 1
         scores[verifier]["correct"] += row["picked_person_id"] == _person(iid)
     return {v: {**s, "accuracy": s["correct"] / s["answers"]} for v, s in sorted(scores.items())}

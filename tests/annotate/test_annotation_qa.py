@@ -205,6 +205,9 @@ def test_honeypots_are_mixed_in_and_a_verifier_below_the_threshold_stops_countin
                                            ("verify", "v___0002___2", "eve@e", TEXTS[2], 2, 4, "honeypot"),
                                            ("verify", "w___0005___1", "bob@b", "the girl at the back", 1, 4, "gold")))
     assert "eve@e" in scored and scored["bob@b"] == {"answers": 1, "correct": 1, "accuracy": 1.0}
+    # nor is the describer scored on a honeypot of their own expression
+    assert "ann@a" not in honeypot_scores(sloppy + rows(("verify", "v___0002___2", "ann@a", TEXTS[2], 2, 4,
+                                                          "honeypot")))
 
 
 # --- the lead's report ------------------------------------------------------------------------------------------

@@ -56,28 +56,16 @@ def _agreement(answers: dict[str, dict[str, dict]], who: set[str] | None = None)
             "percent": agree / pairs if pairs else None}
 
 
-def annotation_status(instances, annotation_rows: list[dict], status_rows: list[dict],
-                      rules: Rules | None = None) -> dict:
-    rules = rules or Rules()
-    total = len(instances)
-    describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
-    described = {iid for iid, _ in describe}
-    primary = primary_describe(annotation_rows)
-    answers = verify_answers(annotation_rows, primary)
-    verdicts, uncounted = counted_verdicts(annotation_rows, primary, rules)
-    scores = honeypot_scores(annotation_rows, primary)
-    blocked = untrusted(scores, rules)
-    status = {r["instance_id"]: r for r in status_rows}
-    counts: dict[str, int] = defaultdict(int)
-    for r in status_rows:
-        counts[r["status"]] += 1
-    multi = [iid for iid in described if len(status.get(iid, {}).get("annotators", [])) >= 2]
-    agree = sum(status[iid]["status"] != "conflict" for iid in multi)
+def _person() -> dict:
+    return {"describe": 0, "rejected": 0, "verify": 0, "verify_correct": 0, "self_verified": 0, "stale": 0,
+            "described_verified": 0, "described_found": 0, "reasons": defaultdict(int)}
 
-    def person() -> dict:
-        return {"describe": 0, "rejected": 0, "verify": 0, "verify_correct": 0, "self_verified": 0,
-                "stale": 0, "described_verified": 0, "described_found": 0, "reasons": defaultdict(int)}
-    people: dict[str, dict] = defaultdict(person)
+
+def _count_people(describe: dict, primary: dict, answers: dict, uncounted: dict, status: dict,
+                  status_rows: list[dict]) -> dict[str, dict]:
+    """Per annotator: expressions written and rejected, answers as verifier (counted, self, stale), how often others
+    found the people they described, rejection reasons (faults of the expression only)."""
+    people: dict[str, dict] = defaultdict(_person)
     for (iid, annotator), row in describe.items():
         entry = people[annotator]
         entry["describe"] += 1
@@ -94,7 +82,7 @@ def annotation_status(instances, annotation_rows: list[dict], status_rows: list[
             people[verifier]["verify_correct"] += found
             people[primary[iid]["annotator"]]["described_verified"] += 1
             people[primary[iid]["annotator"]]["described_found"] += found
-    for iid, why in uncounted.items():
+    for why in uncounted.values():
         for reason in why:
             kind, rest = reason.split(":", 1)
             name = rest.strip().split(" ", 1)[0]
@@ -106,10 +94,12 @@ def annotation_status(instances, annotation_rows: list[dict], status_rows: list[
         if r["instance_id"] in primary:
             for reason in r["reasons"]:
                 kind = reason.split(":", 1)[0]
-                if kind not in WAITING:                      # only faults of the expression are rejections
+                if kind not in WAITING:
                     people[primary[r["instance_id"]]["annotator"]]["reasons"][kind] += 1
-    verifiers = sorted({v for by in answers.values() for v in by})
-    pairwise = {f"{a} / {b}": _agreement(answers, {a, b}) for a, b in combinations(verifiers, 2)}
+    return people
+
+
+def _annotator_rows(people: dict, scores: dict, blocked: dict, pairwise: dict) -> dict[str, dict]:
     annotators = {}
     for name, e in sorted(people.items()):
         pots = scores.get(name)
@@ -124,24 +114,51 @@ def annotation_status(instances, annotation_rows: list[dict], status_rows: list[
                             "trusted": name not in blocked,
                             "agreement_percent": (sum(v["percent"] * v["pairs"] for v in with_others) /
                                                   sum(v["pairs"] for v in with_others)) if with_others else None}
+    return annotators
+
+
+def _to_review(annotators: dict, blocked: dict) -> list[str]:
+    """Verifiers failing honeypots; annotators under 80 % as verifiers or as describers (after 3 answers)."""
+    weak = {n for n, a in annotators.items()
+            if (a["verify_accuracy"] is not None and a["verify"] >= 3 and a["verify_accuracy"] < 0.8)
+            or (a["found_by_others"] is not None and a["described_verified"] >= 3 and a["found_by_others"] < 0.8)}
+    return sorted(set(blocked) | weak)
+
+
+def annotation_status(instances, annotation_rows: list[dict], status_rows: list[dict],
+                      rules: Rules | None = None) -> dict:
+    """The figures of ``refava annotate status`` (reports/annotate-status.json)."""
+    rules = rules or Rules()
+    total = len(instances)
+    describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
+    described = {iid for iid, _ in describe}
+    primary = primary_describe(annotation_rows)
+    answers = verify_answers(annotation_rows, primary)
+    verdicts, uncounted = counted_verdicts(annotation_rows, primary, rules)
+    scores = honeypot_scores(annotation_rows, primary)
+    blocked = untrusted(scores, rules)
+    status = {r["instance_id"]: r for r in status_rows}
+    counts: dict[str, int] = defaultdict(int)
     reasons: dict[str, int] = defaultdict(int)
     for r in status_rows:
+        counts[r["status"]] += 1
         for reason in r["reasons"]:
             reasons[reason.split(":", 1)[0]] += 1
+    multi = [iid for iid in described if len(status.get(iid, {}).get("annotators", [])) >= 2]
+    agree = sum(status[iid]["status"] != "conflict" for iid in multi)
+    verifiers = sorted({v for by in answers.values() for v in by})
+    pairwise = {f"{a} / {b}": _agreement(answers, {a, b}) for a, b in combinations(verifiers, 2)}
+    annotators = _annotator_rows(_count_people(describe, primary, answers, uncounted, status, status_rows), scores,
+                                 blocked, pairwise)
     counted = [f for v in verdicts.values() for f in v]
-    review = sorted(set(blocked) | {n for n, a in annotators.items()
-                                    if (a["verify_accuracy"] is not None and a["verify"] >= 3 and a["verify_accuracy"] < 0.8)
-                                    or (a["found_by_others"] is not None and a["described_verified"] >= 3
-                                        and a["found_by_others"] < 0.8)})
+    verified = sum(status.get(i, {}).get("verified") is not None for i in described)
     return {
         "instances": total,
         "rules": {"verifiers_per_expression": rules.verifiers, "consensus": rules.consensus,
                   "honeypot_min_answers": rules.honeypot_min_answers,
                   "honeypot_min_accuracy": rules.honeypot_min_accuracy},
         "progress": {"describe": {"done": len(described), "share": len(described) / total if total else 0.0},
-                     "verify": {"done": sum(status.get(i, {}).get("verified") is not None for i in described),
-                                "share": (sum(status.get(i, {}).get("verified") is not None for i in described)
-                                          / total if total else 0.0)}},
+                     "verify": {"done": verified, "share": verified / total if total else 0.0}},
         "verification_accuracy": sum(counted) / len(counted) if counted else None,
         "verifications": {"counted": len(counted), "found": sum(counted),
                           "self_verified": sum(a["self_verified"] for a in annotators.values()),
@@ -158,7 +175,7 @@ def annotation_status(instances, annotation_rows: list[dict], status_rows: list[
             "push_verify": sorted(r["instance_id"] for r in status_rows if r["status"] == "pending_verification"),
             "revise": sorted(r["instance_id"] for r in status_rows if r["status"] in ("needs_revision", "conflict")),
             "push_describe": sorted(r["instance_id"] for r in status_rows if r["status"] == "missing"),
-            "review_annotators": review},
+            "review_annotators": _to_review(annotators, blocked)},
     }
 
 

@@ -27,14 +27,6 @@ SATURATE_C = ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2))
 MOTION_FRAMES = (1, 2, 3, 4, 6)
 
 
-def _to_uint8(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    x = np.rint(np.clip(x, 0.0, 1.0) * 255.0)
-    if out is None:
-        return x.astype(np.uint8)
-    out[...] = x
-    return out
-
-
 def _brightness_table(c: float) -> np.ndarray:
     """out[m, x]: a channel value x of a pixel whose largest channel is m, after brightness c (the closed form)."""
     m = np.arange(256, dtype=np.float64)[:, None] / 255.0
@@ -113,17 +105,14 @@ def saturate(frame: np.ndarray, c: tuple[float, float], out: np.ndarray | None =
         table = _TABLES[key] = _saturate_table(c)
     v, low = _extremes(frame)
     index = (v.astype(np.uint32) << 16) | (low.astype(np.uint32) << 8) | frame
-    result = table[index]
+    result = table[index] if out is None else np.take(table, index, out=out)   # straight into ``out``
     grey = (v == low)[..., 0]
     if grey.any():
         g = v[grey].astype(np.float32) / 255.0
         fade = np.rint(np.clip(g * (1 - np.clip(np.float32(c[1]), 0.0, 1.0)), 0.0, 1.0) * 255.0).astype(np.uint8)
         result[grey, 1] = fade[:, 0]
         result[grey, 2] = fade[:, 0]
-    if out is None:
-        return result
-    out[...] = result
-    return out
+    return result
 
 
 def motion_blur(frames: Sequence[np.ndarray], c: int) -> list[np.ndarray]:

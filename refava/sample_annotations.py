@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotate import blind
+from .annotate.verifyplan import make_entry, task_data
 from .fsutil import write_json_atomic
 
 ANNOTATORS = {1: "annotator1@refava.example", 2: "annotator2@refava.example", 3: "annotator3@refava.example"}
@@ -49,10 +50,8 @@ def _verify_export(truth: list[dict], clips: dict, expressions: dict, flaws: dic
         people = [p["person_id"] for p in clips[row["clip_id"]]]
         for slot in (["w0"] + (["w1"] if row["person_id"] % 2 == 0 else [])):   # a second verifier for some
             key = blind.task_key(secret, row["instance_id"], expressions[row["instance_id"]], slot)
-            entries[key] = {"instance_id": row["instance_id"], "clip_id": row["clip_id"],
-                            "text": expressions[row["instance_id"]], "slot": slot, "kind": "work",
-                            "box_numbers": blind.box_numbers(secret, key, people),
-                            "image": blind.image_name(secret, key)}
+            entries[key] = make_entry(secret, key, row["instance_id"], expressions[row["instance_id"]], slot, "work",
+                                      people)
     for task_id, key in enumerate(blind.push_order(secret, sorted(entries)), start=1):
         entry = entries[key]
         numbers = entry["box_numbers"]
@@ -65,9 +64,7 @@ def _verify_export(truth: list[dict], clips: dict, expressions: dict, flaws: dic
         ann_id += 1
         verify_tasks.append({
             "id": task_id,
-            "data": {"image": f"/data/local-files/?d=labelstudio/keyframes_numbered/{entry['image']}",
-                     "expression": entry["text"], "task_key": key,
-                     "options": [{"value": n} for n in sorted(numbers, key=int)] + [{"value": "none"}]},
+            "data": task_data(f"/data/local-files/?d=labelstudio/keyframes_numbered/{entry['image']}", key, entry),
             "annotations": [{"id": ann_id, "completed_by": who, "was_cancelled": False, "ground_truth": False,
                              "result": [{"id": f"pick_{task_id}", "from_name": "pick", "to_name": "image",
                                          "type": "choices", "origin": "manual", "value": {"choices": [pick]}}],

@@ -166,17 +166,11 @@ def honeypot_scores(annotation_rows: list[dict], primary: dict[str, dict] | None
     """{verifier: {answers, correct, accuracy}} over the honeypot tasks they answered whose answer is known
     without them: a gold answer, or an instance that at least two other verifiers found at its current text."""
     primary = primary_describe(annotation_rows) if primary is None else primary
-    work = latest([r for r in annotation_rows if r["stage"] == "verify" and r.get("task_kind") not in HONEYPOT_KINDS])
-    finders: dict[str, set[str]] = defaultdict(set)
-    for (iid, verifier), row in work.items():
-        current = primary.get(iid)
-        if current and current["text"] and row["text"] and normalise(row["text"]) == normalise(current["text"]) \
-                and verifier != current["annotator"] and row["picked_person_id"] == _person(iid):
-            finders[iid].add(verifier)
+    found = finders(verify_answers(annotation_rows, primary))
     scores: dict[str, dict] = defaultdict(lambda: {"answers": 0, "correct": 0})
     for (iid, verifier), row in sorted(latest([r for r in annotation_rows if r["stage"] == "verify"
                                                and r.get("task_kind") in HONEYPOT_KINDS]).items()):
-        if row["task_kind"] == "honeypot" and len(finders[iid] - {verifier}) < 2:
+        if row["task_kind"] == "honeypot" and len(found.get(iid, set()) - {verifier}) < 2:
             continue                                       # the known answer leans on this verifier's own work
         if verifier == primary.get(iid, {}).get("annotator"):
             continue                                       # they wrote it: no test of finding
@@ -202,6 +196,11 @@ def verify_answers(annotation_rows: list[dict], primary: dict[str, dict]) -> dic
                 and verifier != current["annotator"]:
             out[iid][verifier] = row
     return out
+
+
+def finders(answers: dict[str, dict[str, dict]]) -> dict[str, set[str]]:
+    """{instance: the verifiers whose answer found its person}, from :func:`verify_answers`."""
+    return {iid: {v for v, r in by.items() if r["picked_person_id"] == _person(iid)} for iid, by in answers.items()}
 
 
 def _verdict(found: list[bool], rules: Rules) -> bool | None:

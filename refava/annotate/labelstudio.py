@@ -118,7 +118,7 @@ class Client:
             raise _Expired()
         if status in (401, 403):
             raise LabelStudioError(f"Label Studio at {self.url} refused the token (HTTP {status}): check "
-                                   f"{getattr(self, 'token_env', TOKEN_ENV)}")
+                                   f"{self.token_env}")
         if status == 404:
             raise LabelStudioError(f"Label Studio at {self.url}: {method} {path} not found (HTTP 404)")
         if status >= 400:
@@ -267,23 +267,29 @@ def _rect(box) -> dict:
     return {"x": x1 * 100, "y": y1 * 100, "width": (x2 - x1) * 100, "height": (y2 - y1) * 100, "rotation": 0}
 
 
+def _stored_keyframes(ws, clip_ids) -> dict[str, bytes]:
+    """{clip id: its stored keyframe JPEG}, read once per movie; clips of a movie without a frame store are left
+    out (the callers count them as skipped)."""
+    from ..framestore import clean_path, read_keyframes
+
+    by_movie: dict[str, set[str]] = {}
+    for clip_id in clip_ids:
+        by_movie.setdefault(clip_id.rsplit("___", 1)[0], set()).add(clip_id)
+    out: dict[str, bytes] = {}
+    for video_id, clips in sorted(by_movie.items()):
+        frames = clean_path(ws.root, video_id)
+        if frames.exists():
+            out.update(read_keyframes(frames, clips))
+    return out
+
+
 def _write_keyframes(ws, clips: dict[str, list], folder: Path) -> None:
     """The describe stage's keyframe JPEGs (as stored) under the workspace's labelstudio folder."""
-    from ..framestore import clean_path, read_keyframes
     from ..fsutil import write_bytes_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
-    by_movie: dict[str, list[str]] = {}
-    for clip_id in clips:
-        by_movie.setdefault(clip_id.rsplit("___", 1)[0], []).append(clip_id)
-    for video_id, clip_ids in by_movie.items():
-        frames = clean_path(ws.root, video_id)
-        if not frames.exists():
-            continue
-        for clip_id, data in read_keyframes(frames, set(clip_ids)).items():
-            target = folder / f"{clip_id}.jpg"
-            if not target.exists():
-                write_bytes_atomic(target, data)
+    for clip_id, data in _stored_keyframes(ws, [c for c in clips if not (folder / f"{c}.jpg").exists()]).items():
+        write_bytes_atomic(folder / f"{clip_id}.jpg", data)
 
 
 def _write_numbered(ws, boxes: dict[str, tuple], entries: list[tuple[str, dict]], folder: Path) -> set[str]:
@@ -292,35 +298,26 @@ def _write_numbered(ws, boxes: dict[str, tuple], entries: list[tuple[str, dict]]
     import cv2
     import numpy as np
 
-    from ..framestore import clean_path, read_keyframes
     from ..fsutil import write_bytes_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
+    keyframes = _stored_keyframes(ws, {e["clip_id"] for _, e in entries})
     done: set[str] = set()
-    by_movie: dict[str, list[tuple[str, dict]]] = {}
     for task, entry in entries:
-        by_movie.setdefault(entry["clip_id"].rsplit("___", 1)[0], []).append((task, entry))
-    for video_id, items in sorted(by_movie.items()):
-        frames = clean_path(ws.root, video_id)
-        if not frames.exists():
+        data = keyframes.get(entry["clip_id"])
+        if data is None:
             continue
-        keyframes = read_keyframes(frames, {e["clip_id"] for _, e in items})
-        for task, entry in items:
-            data = keyframes.get(entry["clip_id"])
-            if data is None:
-                continue
-            target = folder / entry["image"]
-            if not target.exists():
-                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                h, w = image.shape[:2]
-                for number, person in entry["box_numbers"].items():
-                    x1, y1, x2, y2 = boxes[f"{entry['clip_id']}___{person}"]
-                    p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
-                    cv2.rectangle(image, p1, p2, (0, 255, 255), 2)
-                    cv2.putText(image, number, (p1[0] + 3, p1[1] + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255),
-                                2)
-                write_bytes_atomic(target, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-            done.add(task)
+        target = folder / entry["image"]
+        if not target.exists():
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            for number, person in entry["box_numbers"].items():
+                x1, y1, x2, y2 = boxes[f"{entry['clip_id']}___{person}"]
+                p1, p2 = (int(x1 * w), int(y1 * h)), (int(x2 * w), int(y2 * h))
+                cv2.rectangle(image, p1, p2, (0, 255, 255), 2)
+                cv2.putText(image, number, (p1[0] + 3, p1[1] + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 255), 2)
+            write_bytes_atomic(target, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+        done.add(task)
     return done
 
 
@@ -390,19 +387,17 @@ def load_gold(ws) -> dict[str, str]:
     return out
 
 
-def _work(ws, stage: str, instances: list) -> set[str] | None:
-    """What still needs the stage: describe, the clips with a person lacking an accepted expression; verify, the
-    instances whose current text passed the automatic checks and is not verified yet.  None: no annotations yet."""
-    from .checks import check_instances
+def _describe_work(ws, instances: list) -> set[str] | None:
+    """The clips with a person lacking an accepted expression (under the workspace's rules); None: no annotations
+    yet."""
+    from .checks import Rules, check_instances
     from .io import read_annotations
 
-    rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
+    rows = read_annotations(ws.table("annotations"))
     if not rows:
         return None
-    status = check_instances(instances, rows)
-    if stage == "describe":
-        return {r["clip_id"] for r in status if r["status"] != "accepted"}
-    return {r["instance_id"] for r in status if r["status"] == "pending_verification"}
+    return {r["clip_id"] for r in check_instances(instances, rows, Rules.from_config(ws.config))
+            if r["status"] != "accepted"}
 
 
 def _attach_storage(client: "Client", project_id: int, folder: Path) -> None:
@@ -452,6 +447,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     workspace (:func:`load_verify_map`)."""
     from ..fsutil import write_json_atomic
     from ..records import Instances
+    from .verifyplan import task_data
 
     folder = (ws.root / "labelstudio" / ("keyframes" if stage == "describe" else "keyframes_numbered")).resolve()
     instances = list(Instances.from_parquet(ws.table("instances")))
@@ -470,7 +466,7 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         _write_keyframes(ws, clips, folder)
         relative = served_path(client, ws, folder)
         result.repaired = _repair(client, project_id, folder, relative)
-        tasks = _describe_tasks(clips, None if resend else _work(ws, stage, instances), present, folder, relative,
+        tasks = _describe_tasks(clips, None if resend else _describe_work(ws, instances), present, folder, relative,
                                 result)
         result.added = client.import_tasks(project_id, tasks)
         log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there"
@@ -482,10 +478,8 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
     write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
     relative = served_path(client, ws, folder)
     result.repaired = _repair(client, project_id, folder, relative)
-    result.added = client.import_tasks(project_id, [
-        {"data": {"image": _image_url(relative, e["image"]), "expression": e["text"], "task_key": k,
-                  "options": [{"value": n} for n in sorted(e["box_numbers"], key=int)] + [{"value": "none"}]}}
-        for k, e in tasks])
+    result.added = client.import_tasks(project_id, [{"data": task_data(_image_url(relative, e["image"]), k, e)}
+                                                    for k, e in tasks])
     return result
 
 
@@ -497,11 +491,12 @@ def _verify_tasks(ws, client: Client, project_id: int, instances: list, folder: 
     from .io import read_annotations
     from .verifyplan import plan_verify
 
-    rows = read_annotations(ws.table("annotations")) if ws.table("annotations").exists() else []
+    rows = read_annotations(ws.table("annotations"))
     server = [] if resend else client.tasks(project_id)
     pulled = {r["ls_task_id"] for r in rows if r["stage"] == "verify" and r["ls_project_id"] == project_id}
     plan = plan_verify(instances, rows, server, pulled, Rules.from_config(ws.config), blind.secret(ws.root),
-                       share=float(ws.config["annotation"]["honeypot_share"]), gold=load_gold(ws), resend=resend)
+                       mapping=load_verify_map(ws), share=float(ws.config["annotation"]["honeypot_share"]),
+                       gold=load_gold(ws), resend=resend)
     stored = _write_numbered(ws, {i.instance_id: i.box_xyxy for i in instances}, plan.tasks, folder)
     tasks = [(k, e) for k, e in plan.tasks if k in stored]
     if len(tasks) < len(plan.tasks):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from itertools import combinations
 
-from .checks import (MAX_WORDS, MIN_WORDS, WAITING, Rules, counted_verdicts, find_action_words, honeypot_scores,
-                     latest, primary_describe, tokens, untrusted, verify_answers)
+from .checks import (HONEYPOT_KINDS, MAX_WORDS, MIN_WORDS, WAITING, Rules, counted_verdicts, find_action_words,
+                     honeypot_scores, latest, primary_describe, tokens, untrusted, verify_answers)
 
 
 def krippendorff_alpha(units: list[list]) -> float | None:
@@ -236,25 +236,23 @@ def format_status(report: dict) -> str:
 
 def failed_verifications(annotation_rows: list[dict], status_rows: list[dict]) -> list[dict]:
     """The answers by someone other than the describer that picked another box (or none) for the current text of an
-    instance, honeypots included (``kind``); ``picked`` is the box number the verifier clicked."""
-    from .checks import normalise
-
+    instance (:func:`verify_answers`), then the missed honeypots (``kind``); ``picked`` is the box number the verifier
+    clicked."""
     primary = primary_describe(annotation_rows)
-    out = []
-    verify = [r for r in annotation_rows if r["stage"] == "verify"]
-    for rows in ([r for r in verify if r.get("task_kind") not in ("honeypot", "gold")],
-                 [r for r in verify if r.get("task_kind") in ("honeypot", "gold")]):
-        for (iid, verifier), row in sorted(latest(rows).items()):
-            text = primary.get(iid, {}).get("text")
-            if row.get("task_kind") in ("honeypot", "gold"):
-                text = row["text"]
-            if text and row["text"] and normalise(row["text"]) == normalise(text) and \
-                    verifier != primary.get(iid, {}).get("annotator") and \
-                    row["picked_person_id"] != int(iid.rsplit("___", 1)[1]):
-                out.append({"instance_id": iid, "clip_id": iid.rsplit("___", 1)[0], "text": text,
-                            "describer": primary.get(iid, {}).get("annotator", "-"), "verifier": verifier,
-                            "picked": row["picked"], "picked_person_id": row["picked_person_id"],
-                            "kind": row.get("task_kind") or "work"})
+
+    def failure(iid: str, verifier: str, row: dict, text: str, kind: str) -> dict:
+        return {"instance_id": iid, "clip_id": iid.rsplit("___", 1)[0], "text": text,
+                "describer": primary.get(iid, {}).get("annotator", "-"), "verifier": verifier,
+                "picked": row["picked"], "picked_person_id": row["picked_person_id"], "kind": kind}
+
+    out = [failure(iid, verifier, row, primary[iid]["text"], "work")
+           for iid, by in verify_answers(annotation_rows, primary).items() for verifier, row in by.items()
+           if row["picked_person_id"] != int(iid.rsplit("___", 1)[1])]
+    honeypots = latest([r for r in annotation_rows if r["stage"] == "verify" and r.get("task_kind") in HONEYPOT_KINDS])
+    out += [failure(iid, verifier, row, row["text"], row["task_kind"])
+            for (iid, verifier), row in sorted(honeypots.items())
+            if row["text"] and verifier != primary.get(iid, {}).get("annotator")
+            and row["picked_person_id"] != int(iid.rsplit("___", 1)[1])]
     return out
 
 

@@ -8,10 +8,11 @@ by two other verifiers, or the lead's gold file), mixed into the same push under
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import blind
-from .checks import Rules, check_instances, counted_verdicts, primary_describe, verify_answers
+from .checks import Rules, check_instances, counted_verdicts, finders, primary_describe, verify_answers
 
 
 @dataclass
@@ -47,11 +48,27 @@ def _next_slots(key: bytes, iid: str, text: str, prefix: str, on_server: set[str
     return out
 
 
+def make_entry(key: bytes, task: str, instance_id: str, text: str, slot: str, kind: str,
+               person_ids: list[int]) -> dict:
+    """The workspace's record of one verify task (its line in labelstudio/verify_tasks.json): what it asks about,
+    its boxes' numbering and its picture's name, both drawn from the secret."""
+    return {"instance_id": instance_id, "clip_id": instance_id.rsplit("___", 1)[0], "text": text, "slot": slot,
+            "kind": kind, "box_numbers": blind.box_numbers(key, task, person_ids), "image": blind.image_name(key, task)}
+
+
+def task_data(image_url: str, task: str, entry: dict) -> dict:
+    """What a verify task carries to Label Studio, and all a verifier can read: the numbered picture, the
+    expression, the opaque key and the numbers to pick from."""
+    return {"image": image_url, "expression": entry["text"], "task_key": task,
+            "options": [{"value": n} for n in sorted(entry["box_numbers"], key=int)] + [{"value": "none"}]}
+
+
 def plan_verify(instances: list, rows: list[dict], server_tasks: list[dict], pulled: set[int], rules: Rules,
-                key: bytes, *, share: float = 0.0, gold: dict[str, str] | None = None,
+                key: bytes, *, mapping: dict[str, dict], share: float = 0.0, gold: dict[str, str] | None = None,
                 resend: bool = False) -> VerifyPlan:
     """The verify tasks to add.  ``server_tasks``: the verify project's tasks (with ``data.task_key`` and
-    ``total_annotations``); ``pulled``: the Label Studio task ids whose answers are in ``rows``."""
+    ``total_annotations``); ``pulled``: the Label Studio task ids whose answers are in ``rows``; ``mapping``: the
+    workspace's verify map, which says what each task on the server asks about."""
     plan = VerifyPlan()
     clips: dict[str, list[int]] = {}
     for inst in instances:
@@ -66,13 +83,12 @@ def plan_verify(instances: list, rows: list[dict], server_tasks: list[dict], pul
         if not answered or task.get("id") not in pulled:
             plan.unpulled += bool(answered)
             open_keys.add(task_key)
+    waiting = Counter((mapping[k]["instance_id"], mapping[k]["text"]) for k in open_keys
+                      if k in mapping and mapping[k].get("kind", "work") == "work")
     entries = []
 
     def entry(iid: str, text: str, slot: str, task: str, kind: str) -> dict:
-        clip = iid.rsplit("___", 1)[0]
-        return {"instance_id": iid, "clip_id": clip, "text": text, "slot": slot, "kind": kind,
-                "box_numbers": blind.box_numbers(key, task, clips.get(clip, [])),
-                "image": blind.image_name(key, task)}
+        return make_entry(key, task, iid, text, slot, kind, clips.get(iid.rsplit("___", 1)[0], []))
 
     for iid, row in sorted(primary.items()):
         text = row["text"]
@@ -86,15 +102,14 @@ def plan_verify(instances: list, rows: list[dict], server_tasks: list[dict], pul
             _skip(plan, "no such instance")
             continue
         needed = rules.verifiers - (0 if resend else len(verdicts.get(iid, [])))
-        waiting = sum(blind.task_key(key, iid, text, f"w{n}") in open_keys for n in range(64))
-        plan.open += min(waiting, needed)
-        for slot, task in _next_slots(key, iid, text, "w", set(on_server), max(0, needed - waiting)):
+        open_slots = waiting[(iid, text)]
+        plan.open += min(open_slots, needed)
+        for slot, task in _next_slots(key, iid, text, "w", set(on_server), max(0, needed - open_slots)):
             entries.append((task, entry(iid, text, slot, task, "work")))
     # honeypots: known answers, as many as the share asks for among this push's tasks
     known: dict[str, tuple[str, str]] = {}
-    for iid, answers in verify_answers(rows, primary).items():
-        finders = {v for v, r in answers.items() if r["picked_person_id"] == int(iid.rsplit("___", 1)[1])}
-        if len(finders) >= 2 and status.get(iid, {}).get("status") == "accepted":
+    for iid, who in finders(verify_answers(rows, primary)).items():
+        if len(who) >= 2 and status.get(iid, {}).get("status") == "accepted":
             known[iid] = (primary[iid]["text"], "honeypot")
     for iid, text in (gold or {}).items():
         if iid.rsplit("___", 1)[0] in clips:

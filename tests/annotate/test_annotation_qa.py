@@ -97,24 +97,25 @@ def server_task(task_id, key, answered=0):
 def test_a_describers_answer_reopens_the_task_for_others():
     inst = make_instances_for_checks(["v___0002___0", "v___0002___1", "v___0002___2"])
     base = rows(*described())
-    first = plan_verify(inst, base, [], set(), Rules(), KEY)
+    first = plan_verify(inst, base, [], set(), Rules(), KEY, mapping={})
     assert first.work == 3 and first.honeypots == 0 and first.open == 0
     keys = {e["instance_id"]: k for k, e in first.tasks}
+    pushed = dict(first.tasks)                                      # the workspace's map after that push
     # pushed, nobody answered: nothing new
     server = [server_task(n, k) for n, k in enumerate(keys.values(), start=1)]
-    again = plan_verify(inst, base, server, set(), Rules(), KEY)
+    again = plan_verify(inst, base, server, set(), Rules(), KEY, mapping=pushed)
     assert again.tasks == [] and again.open == 3
     # the describer answers their own task of person 0 (pulled): that slot does not count, a new one is added
     server[0]["total_annotations"] = 1
     own = base + rows(("verify", "v___0002___0", "ann@a", TEXTS[0], 0, 2, "work", 1))
     status = check_instances(inst, own)[0]
     assert status["status"] == "pending_verification" and status["reasons"][0].startswith("self_verified")
-    reopened = plan_verify(inst, own, server, {1}, Rules(), KEY)
+    reopened = plan_verify(inst, own, server, {1}, Rules(), KEY, mapping=pushed)
     assert [e["instance_id"] for _, e in reopened.tasks] == ["v___0002___0"]
     (task, entry), = reopened.tasks
     assert entry["slot"] == "w1" and task not in keys.values()
     # answered on the server but not pulled yet: waiting for the pull, not a new task
-    waiting = plan_verify(inst, base, server, set(), Rules(), KEY)
+    waiting = plan_verify(inst, base, server, set(), Rules(), KEY, mapping=pushed)
     assert waiting.tasks == [] and waiting.unpulled == 1
     # the other annotator answers the new slot: accepted
     done = own + rows(("verify", "v___0002___0", "bob@b", TEXTS[0], 0, 3, "work", 4))
@@ -127,7 +128,7 @@ def test_two_verifiers_per_expression_and_the_consensus_rules():
     inst = make_instances_for_checks(["v___0002___0", "v___0002___1", "v___0002___2"])
     two = Rules(verifiers=2)
     base = rows(*described())
-    plan = plan_verify(inst, base, [], set(), two, KEY)
+    plan = plan_verify(inst, base, [], set(), two, KEY, mapping={})
     assert plan.work == 6 and {e["slot"] for _, e in plan.tasks} == {"w0", "w1"}
     one = base + rows(("verify", "v___0002___0", "bob@b", TEXTS[0], 0, 2))
     status = check_instances(inst, one, two)[0]
@@ -179,14 +180,14 @@ def test_honeypots_are_mixed_in_and_a_verifier_below_the_threshold_stops_countin
     base = rows(*described(), ("describe", "w___0005___0", "ann@a", "the boy in a yellow shirt in front", None, 1),
                 ("describe", "w___0005___1", "ann@a", "the girl with long hair at the back", None, 1),
                 *[("verify", f"v___0002___{p}", who, TEXTS[p], p, 2) for p in (0, 1, 2) for who in ("bob@b", "cat@c")])
-    plan = plan_verify(make_instances_for_checks(people), base, [], set(), rules, KEY, share=0.5)
+    plan = plan_verify(make_instances_for_checks(people), base, [], set(), rules, KEY, mapping={}, share=0.5)
     assert plan.work == 2 and plan.honeypots == 2 and plan.honeypot_candidates == 3
     honey = [e for _, e in plan.tasks if e["kind"] == "honeypot"]
     assert {e["instance_id"][:1] for e in honey} == {"v"}
     assert all(set(e) == {"instance_id", "clip_id", "text", "slot", "kind", "box_numbers", "image"}
                for _, e in plan.tasks)                                    # the same shape as every other task
     # gold answers are honeypots too
-    gold = plan_verify(inst, base, [], set(), rules, KEY, share=0.5, gold={"w___0005___1": "the girl at the back"})
+    gold = plan_verify(inst, base, [], set(), rules, KEY, mapping={}, share=0.5, gold={"w___0005___1": "the girl at the back"})
     assert gold.honeypot_candidates == 4
     # dan fails two honeypots: his work answers stop counting and the instance goes back to the queue
     sloppy = base + rows(("verify", "v___0002___0", "dan@d", TEXTS[0], 1, 3, "honeypot"),
@@ -196,7 +197,7 @@ def test_honeypots_are_mixed_in_and_a_verifier_below_the_threshold_stops_countin
     assert status["w___0005___0"]["status"] == "pending_verification"
     assert status["w___0005___0"]["reasons"] == ["untrusted_verifier: dan@d found 0.0 % of 2 honeypots"]
     assert status["v___0002___0"]["status"] == "accepted"                   # a honeypot miss is the verifier's
-    again = plan_verify(inst, sloppy, [server_task(9, "k9", answered=1)], {9}, rules, KEY)
+    again = plan_verify(inst, sloppy, [server_task(9, "k9", answered=1)], {9}, rules, KEY, mapping={})
     assert "w___0005___0" in {e["instance_id"] for _, e in again.tasks if e["kind"] == "work"}
     # bob answers a honeypot he helped establish: not scored (the answer leans on his own work); eve is scored
     from refava.annotate.checks import honeypot_scores

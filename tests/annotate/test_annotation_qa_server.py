@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import ADMIN, TOKEN, VERIFY_TOKEN, sign_up, user_id
+from .conftest import TOKEN, VERIFY_TOKEN, sign_up, user_id
 
 pytestmark = pytest.mark.slow
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "grey", "purple"]

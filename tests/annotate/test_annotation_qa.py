@@ -376,3 +376,24 @@ def test_a_separate_verify_server_needs_its_own_token(sample_workspace_template,
                           capture_output=True, text=True, env=env)
     assert proc.returncode and "LABEL_STUDIO_VERIFY_API_KEY" in proc.stderr and "http://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr and "0" * 40 not in proc.stderr
+
+
+def test_a_broken_gold_file_is_refused_naming_the_file_and_the_entry(sample_workspace_template, tmp_path):
+    from refava.annotate.labelstudio import LabelStudioError, load_gold
+    from refava.records import Instances
+    from refava.workspace import Workspace
+
+    root = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, root)
+    ws = Workspace.load(root)
+    ws.config["annotation"]["gold"] = "gold.json"
+    iid = next(iter(Instances.from_parquet(ws.table("instances")))).instance_id
+    for content, found in ((json.dumps([{"instance_id": iid, "expression": "the man in red"},
+                                        {"instance_id": "nobody___0902___7", "expression": "x"}]), "entry 1"),
+                           ('{"not": "a list"}', "entry 0"), ("[{", "gold.json")):
+        (root / "gold.json").write_text(content)
+        with pytest.raises(LabelStudioError, match=found) as caught:
+            load_gold(ws)
+        assert "gold.json" in str(caught.value) and "Traceback" not in str(caught.value)
+    (root / "gold.json").write_text(json.dumps([{"instance_id": iid, "expression": "the man in red"}]))
+    assert load_gold(ws) == {iid: "the man in red"}

@@ -186,13 +186,14 @@ def _check_frame(frame, where: str) -> None:
 
 def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.random.Generator, *,
                    threads: int | None = None, plasma: np.ndarray | None = None,
-                   out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+                   out: Sequence[np.ndarray] | None = None, encodes=None) -> list[np.ndarray]:
     """Corrupt the frames of one clip, which may differ in size (a larger keyframe, say).
 
     Frame ``i`` draws from the ``i``-th generator spawned from ``rng``; fog draws one plasma per clip from ``rng``
     first (or takes ``plasma``) and shows it at every frame size alike.  ``out``: contiguous uint8 arrays of the
     frames' shapes to write into (fresh arrays otherwise); when ``frames`` is a whole clip (T, H, W, 3), ``out`` may
-    be one C-contiguous array of its shape, and runs of frames are then worked on in place.
+    be one C-contiguous array of its shape, and runs of frames are then worked on in place.  ``encodes``: where
+    the codec types keep a clip's reference encode between settings (a :class:`codec.Encodes`; default in memory).
     """
     from . import fog, noise, rain
 
@@ -230,7 +231,7 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     if spec.type in ("h264_crf", "h264_abr", "bit_error"):
         from .codec import recode
 
-        for target, image in zip(out, recode(frames, spec.type, spec.severity, rng)):
+        for target, image in zip(out, recode(frames, spec.type, spec.severity, rng, encodes)):
             target[...] = image
         return list(out)
     if spec.type in ("frame_rate", "freeze", "jumble", "box_jumble", "reverse"):
@@ -337,13 +338,15 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng: np.random.Generator | None = None,
-                 *, preset: str | None = None, style: str = "streaks", threads: int | None = None) -> np.ndarray:
+                 *, preset: str | None = None, style: str = "streaks", threads: int | None = None,
+                 encodes=None) -> np.ndarray:
     """Corrupt a whole clip: uint8 (T, H, W, 3) in, uint8 of the same shape out.
 
     ``type`` is one of gaussian_noise, shot_noise, fog, rain, brightness, contrast, saturate, motion_blur;
     ``severity`` 1..5 (ImageNet-C tables; the RAVAR authors' for contrast and motion blur) unless
     ``preset`` is "paper" or "authors_code" (see :func:`_preset`); ``style`` picks the rain style (``streaks`` as in the reference, ``drops`` as in the paper's
-    appendix); ``rng`` a ``numpy.random.Generator`` (required: no global random state).
+    appendix); ``rng`` a ``numpy.random.Generator`` (required: no global random state); ``encodes`` where the
+    codec types keep a clip's reference encode (a :class:`codec.Encodes`; default: the last few in memory).
     """
     spec = resolve(type, severity, preset=preset, style=style)
     if not isinstance(rng, np.random.Generator):
@@ -360,7 +363,7 @@ def corrupt_clip(frames: np.ndarray, type: str, severity: int | None = None, rng
     if spec.preset == "authors_code" and spec.type == "fog":   # the authors' centre crops
         return np.stack(corrupt_frames(frames, spec, rng, threads=threads))
     result = np.empty(frames.shape, dtype=np.uint8)          # C-contiguous, whatever the input's layout
-    corrupt_frames(frames, spec, rng, threads=threads, out=result)
+    corrupt_frames(frames, spec, rng, threads=threads, out=result, encodes=encodes)
     return result
 
 

@@ -16,9 +16,20 @@ and fixed settings (no macroblock tree: with it, x264 gave other bytes for the s
 the same process) on frames converted to I420 by OpenCV (and back), so the same frames give the same bytes; bit
 errors are drawn from the clip's generator.  The first (IDR) frame is spared by bit errors: damaged, it left
 macroblocks that no decoder fills with anything defined.
+
+A clip's CRF-23 encode serves eleven settings (h264_crf severity 1, every h264_abr severity for its bitrate, every
+bit_error severity for its stream): :class:`Encodes` keeps encodes, in memory and, for ``refava corrupt``, on disk
+in the workspace (``cache/h264/``), keyed by the frames' bytes, the encoder's settings and the library versions, so
+each is paid once per clip whichever settings need it (the same bytes as encoding again: the encoder is
+deterministic, tested).
 """
 from __future__ import annotations
 
+import hashlib
+import struct
+import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +38,7 @@ H264_CRF = (23, 30, 37, 44, 51)
 H264_ABR_DIVISOR = (2, 4, 8, 16, 32)
 BIT_ERROR_ONE_IN = (100000, 50000, 30000, 20000, 10000)
 CODEC = ("h264_crf", "h264_abr", "bit_error")
+REFERENCE_CRF = 23           # the stream bit errors damage and whose bitrate h264_abr divides (and h264_crf's first)
 # one thread, and no macroblock tree (its lookahead gave other bytes for the same frames after other encodes in the
 # same process; found by tests/corrupt/test_codec_temporal.py)
 _OPTIONS = {"preset": "medium", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:rc-lookahead=0"}
@@ -54,6 +66,92 @@ def _encode(frames: list[np.ndarray], options: dict) -> list[bytes]:
         packets += [bytes(p) for p in codec.encode(frame)]
     packets += [bytes(p) for p in codec.encode(None)]
     return packets
+
+
+class Encodes:
+    """H.264 encodes of clips, reused between settings: the last ``keep`` in memory and, with ``root``, every one on
+    disk (``root/ab/<key>.h264``: the packets, length-prefixed, then the sha256 of all before; a damaged or torn
+    entry is encoded again and rewritten).  The key covers everything that changes the bytes: the frames (bytes and
+    size), the encoder's options, PyAV's and libavcodec's versions and this file format.  Safe across threads and,
+    through atomic renames, across processes sharing ``root``."""
+
+    FORMAT = b"refava-h264 1\n"
+
+    def __init__(self, root: str | Path | None = None, keep: int = 8):
+        self.root = Path(root) if root is not None else None
+        self.keep = keep
+        self.encoded = self.reused = 0                 # counts, for a summary
+        self._memory: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(frames: list[np.ndarray], options: dict) -> str:
+        import av
+
+        digest = hashlib.sha256(Encodes.FORMAT)
+        settings = sorted({**_OPTIONS, **options}.items())
+        digest.update(repr((av.__version__, av.library_versions.get("libavcodec"), settings)).encode())
+        for frame in frames:
+            digest.update(repr(frame.shape).encode())
+            digest.update(np.ascontiguousarray(frame).data)
+        return digest.hexdigest()
+
+    def path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / f"{key}.h264"
+
+    def encode(self, frames: list[np.ndarray], options: dict) -> list[bytes]:
+        """:func:`_encode`'s packets for ``frames`` and ``options``, from the cache when there."""
+        key = self.key(frames, options)
+        with self._lock:
+            packets = self._memory.get(key)
+            if packets is not None:
+                self._memory.move_to_end(key)
+        if packets is None and self.root is not None:
+            packets = self._read(self.path(key))
+        if packets is None:
+            packets = _encode(frames, options)
+            if self.root is not None:
+                self._write(self.path(key), packets)
+            with self._lock:
+                self.encoded += 1
+        else:
+            with self._lock:
+                self.reused += 1
+        with self._lock:
+            self._memory[key] = packets
+            while len(self._memory) > self.keep:
+                self._memory.popitem(last=False)
+        return packets
+
+    def _read(self, path: Path) -> list[bytes] | None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        body, check = data[:-32], data[-32:]
+        if len(data) < len(self.FORMAT) + 36 or not body.startswith(self.FORMAT) or \
+                hashlib.sha256(body).digest() != check:
+            return None                                    # damaged or torn: encoded again, then rewritten
+        view, at = memoryview(body), len(self.FORMAT)
+        (count,) = struct.unpack_from("<I", view, at)
+        sizes = struct.unpack_from(f"<{count}I", view, at + 4)
+        at += 4 + 4 * count
+        packets = []
+        for size in sizes:
+            packets.append(bytes(view[at:at + size]))
+            at += size
+        return packets if at == len(body) else None
+
+    def _write(self, path: Path, packets: list[bytes]) -> None:
+        from ..fsutil import atomic_path
+
+        body = b"".join([self.FORMAT, struct.pack(f"<I{len(packets)}I", len(packets), *map(len, packets)), *packets])
+        with atomic_path(path) as tmp:                     # no fsync: a torn entry fails its checksum
+            tmp.write_bytes(body + hashlib.sha256(body).digest())
+
+
+_MEMORY = Encodes()          # the library's default: the last few encodes of this process (a clip's severities)
 
 
 def _decode(packets: list[bytes], n: int, shape: tuple[int, int]) -> list[np.ndarray]:
@@ -115,25 +213,29 @@ def _even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else image
 
 
-def _stream(frames: list[np.ndarray], kind: str, severity: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _stream(frames: list[np.ndarray], kind: str, severity: int, rng: np.random.Generator,
+            encodes: Encodes) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
     even = [_even(np.ascontiguousarray(f)) for f in frames]
     shape = even[0].shape[:2]
-    if kind == "h264_crf":
+    if kind == "h264_crf" and H264_CRF[severity - 1] != REFERENCE_CRF:
         packets = _encode(even, {"crf": str(H264_CRF[severity - 1])})
     else:
-        reference = _encode(even, {"crf": "23"})
+        reference = packets = encodes.encode(even, {"crf": str(REFERENCE_CRF)})       # kept: see Encodes
         if kind == "h264_abr":
             seconds = len(even) / 30.0
             rate = max(1000, int(sum(len(p) for p in reference) * 8 / seconds / H264_ABR_DIVISOR[severity - 1]))
             packets = _encode(even, {"b": str(rate), "maxrate": str(rate), "bufsize": str(rate)})
-        else:
+        elif kind == "bit_error":
             packets = _bit_errors(reference, BIT_ERROR_ONE_IN[severity - 1], rng)
     return [f[:h, :w] for f in _decode(packets, len(even), shape)]
 
 
-def recode(frames: Sequence[np.ndarray], kind: str, severity: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The clip's frames through the codec corruption (see the module doc)."""
+def recode(frames: Sequence[np.ndarray], kind: str, severity: int, rng: np.random.Generator,
+           encodes: Encodes | None = None) -> list[np.ndarray]:
+    """The clip's frames through the codec corruption (see the module doc); ``encodes`` keeps the CRF encodes
+    (default: the last few of this process, in memory)."""
+    encodes = _MEMORY if encodes is None else encodes
     groups: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(frames):
         groups.setdefault(f.shape[:2], []).append(i)
@@ -143,6 +245,6 @@ def recode(frames: Sequence[np.ndarray], kind: str, severity: int, rng: np.rando
         members = groups[size]
         streams = [members] if size == main else [[i] for i in members]      # an off-size keyframe: alone
         for chunk in streams:
-            for i, image in zip(chunk, _stream([frames[i] for i in chunk], kind, severity, rng)):
+            for i, image in zip(chunk, _stream([frames[i] for i in chunk], kind, severity, rng, encodes)):
                 out[i] = np.ascontiguousarray(image)
     return out  # type: ignore[return-value]

@@ -23,6 +23,7 @@ from ..framestore import hash_rows, jpeg_problem, require_intact
 from ..summary import Summary
 from ..tables import read_provenance, read_table, write_table
 from . import CorruptionSpec, clip_rng, corrupt_frames
+from .codec import CODEC
 
 
 @dataclass
@@ -84,6 +85,7 @@ def _decode(data: bytes) -> np.ndarray:
 # quantisation error adds to the noise at low severities and clips it at high ones).  Noise types are stored at
 # quality 98 without chroma subsampling: within 1 % of the unstored sigma at every severity, for about twice the
 # bytes (benchmarks/noise_storage.py prints both); the other types keep the clean frames' quality.
+ENCODES_DIR = Path("cache") / "h264"       # the codec types' shared reference encodes (codec.Encodes)
 NOISE_STORAGE = {"format": "jpeg", "quality": 98, "subsampling": "444"}
 
 
@@ -103,10 +105,11 @@ def encode_stored(image: np.ndarray, storage: dict) -> bytes:
 
 
 def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int,
-                  quality: int, *, pool=None, force: bool = False,
-                  only_check: bool = False) -> tuple[list[dict], dict[str, int]] | None:
+                  quality: int, *, pool=None, force: bool = False, only_check: bool = False,
+                  encodes=None) -> tuple[list[dict], dict[str, int]] | None:
     """Corrupt the ``clips`` of one movie's clean frames file into ``out_path``; return manifest rows and skips.
-    With ``only_check`` nothing is written: None when the movie still has work to do."""
+    With ``only_check`` nothing is written: None when the movie still has work to do.  ``encodes``: the codec
+    types' shared encodes (:class:`codec.Encodes`)."""
     table = read_store(clean_path)
     by_clip: dict[str, list[dict]] = defaultdict(list)
     for row in table.to_pylist():
@@ -129,7 +132,8 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
         return None
     out_rows, outputs = [], {}
     mapper = pool.map if pool is not None else map
-    for clip_id in sources:
+
+    def one_clip(clip_id: str, mapper=mapper) -> list[dict]:
         rows = sorted(by_clip[clip_id], key=_clip_order)
         try:
             images = list(mapper(_decode, [r["jpeg"] for r in rows]))
@@ -139,9 +143,17 @@ def corrupt_movie(clean_path: Path, out_path: Path, clips: dict[str, str], spec:
                 f"{clean_path} (movie {clean_path.stem}) clip {clip_id}: the {bad['role']} frame at grid index "
                 f"{bad['grid_index']} is not a decodable JPEG ({exc}); delete {clean_path.name} and rerun "
                 f"`refava ingest`, then corrupt again (finished movies are kept)") from None
-        corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name))
+        corrupted = corrupt_frames(images, spec, clip_rng(seed, clip_id, spec.name), encodes=encodes)
         jpegs = list(mapper(lambda im: encode_stored(im, record["storage"]), corrupted))
-        new_rows = [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]
+        return [{**r, "jpeg": j} for r, j in zip(rows, jpegs)]
+
+    if spec.type in CODEC:
+        # the encoder runs one thread per clip (for the same bytes), so clips run side by side instead, each on
+        # one thread of the pool (x264 releases the GIL); every clip has its own generator: the same bytes
+        done = mapper(lambda clip_id: one_clip(clip_id, map), list(sources))
+    else:
+        done = map(one_clip, list(sources))
+    for clip_id, new_rows in zip(sources, done):
         outputs[clip_id] = hash_rows(new_rows)
         out_rows.extend(new_rows)
     record["outputs"] = outputs
@@ -162,12 +174,27 @@ def _manifest_rows(record: dict, path: Path) -> list[dict]:
 
 
 def _corrupt_task(clean: Path, out: Path, clips: dict[str, str], spec: CorruptionSpec, seed: int, quality: int,
-                  force: bool):
-    """One movie under one setting, as an engine task (in any process): JPEG work on two threads."""
+                  force: bool, encodes_root: Path):
+    """One movie under one setting, as an engine task (in any process): JPEG work on two threads; the codec types
+    share each clip's reference encode with the other settings through ``encodes_root`` (the workspace's
+    ``cache/h264/``)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    encodes = _encodes(encodes_root) if spec.type in CODEC else None
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="refava-jpeg") as pool:
-        return corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force)
+        return corrupt_movie(clean, out, clips, spec, seed, quality, pool=pool, force=force, encodes=encodes)
+
+
+_ENCODES: dict[Path, object] = {}
+
+
+def _encodes(root: Path):
+    """One :class:`codec.Encodes` per cache folder and process (its folder serves every process)."""
+    from .codec import Encodes
+
+    if root not in _ENCODES:
+        _ENCODES[root] = Encodes(root)
+    return _ENCODES[root]
 
 
 def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str] = ("test",), *,
@@ -199,7 +226,8 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
                 skipped[f"movie has no clean frames file ({CLEAN_DIR}/<video>.parquet)"] += len(clips)
                 continue
             out = corrupted_path(ws.root, spec.name, video_id)
-            tasks.append(Task((spec.name, video_id), _corrupt_task, (clean, out, clips, spec, seed, quality, force),
+            tasks.append(Task((spec.name, video_id), _corrupt_task, (clean, out, clips, spec, seed, quality, force,
+                                                                      ws.root / ENCODES_DIR),
                               label=f"{spec.name} movie {video_id}"))
     start = time.perf_counter()
     if merge:

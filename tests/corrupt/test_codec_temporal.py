@@ -33,7 +33,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_decodes_to_the_clip_and_gives_the_same_bytes_again(kind):
     clip = scene(24, 48, 64, texture=8.0)
     outs = [corrupt_clip(clip, kind, s, clip_rng(3, "m___0902", f"{kind}_s{s}")) for s in (1, 5)]
-    again = [corrupt_clip(clip, kind, s, clip_rng(3, "m___0902", f"{kind}_s{s}")) for s in (1, 5)]
+    from refava.corrupt.codec import Encodes
+
+    again = [corrupt_clip(clip, kind, s, clip_rng(3, "m___0902", f"{kind}_s{s}"), encodes=Encodes(keep=0))
+             for s in (1, 5)]                                                  # encoded again, not kept
     for a, b in zip(outs, again):
         assert a.shape == clip.shape and a.dtype == np.uint8 and np.array_equal(a, b)
     assert not np.array_equal(outs[1], clip)                                   # severity 5 does something
@@ -105,6 +108,78 @@ def test_the_stage_stores_them_and_a_rerun_writes_the_same_bytes(sample_workspac
     stores = sorted((ws / "frames" / "corrupted").rglob("*.parquet"))
     first = {p: p.read_bytes() for p in stores}
     assert {p.parent.name for p in stores} == {"h264_abr_s5", "bit_error_s5", "box_jumble_s5"}
+    # the two codec settings shared each clip's reference encode: one kept encode per clip (and per keyframe
+    # stored at its own size, encoded alone), none left half-written
+    kept = sorted((ws / "cache" / "h264").rglob("*"))
+    clips = {c for p in stores if p.parent.name == "bit_error_s5" for c in pq_clips(p)}
+    assert len(clips) <= len([k for k in kept if k.suffix == ".h264"]) <= 2 * len(clips)
+    assert all(k.is_dir() or k.suffix == ".h264" for k in kept)
     shutil.rmtree(ws / "frames" / "corrupted")
-    refava(*args)
+    refava(*args)                                                          # from the kept encodes
     assert {p: p.read_bytes() for p in sorted((ws / "frames" / "corrupted").rglob("*.parquet"))} == first
+    assert sorted((ws / "cache" / "h264").rglob("*")) == kept
+    shutil.rmtree(ws / "frames" / "corrupted")
+    shutil.rmtree(ws / "cache" / "h264")
+    refava(*args)                                                          # encoded afresh
+    assert {p: p.read_bytes() for p in sorted((ws / "frames" / "corrupted").rglob("*.parquet"))} == first
+
+
+def pq_clips(path):
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist())
+
+
+def test_a_clips_reference_encode_is_paid_once_and_gives_the_same_bytes_as_encoding_again(tmp_path):
+    """h264_crf severity 1, h264_abr and bit_error share the clip's CRF-23 encode (codec.Encodes): kept on disk it
+    is encoded once for all eleven settings, and every result equals the one encoded afresh."""
+    from refava.corrupt import codec
+
+    clip = scene(16, 48, 64, texture=20.0)
+    settings = [("h264_crf", 1)] + [(k, s) for k in ("h264_abr", "bit_error") for s in range(1, 6)]
+    cold = {}
+    for kind, s in settings:                      # a fresh memory-less cache each time: nothing reused
+        cold[kind, s] = codec.recode(list(clip), kind, s, clip_rng(0, "c", f"{kind}_s{s}"), codec.Encodes(keep=0))
+    shared = codec.Encodes(tmp_path / "h264", keep=0)
+    for kind, s in settings:
+        out = codec.recode(list(clip), kind, s, clip_rng(0, "c", f"{kind}_s{s}"), shared)
+        assert all(np.array_equal(a, b) for a, b in zip(out, cold[kind, s])), (kind, s)
+    assert (shared.encoded, shared.reused) == (1, len(settings) - 1)
+    assert len(list((tmp_path / "h264").rglob("*.h264"))) == 1
+    # another process's view of the folder: read, not encoded
+    again = codec.Encodes(tmp_path / "h264", keep=0)
+    codec.recode(list(clip), "bit_error", 5, clip_rng(0, "c", "x"), again)
+    assert (again.encoded, again.reused) == (0, 1)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "empty", "other_file"])
+def test_a_damaged_kept_encode_is_encoded_again_and_rewritten(tmp_path, damage):
+    from refava.corrupt import codec
+
+    clip = scene(8, 48, 64, texture=20.0)
+    first = codec.Encodes(tmp_path, keep=0)
+    expected = codec.recode(list(clip), "bit_error", 5, clip_rng(1, "c", "b"), first)
+    (entry,) = list(tmp_path.rglob("*.h264"))
+    good = entry.read_bytes()
+    bad = {"truncated": good[:len(good) // 2], "flipped": good[:100] + bytes([good[100] ^ 1]) + good[101:],
+           "empty": b"", "other_file": b"refava-h264 1\n" + b"\0" * 64}[damage]
+    entry.write_bytes(bad)
+    second = codec.Encodes(tmp_path, keep=0)
+    out = codec.recode(list(clip), "bit_error", 5, clip_rng(1, "c", "b"), second)
+    assert all(np.array_equal(a, b) for a, b in zip(out, expected))
+    assert (second.encoded, second.reused) == (1, 0) and entry.read_bytes() == good
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p != entry]            # no temporary left
+
+
+def test_the_kept_encodes_key_covers_the_frames_and_the_encoder_settings():
+    from refava.corrupt import codec
+
+    clip = list(scene(4, 16, 16, texture=5.0))
+    base = codec.Encodes.key(clip, {"crf": "23"})
+    touched = [f.copy() for f in clip]
+    touched[3][15, 15, 2] ^= 1                                             # one bit of the last frame
+    assert codec.Encodes.key(touched, {"crf": "23"}) != base
+    assert codec.Encodes.key(clip, {"crf": "24"}) != base
+    assert codec.Encodes.key(clip[:3], {"crf": "23"}) != base
+    assert codec.Encodes.key([f.reshape(8, 32, 3) for f in clip], {"crf": "23"}) != base   # same bytes, other size
+    assert codec.Encodes.key([f.copy() for f in clip], {"crf": "23"}) == base

@@ -146,9 +146,18 @@ class Encodes:
     def _write(self, path: Path, packets: list[bytes]) -> None:
         from ..fsutil import atomic_path
 
+        from ..errors import DiskFullError, StageError
+
         body = b"".join([self.FORMAT, struct.pack(f"<I{len(packets)}I", len(packets), *map(len, packets)), *packets])
-        with atomic_path(path) as tmp:                     # no fsync: a torn entry fails its checksum
-            tmp.write_bytes(body + hashlib.sha256(body).digest())
+        try:
+            with atomic_path(path) as tmp:                 # no fsync: a torn entry fails its checksum
+                tmp.write_bytes(body + hashlib.sha256(body).digest())
+        except DiskFullError:
+            raise
+        except OSError as exc:
+            raise StageError(f"cannot keep a clip's reference encode at {path} ({exc.strerror or exc}): {self.root} "
+                             f"must be a folder this user can write (it holds only encodes refava can make again: "
+                             f"remove it, or fix its permissions) and rerun; finished movies are kept") from None
 
 
 _MEMORY = Encodes()          # the library's default: the last few encodes of this process (a clip's severities)

@@ -43,6 +43,7 @@ class CorruptSummary:
     manifest: str = ""
     seconds: float = 0.0
     shard_report: str = ""
+    encodes: str = ""                  # the kept reference encodes (codec types), "<folder> (N files, size)"
 
     def lines(self) -> list[str]:
         out = []
@@ -54,6 +55,9 @@ class CorruptSummary:
             out.append(f"  {frames} frames corrupted in {self.seconds:.1f} s ({frames / self.seconds:.0f} frames/s)")
         for reason, n in sorted(self.skipped.items()):
             out.append(f"  skipped {n} clip(s): {reason}")
+        if self.encodes:
+            out.append(f"  clips' reference H.264 encodes kept for the other codec settings: {self.encodes} (may be "
+                       f"deleted; they are encoded again)")
         return out
 
 
@@ -264,6 +268,9 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     summary.seconds = time.perf_counter() - start
     summary.settings = list(per_setting.values())
     summary.skipped = dict(skipped)
+    if any(spec.type in CODEC for spec in specs) and (ws.root / ENCODES_DIR).is_dir():
+        kept = [p for p in (ws.root / ENCODES_DIR).rglob("*.h264")]
+        summary.encodes = f"{ws.root / ENCODES_DIR} ({len(kept)} files, {sum(p.stat().st_size for p in kept) / 1e6:.1f} MB)"
     if shard is not None:
         from ..engine import write_shard_report
 

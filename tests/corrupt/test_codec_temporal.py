@@ -104,7 +104,8 @@ def test_the_stage_stores_them_and_a_rerun_writes_the_same_bytes(sample_workspac
     refava("build-splits")
     args = ["corrupt", "--type", "h264_abr", "--type", "bit_error", "--type", "box_jumble", "--severity", "5",
             "--split", "test", "--no-progress"]
-    refava(*args)
+    said = refava(*args).stdout
+    assert f"{ws / 'cache' / 'h264'} (" in said and "files" in said              # where the kept encodes went
     stores = sorted((ws / "frames" / "corrupted").rglob("*.parquet"))
     first = {p: p.read_bytes() for p in stores}
     assert {p.parent.name for p in stores} == {"h264_abr_s5", "bit_error_s5", "box_jumble_s5"}
@@ -183,3 +184,29 @@ def test_the_kept_encodes_key_covers_the_frames_and_the_encoder_settings():
     assert codec.Encodes.key(clip[:3], {"crf": "23"}) != base
     assert codec.Encodes.key([f.reshape(8, 32, 3) for f in clip], {"crf": "23"}) != base   # same bytes, other size
     assert codec.Encodes.key([f.copy() for f in clip], {"crf": "23"}) == base
+
+
+def test_a_cache_folder_that_is_a_file_is_refused_naming_it_and_nothing_is_lost(sample_workspace_template, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_workspace_template, ws)
+
+    def refava(*args):
+        return subprocess.run([sys.executable, "-m", "refava", *args], cwd=ws, capture_output=True, text=True)
+
+    assert refava("build-splits").returncode == 0
+    args = ["corrupt", "--type", "fog", "--type", "bit_error", "--severity", "2", "--split", "test", "--no-progress"]
+    (ws / "cache").mkdir(exist_ok=True)
+    (ws / "cache" / "h264").write_text("a user's file, not a folder\n")
+    proc = refava(*args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert str(ws / "cache" / "h264") in proc.stderr and "must be a folder" in proc.stderr, proc.stderr
+    assert (ws / "cache" / "h264").read_text() == "a user's file, not a folder\n"
+    assert not list((ws / "frames" / "corrupted").glob("bit_error_s2/*.parquet"))
+    assert not [p for p in ws.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
+    (ws / "cache" / "h264").unlink()
+    assert refava(*args).returncode == 0
+    assert list((ws / "frames" / "corrupted").glob("bit_error_s2/*.parquet"))

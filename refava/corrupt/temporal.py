@@ -5,11 +5,16 @@ Severity tables from the published code, cited per type:
 * ``frame_rate``: Yi et al. (NeurIPS 2021, ``create_mini_kinetics_c.py``, ``frame_rate``): the clip re-timed to
   20, 16, 12, 9, 6 fps; each 30 fps position shows the latest frame of the slower clip;
 * ``freeze`` (Schiappa et al., CVPR 2023, ``video_perturbations.py``): k = .4 T, .2 T, .1 T, .05 T, .01 T frames
-  (at least 1) are picked at random (and the first), each held until the next picked one (their code repeats .1 T
-  at severity 5 and keeps 2 frames at severity 4, which freeze less than severity 3 on short clips; these keep the
-  order of their table);
+  are picked at random (and the first), each held until the next picked one (their code repeats .1 T at severity 5
+  and keeps 2 frames at severity 4, which freeze less than severity 3 on short clips; these keep the order of their
+  table).  A k that is not whole is rounded up with the probability of its fraction, down otherwise, so a short
+  clip keeps the table's expected count (their floor of one frame stands for the first, always held): truncated,
+  severities 2-5 of an 8-frame clip were one corruption;
 * ``jumble`` (Schiappa et al.): frames shuffled within consecutive segments of 2, 4, 8, 16, 32 frames (their
-  64 / 2^s, listed so that the disorder rises with severity: their severity 1 has the longest segments);
+  64 / 2^s, listed so that the disorder rises with severity: their severity 1 has the longest segments).  Where a
+  segment, scaled to the clip, is shorter than two frames (length L < 2: severities 1-4 of an 8-frame clip), pairs
+  of frames are shuffled each with probability L / 2, so that the expected disorder still rises with severity (with
+  segments clamped to two frames the five severities of an 8-frame clip were one corruption);
 * ``box_jumble`` (Schiappa et al.): consecutive segments of 36, 25, 16, 9, 4 frames, the segments' order shuffled
   (the lengths their docstring gives, "from 36 to 4"; their code computes them the other way round);
 * ``reverse`` (Schiappa et al., ``reverse_sampling``): every r-th frame kept and repeated r times, r = 2, 4, 8, 16,
@@ -33,7 +38,6 @@ REVERSE_RATE = (2, 4, 8, 16, 32)
 JUMBLE_SEGMENT = (2, 4, 8, 16, 32)
 BOX_SEGMENT = (36, 25, 16, 9, 4)
 FREEZE_SHARE = (.4, .2, .1, .05, .01)
-FREEZE_MIN = 1
 THEIR_FRAMES = 128          # Schiappa et al.'s input: 4 clips of 32 frames; segment lengths scale to the clip
 TEMPORAL = ("frame_rate", "freeze", "jumble", "box_jumble", "reverse")
 
@@ -48,10 +52,14 @@ def order(kind: str, severity: int, n: int, rng: np.random.Generator) -> list[in
         kept = [i for i in range(0, n, r) for _ in range(r)][:n]
         return kept[::-1]
     if kind == "jumble":
-        seg = max(2, round(JUMBLE_SEGMENT[severity - 1] * n / THEIR_FRAMES))
+        length = JUMBLE_SEGMENT[severity - 1] * n / THEIR_FRAMES
+        seg = max(2, round(length))
         out: list[int] = []
         for start in range(0, n, seg):
             part = list(range(start, min(start + seg, n)))
+            if length < 2 and rng.random() >= length / 2:
+                out += part                   # a segment shorter than two frames, scaled: see the module doc
+                continue
             out += [part[j] for j in rng.permutation(len(part))]
         return out
     if kind == "box_jumble":
@@ -59,7 +67,8 @@ def order(kind: str, severity: int, n: int, rng: np.random.Generator) -> list[in
         parts = [list(range(s, min(s + seg, n))) for s in range(0, n, seg)]
         return [i for j in rng.permutation(len(parts)) for i in parts[j]]
     if kind == "freeze":
-        k = int(max(FREEZE_SHARE[severity - 1] * n, FREEZE_MIN))
+        share = FREEZE_SHARE[severity - 1] * n             # frames picked besides the first, rounded at random
+        k = math.floor(share) + int(rng.random() < share - math.floor(share))
         picked = sorted(int(i) for i in rng.choice(n, size=min(k, n), replace=False))
         if not picked or picked[0] != 0:
             picked = [0] + picked

@@ -12,8 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# imagecorruptions: a peer the tests compare with, without its dependencies (its opencv-python would shadow ours)
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,rephrase,train,fast,ray]'
+	$(BIN)/python -m pip install --quiet --no-deps imagecorruptions==1.1.2
 	touch $@
 
 install: $(VENV)/.installed
@@ -90,7 +92,6 @@ test: install labelstudio fiftyone lint
 
 bench: install
 	$(BIN)/python -m pip install --quiet scikit-learn scikit-image scipy
-	$(BIN)/python -m pip install --quiet --no-deps imagecorruptions   # its opencv-python would shadow the headless one
 	$(BIN)/python -m pip install --quiet imageio-ffmpeg               # a static ffmpeg: the video corruptions' baseline
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/splits.py

@@ -7,7 +7,7 @@ the split (``test.jsonl``), and on each corruption configuration of the split, n
 its configuration; then, per metric (mAP and AUROC, macro and weighted; mIOU when boxes are predicted):
 
 * mPC: the mean of the metric over every scored (type, severity) setting (Hendrycks and Dietterich's mean
-  performance under corruption; presets such as ``_ravar`` are reported apart and left out of it);
+  performance under corruption; presets such as ``fog_paper`` are reported apart and left out of it);
 * rPC: mPC / the clean score (relative performance under corruption);
 * per type: the mean over its severities, and the table of every setting.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import RefavaError
 
 METRICS = ("map_macro", "map_weighted", "auroc_macro", "auroc_weighted", "miou")
-SETTING = re.compile(r"^(?P<type>[a-z_]+?)_s(?P<severity>[1-5])(?P<style>_drops)?$")
+SETTING = re.compile(r"^(?P<type>[a-z][a-z0-9_]*?)_s(?P<severity>[1-5])(?P<style>_drops)?$")
 SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv")
 
 

@@ -27,6 +27,8 @@ def corrupted(sample_workspace_template, sample_corpus, tmp_path_factory):
                  ["corrupt", "--type", "fog", "--type", "brightness", "--severity", "1", "--severity", "4",
                   "--split", "test", "--no-progress"],
                  ["corrupt", "--type", "fog", "--preset", "paper", "--split", "test", "--no-progress"],
+                 ["corrupt", "--type", "h264_crf", "--type", "box_jumble", "--severity", "2", "--split", "test",
+                  "--no-progress"],                            # a type with digits in its name, a temporal one
                  ["package", "--no-progress"]):
         proc = run(*args, cwd=ws)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -53,7 +55,7 @@ def test_mpc_and_rpc_equal_a_hand_computation(corrupted, tmp_path):
     gt = load_ground_truth(data, "test")
     _predict(gt, 0.2, 0, preds / "clean.jsonl")
     noise = {"test_fog_s1": 0.3, "test_fog_s4": 0.6, "test_brightness_s1": 0.25, "test_brightness_s4": 0.5,
-             "test_fog_paper": 0.4}
+             "test_fog_paper": 0.4, "test_h264_crf_s2": 0.35, "test_box_jumble_s2": 0.45}
     for k, (name, level) in enumerate(noise.items()):
         _predict(load_ground_truth(data, "test", name), level, k + 1, preds / f"{name}.jsonl")
     proc = run("evaluate", "--robustness", preds, "--split", "test", "--dataset", data, cwd=tmp_path)
@@ -72,6 +74,7 @@ def test_mpc_and_rpc_equal_a_hand_computation(corrupted, tmp_path):
         assert report["summary"][metric]["clean"] == pytest.approx(clean[metric], abs=1e-9)
     assert report["per_type"]["fog"]["severities"]["4"]["map_macro"] == pytest.approx(by_hand["test_fog_s4"]["map_macro"])
     assert set(report["presets"]) == {"fog_paper"} and report["not_scored"] == []
+    assert set(report["per_type"]) == {"fog", "brightness", "h264_crf", "box_jumble"}
     assert report["summary"]["map_macro"]["mPC"] < report["summary"]["map_macro"]["clean"]      # noise costs
     md = (preds / "robustness.md").read_text()
     assert "| map_macro |" in md and "| fog |" in md and "Presets (not in mPC)" in md

@@ -48,6 +48,8 @@ demo: install $(DEMO)/sample/.complete
 	$(BIN)/refava -w $(DEMO)/ws browse --no-progress
 	$(BIN)/python tools/demo_scorer.py $(DEMO)/ws/refava $(DEMO)/ws/reports/class_prior_predictions.jsonl
 	$(BIN)/refava evaluate --predictions $(DEMO)/ws/reports/class_prior_predictions.jsonl --split test --dataset $(DEMO)/ws/refava
+	$(BIN)/python tools/demo_scorer.py --robustness $(DEMO)/ws/refava $(DEMO)/ws/reports/knn_predictions
+	$(BIN)/refava evaluate --robustness $(DEMO)/ws/reports/knn_predictions --split test --dataset $(DEMO)/ws/refava --out $(DEMO)/ws/reports/robustness
 	cd $(DEMO)/ws && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset("refava"))'
 	$(BIN)/refava -w $(DEMO)/ws status
 	@echo
@@ -66,6 +68,7 @@ demo: install $(DEMO)/sample/.complete
 	@echo "  exports:        $(abspath $(DEMO)/ws/exports)   (ava/: AVA csv + SlowFast frame lists; coco/: COCO + refs;"
 	@echo "                  webdataset/: tar shards; fiftyone/: tools/fiftyone.sh open $(abspath $(DEMO)/ws/exports/fiftyone))"
 	@echo "  scorer:         $(abspath $(DEMO)/ws/reports/class_prior_predictions.test.metrics.json)   (a class-prior model's predictions, scored)"
+	@echo "  robustness:     $(abspath $(DEMO)/ws/reports/robustness/robustness.md)   (mPC, rPC of a nearest-keyframe model over the corruption configurations; .png)"
 	@echo "  load it:        cd $(abspath $(DEMO)/ws) && HF_HUB_OFFLINE=1 $(abspath $(BIN))/python -c 'import datasets; print(datasets.load_dataset(\"refava\"))'"
 
 # Label Studio pins packages that clash with refava's: its own virtual environment, for the real-server tests

@@ -96,3 +96,21 @@ def test_robustness_without_clean_predictions_is_a_clear_error(corrupted, tmp_pa
     proc = run("evaluate", "--robustness", tmp_path / "preds", "--split", "test", "--dataset", corrupted / "refava",
                cwd=tmp_path)
     assert proc.returncode != 0 and "no predictions on the clean split" in proc.stderr
+
+
+def test_the_demos_nearest_keyframe_model_reads_pixels_and_covers_every_configuration(corrupted, tmp_path):
+    """tools/demo_scorer.py --robustness (what make demo scores): a file per configuration, and a corruption that
+    changes pixels changes its scores."""
+    data = corrupted / "refava"
+    tool = Path(__file__).resolve().parents[1] / "tools" / "demo_scorer.py"
+    proc = subprocess.run([sys.executable, tool, "--robustness", data, tmp_path / "knn"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run("evaluate", "--robustness", tmp_path / "knn", "--split", "test", "--dataset", data, "--out",
+               tmp_path / "rep", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "rep" / "robustness.json").read_text())
+    assert report["not_scored"] == [] and {"fog", "brightness", "h264_crf", "box_jumble"} <= set(report["per_type"])
+    clean = [json.loads(line)["scores"] for line in (tmp_path / "knn" / "clean.jsonl").read_text().splitlines()]
+    fog = [json.loads(line)["scores"] for line in (tmp_path / "knn" / "test_fog_s4.jsonl").read_text().splitlines()]
+    assert len(clean) == len(fog) and clean != fog

@@ -48,7 +48,9 @@ def corrupt_cmd(ctx, types, severities, preset, splits, rain_style, seed, force,
     Writes frames/corrupted/<setting>/<video_id>.parquet (e.g. fog_s3, rain_paper), stored like the clean frames,
     and tables/corruptions.parquet: one row per clip and setting with its parameters, seed and the hashes of the
     clean and corrupted clip.  Each clip's randomness comes from (seed, clip id, setting), so any subset, order or
-    rerun gives the same bytes.  Interrupted runs resume per movie; up-to-date movies are not redone.
+    rerun gives the same bytes.  Interrupted runs resume per movie; up-to-date movies are not redone.  The codec
+    types keep each clip's CRF-23 encode in cache/h264/ (h264_crf 1, h264_abr and bit_error all start from it:
+    encoded once per clip; delete the folder any time, the outputs stay the same).
     \b
     Examples:
       refava corrupt --type fog --severity 3

@@ -95,6 +95,9 @@ STAGES = {
     "ingest": (_reingest, ["ingest", "--no-progress", "--workers", "2"], ["tables", "frames"]),
     "corrupt": (None, ["corrupt", "--type", "rain", "--type", "gaussian_noise", "--severity", "2", "--severity", "5",
                        "--split", "all", "--no-progress"], ["tables", "frames"]),
+    # the codec types keep each clip's reference encode in cache/h264: it must come out the same too
+    "corrupt_codec": (None, ["corrupt", "--type", "bit_error", "--type", "h264_abr", "--severity", "2", "--split",
+                             "test", "--no-progress"], ["tables", "frames", "cache/h264"]),
     "package": (lambda ws: shutil.rmtree(ws / "refava"), ["package", "--no-progress"], ["refava"]),
     "train": (None, ["train", "--epochs", "6"], ["runs/refatomnet/metrics.json"]),
     "rephrase": (None, ["rephrase", "--test", "-n", "1", "--no-progress"], ["tables"]),

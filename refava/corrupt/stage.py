@@ -252,7 +252,7 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
             results = run_tasks(tasks, engine, on_done=lambda task, _: bar.update(len(task.args[2])))
         finally:
             bar.close()
-    clean_stale_temporaries(ws.root, ("frames",))     # those of workers killed mid-movie (and retried)
+    clean_stale_temporaries(ws.root, ("frames", "cache"))     # those of workers killed mid-movie (and retried)
     per_setting = {spec.name: SettingSummary(spec.name, folder=str(ws.root / CORRUPTED_DIR / spec.name))
                    for spec in specs}
     for (name, _video), (rows, skips) in sorted(results.items()):

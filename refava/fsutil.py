@@ -52,7 +52,8 @@ def stale(name: str) -> bool:
     return match["host"] == HOST and not pid_alive(int(match["pid"]))
 
 
-def clean_stale_temporaries(root: str | os.PathLike, folders=("tables", "frames", "cache", "reports")) -> list[Path]:
+def clean_stale_temporaries(root: str | os.PathLike,
+                            folders=("tables", "frames", "cache", "reports", "labelstudio")) -> list[Path]:
     """Delete the temporary files (``.*.tmp``) that dead refava runs left under ``root``'s ``folders``; returns
     them.  Files of live runs, and of other machines, are kept.  Errors (a read-only workspace) are ignored."""
     removed = []

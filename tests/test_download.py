@@ -12,10 +12,12 @@ from refava.errors import DownloadError
 
 
 class Server:
-    """Serves ``files`` under /trainval/; ``drop_once`` names files whose first GET stops half way."""
+    """Serves ``files`` under /trainval/; ``drop_once`` names files whose first GET stops half way; ``pace_s``
+    sleeps that long after each 16 KB sent (a slow link, for a download to be killed half way)."""
 
-    def __init__(self, files: dict[str, bytes], drop_once=(), ignore_range=False):
+    def __init__(self, files: dict[str, bytes], drop_once=(), ignore_range=False, pace_s: float = 0.0):
         self.files, self.drop_once, self.ignore_range = files, set(drop_once), ignore_range
+        self.pace_s = pace_s
         self.requests: list[tuple[str, str, str | None]] = []
         server = self
 
@@ -66,7 +68,18 @@ class Server:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                self.wfile.write(body)
+                if not server.pace_s:
+                    self.wfile.write(body)
+                    return
+                import time
+
+                for at in range(0, len(body), 1 << 14):
+                    try:
+                        self.wfile.write(body[at:at + (1 << 14)])
+                        self.wfile.flush()
+                    except OSError:          # the client was killed
+                        return
+                    time.sleep(server.pace_s)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

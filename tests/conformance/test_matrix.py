@@ -639,6 +639,9 @@ def _download_case(kind: str) -> Callable[[Env], None]:
         out.mkdir()
         listing = env.tmp / "files.txt"
         listing.write_text("\n".join(FILES) + "\n")
+        if kind == "sigkill":
+            _download_killed(env, listing)
+            return
         with Server(FILES) as srv:
             args = ["download", "--file-list", listing, "--out", out, "--base-url", srv.url, "--no-progress"]
             if kind == "user_files":
@@ -660,6 +663,32 @@ def _download_case(kind: str) -> Callable[[Env], None]:
                     ok(proc, code=None)
                     assert proc.returncode != 0 and len(proc.stderr) < 2000, (form, proc.stderr)
     return case
+
+
+def _download_killed(env: Env, listing: Path) -> None:
+    """Over a slow link, SIGKILL at three points of a download, then run again: every file whole, no .part or
+    temporary left, no process outliving the killed one."""
+    from test_download import FILES, Server
+    from test_kill import POINTS, kill_at
+
+    with Server(FILES, pace_s=0.04) as srv:
+        reference = env.tmp / "reference"
+        started = time.monotonic()
+        refava("download", "--file-list", listing, "--out", reference, "--base-url", srv.url, "--no-progress",
+               check=True)
+        took = time.monotonic() - started
+        for point in POINTS:
+            out = env.tmp / f"killed-{point}"
+            args = ["download", "--file-list", str(listing), "--out", str(out), "--base-url", srv.url,
+                    "--no-progress"]
+            seen = kill_at(env.tmp, args, point * took)
+            end = time.monotonic() + 10
+            while any(alive(p) for p in seen) and time.monotonic() < end:
+                time.sleep(0.1)
+            assert not [p for p in seen if alive(p)], f"a child outlived the killed download ({point})"
+            refava(*args, check=True)
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == FILES, point
+            assert not leftovers(out), (point, leftovers(out))
 
 
 ROWS: dict[str, dict[str, object]] = {
@@ -689,7 +718,7 @@ ROWS: dict[str, dict[str, object]] = {
         "user_files": _download_case("user_files"),
         "read_only": NA("writes no workspace; the movies folder's OS errors are counted failures"),
         "full_disk": NA("each file is a .part until its size is checked, then renamed"),
-        "sigkill": Elsewhere("tests/test_download.py::test_partial_file_from_an_earlier_run_is_resumed"),
+        "sigkill": _download_case("sigkill"),
         "hostile_inputs": _download_case("hostile"),
         "second_writer": _download_case("second_writer"),
     },
@@ -735,7 +764,7 @@ ROWS: dict[str, dict[str, object]] = {
         "user_files": NA("writes to a Label Studio server and labelstudio/ of the workspace"),
         "read_only": read_only(["annotate", "push", "--stage", "describe", "--url", "http://127.0.0.1:1"], writes=True),
         "full_disk": NA("writes its task map atomically; the server holds the rest"),
-        "sigkill": Elsewhere("tests/annotate/test_labelstudio_server.py::test_push_answer_as_two_users_pull_and_check"),
+        "sigkill": Elsewhere("tests/annotate/test_labelstudio_kill.py::test_sigkill_during_push_then_a_rerun_gives_the_tasks_of_an_uninterrupted_push"),
         "hostile_inputs": Elsewhere("tests/annotate/test_labelstudio_server.py::test_push_finds_the_document_root_fails_clearly_without_one_and_repairs_broken_tasks"),
         "second_writer": holds_lock("annotate", ["annotate", "push", "--stage", "describe", "--url", "http://127.0.0.1:1"]),
     },
@@ -744,7 +773,7 @@ ROWS: dict[str, dict[str, object]] = {
         "user_files": NA("writes labelstudio/ of the workspace and the annotations table"),
         "read_only": read_only(["annotate", "pull", "--url", "http://127.0.0.1:1"], writes=True),
         "full_disk": NA("each export is written atomically, then imported as `annotate import` is"),
-        "sigkill": Elsewhere("tests/annotate/test_labelstudio_server.py::test_push_answer_as_two_users_pull_and_check"),
+        "sigkill": Elsewhere("tests/annotate/test_labelstudio_kill.py::test_sigkill_during_pull_then_a_rerun_writes_the_same_table"),
         "hostile_inputs": Elsewhere("tests/test_faults.py::test_exports_with_fields_of_the_wrong_type_are_problems_not_tracebacks"),
         "second_writer": holds_lock("annotate", ["annotate", "pull", "--url", "http://127.0.0.1:1"]),
     },

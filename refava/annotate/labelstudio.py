@@ -213,6 +213,7 @@ class PushResult:
     added: int = 0
     existing: int = 0
     repaired: int = 0
+    duplicates: int = 0
     skipped: dict = field(default_factory=dict)
 
 
@@ -260,6 +261,32 @@ def _repair(client: "Client", project_id: int, folder: Path, relative: Path) -> 
             client.call("PATCH", f"/api/tasks/{task['id']}", json={"data": {**data, "image": right}})
             repaired += 1
     return repaired
+
+
+def _answered(task: dict) -> bool:
+    return bool(task.get("total_annotations") or task.get("cancelled_annotations") or task.get("annotations"))
+
+
+def _remove_duplicates(client: "Client", project_id: int, field: str) -> int:
+    """Delete the unanswered copies of tasks imported twice (the same ``field`` of their data: a clip, a verify
+    task key), as a push killed after sending its import and rerun before the server committed it leaves them:
+    one task per value is left, one with an answer where there is one (the oldest otherwise); a task with an answer
+    is never deleted.  Returns how many were deleted."""
+    copies: dict[str, list[dict]] = {}
+    for task in client.tasks(project_id):
+        value = (task.get("data") or {}).get(field)
+        if value:
+            copies.setdefault(str(value), []).append(task)
+    removed = 0
+    for tasks in copies.values():
+        if len(tasks) < 2:
+            continue
+        tasks.sort(key=lambda t: (not _answered(t), t["id"]))          # answered first, then the oldest
+        for task in tasks[1:]:
+            if not _answered(task):
+                client.call("DELETE", f"/api/tasks/{task['id']}")
+                removed += 1
+    return removed
 
 
 def _rect(box) -> dict:
@@ -461,6 +488,10 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         ws.save()
     _attach_storage(client, project_id, folder)
     result = PushResult(stage, project_id)
+    result.duplicates = _remove_duplicates(client, project_id, "clip_id" if stage == "describe" else "task_key")
+    if result.duplicates:
+        log(f"{stage}: {result.duplicates} duplicate task(s) removed (unanswered copies of tasks imported twice, as "
+            f"an interrupted push can leave them)")
     if stage == "describe":
         present = set() if resend else {(t.get("data") or {}).get("clip_id") for t in client.tasks(project_id)}
         _write_keyframes(ws, clips, folder)

@@ -133,3 +133,45 @@ def test_sigkill_during_pull_then_a_rerun_writes_the_same_table(server, sample_w
     for point in POINTS:
         ws = _killed_then_rerun(base, f"killed-{point}", args, duration, point)
         assert (ws / "tables" / "annotations.parquet").read_bytes() == expected, f"pull: kill at {point}"
+
+
+@pytest.mark.parametrize("stage", ["describe", "verify"])
+def test_a_task_imported_twice_is_removed_by_the_next_push_and_answered_ones_are_kept(server,
+                                                                                     sample_workspace_template,
+                                                                                     monkeypatch, stage):
+    """A push killed after sending its import, rerun before the server committed it, imports the tasks again: the
+    next push removes the unanswered copies (the same clip, or the same task key), keeping one task per clip or key
+    (one with an answer where there is one: answers are never deleted), and says so."""
+    from refava.annotate.labelstudio import Client
+
+    url, root = server
+    _env(monkeypatch, root)
+    ws = root / f"twice-{stage}"
+    shutil.copytree(sample_workspace_template, ws)
+    if stage == "verify":
+        from refava.workspace import Workspace
+
+        exports = Path(Workspace.load(ws).config["ava"]["annotations"][0]).parent
+        _refava("annotate", "import", exports / "labelstudio_describe_export.json", cwd=ws)
+        _refava("annotate", "check", cwd=ws)
+    _refava("annotate", "push", "--stage", stage, "--url", url, cwd=ws)
+    expected = _tasks(url, ws, stage)
+    api = Client(url, TOKEN)
+    project = _project(ws, stage)
+    tasks = sorted(api.tasks(project), key=lambda t: t["id"])
+    again = [{"data": t["data"], **({"predictions": [{"model_version": p.get("model_version", ""),
+                                                       "result": p["result"]} for p in t.get("predictions") or []]}
+                                     if stage == "describe" else {})} for t in tasks[:3]]
+    api.import_tasks(project, again)                                   # the second import of three tasks
+    copies = sorted(api.tasks(project), key=lambda t: t["id"])[-3:]
+    answered = copies[0]                                               # someone answered a copy meanwhile
+    api.call("POST", f"/api/tasks/{answered['id']}/annotations/", json={
+        "result": [], "lead_time": 1, "completed_by": 1, "was_cancelled": True})
+    proc = _refava("annotate", "push", "--stage", stage, "--url", url, cwd=ws)
+    # the two unanswered copies, and the original whose copy holds an answer: one task per clip or key is left
+    assert "3 duplicate task(s) removed" in proc.stdout, proc.stdout
+    left = {t["id"] for t in api.tasks(project)}
+    assert answered["id"] in left and not ({c["id"] for c in copies[1:]} & left) and tasks[0]["id"] not in left
+    assert _tasks(url, ws, stage) == expected
+    again = _refava("annotate", "push", "--stage", stage, "--url", url, cwd=ws)
+    assert "duplicate" not in again.stdout and _tasks(url, ws, stage) == expected

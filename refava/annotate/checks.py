@@ -243,8 +243,22 @@ def counted_verdicts(annotation_rows: list[dict], primary: dict[str, dict], rule
     return verdicts, uncounted
 
 
+@dataclass
+class Assessment:
+    """What the checks found: one status row per instance, and on the way the describe answer that counts per
+    instance and the verifications that count (for the verify plan, which needs all three)."""
+    rows: list[dict]
+    primary: dict[str, dict]
+    verdicts: dict[str, list[bool]]
+
+
 def check_instances(instances, annotation_rows: list[dict], rules: Rules | None = None) -> list[dict]:
     """One status row per instance (see schemas/annotation_status.schema.json)."""
+    return assess(instances, annotation_rows, rules).rows
+
+
+def assess(instances, annotation_rows: list[dict], rules: Rules | None = None) -> Assessment:
+    """:func:`check_instances`, with the primary answers and the counted verdicts it computed."""
     rules = rules or Rules()
     describe = latest([r for r in annotation_rows if r["stage"] == "describe"])
     by_instance: dict[str, list[dict]] = defaultdict(list)
@@ -291,7 +305,7 @@ def check_instances(instances, annotation_rows: list[dict], rules: Rules | None 
         out.append({"instance_id": iid, "clip_id": inst.clip_id, "video_id": inst.video_id, "status": status,
                     "reasons": reasons, "expression": text, "annotators": sorted({r["annotator"] for r in rows}),
                     "verified": verified})
-    return out
+    return Assessment(out, primary, verdicts)
 
 
 def _text_reasons(text: str | None, clip_texts: dict[str, str], iid: str) -> list[str]:

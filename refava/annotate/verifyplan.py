@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import blind
-from .checks import Rules, check_instances, counted_verdicts, finders, primary_describe, verify_answers
+from .checks import Rules, assess, finders, verify_answers
 
 
 @dataclass
@@ -73,9 +73,9 @@ def plan_verify(instances: list, rows: list[dict], server_tasks: list[dict], pul
     clips: dict[str, list[int]] = {}
     for inst in instances:
         clips.setdefault(inst.clip_id, []).append(inst.person_id)
-    primary = primary_describe(rows)
-    status = {r["instance_id"]: r for r in check_instances(instances, rows, rules)} if rows else {}
-    verdicts, _ = counted_verdicts(rows, primary, rules)
+    found = assess(instances, rows, rules) if rows else None        # one pass: statuses, primaries, verdicts
+    status = {r["instance_id"]: r for r in found.rows} if found else {}
+    primary, verdicts = (found.primary, found.verdicts) if found else ({}, {})
     on_server = {(t.get("data") or {}).get("task_key"): t for t in ([] if resend else server_tasks)}
     open_keys = set()                     # tasks on the server still waiting for an answer, or for a pull
     for task_key, task in on_server.items():

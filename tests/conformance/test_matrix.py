@@ -462,6 +462,26 @@ def _ingest_hostile_csv(env: Env, ws: Path) -> None:
     assert _out(ws, "tables").keys() == before.keys()
 
 
+def _init_keeps_user_files(env: Env) -> None:
+    """init in a folder holding the user's files and folders: they stay as they were, refava.toml is added; a
+    second init there is refused and changes nothing."""
+    target = env.tmp / "project"
+    (target / "notes").mkdir(parents=True)
+    (target / "notes" / "plan.md").write_text("my plan\n")
+    (target / "README.md").write_text("mine\n")
+    (target / ".hidden.tmp").write_text("also mine\n")         # named like a temporary: still the user's
+    before = snapshot(target)
+    movies = env.sample / "movies"
+    annotations = env.sample / "annotations" / "ava_sample_v2.2.csv"
+    ok(refava("init", target, "--movies-dir", movies, "--annotations", annotations))
+    after = snapshot(target)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert "refava.toml" in after
+    again = refava("init", target, "--movies-dir", movies, "--annotations", annotations)
+    ok(again, code=1)
+    assert snapshot(target) == after
+
+
 def _init_args(ws: Path, path: Path) -> list:
     return ["init", ws.parent / f"new-{path.name}", "--movies-dir", path, "--annotations", path]
 
@@ -695,7 +715,7 @@ ROWS: dict[str, dict[str, object]] = {
     "init": {
         "foreign_out": NA("a workspace may be made in any folder: init writes refava.toml alone and refuses one "
                           "that is there (tests/test_faults.py)"),
-        "user_files": Elsewhere("tests/test_faults.py::test_init_refuses_annotation_paths_that_do_not_exist_and_says_where_paths_point"),
+        "user_files": _init_keeps_user_files,
         "read_only": NA("writes one file into a folder it may create; the read-only case is the OS error "
                         "message every command shares (cli.os_error_message)"),
         "full_disk": NA("one small atomic file: written whole or not at all (fsutil.atomic_path)"),

@@ -157,17 +157,29 @@ def main(argv=None) -> int:
             print(f"  {kind:11s} refava {a:7.0f} frames/s   ffmpeg subprocess {b:7.0f} frames/s   ratio {a / b:5.1f}x"
                   f"   (one setting: {single[kind]:.1f}x)")
     print("degradation per severity 1..5 (codec: PSNR dB against the clean clip on 32 frames, mean of 3 clips' "
-          "generators, falls; temporal: disorder, rises):")
+          "generators, falls, and as stored: JPEG against the stored clean clip; temporal: disorder, rises):")
     long = scene(32)                   # 8 frames carry too few bytes for 1 error in 30000 to land at all
+    from refava.corrupt import resolve
+    from refava.corrupt.stage import _decode, encode_stored, storage_for
+
+    def stored(frames, kind, s):           # as refava corrupt stores them: JPEG at the clean frames' quality (90)
+        storage = storage_for(resolve(kind, s), 90)
+        return np.stack([_decode(encode_stored(f, storage)) for f in frames])
+
+    clean_stored = stored(long, "h264_crf", 1)
     for kind in CODEC:
-        values = [statistics.mean(psnr(long, corrupt_clip(long, kind, s, clip_rng(k, "bench", "bits")))
-                                  for k in range(3)) for s in range(1, 6)]
-        falls = all(a >= b for a, b in zip(values, values[1:])) and values[0] > values[-1]
-        print(f"  {kind:11s} " + " ".join(f"{v:6.2f}" for v in values) + ("" if falls else "   NOT MONOTONE"))
+        outs = {s: [corrupt_clip(long, kind, s, clip_rng(k, "bench", "bits")) for k in range(3)] for s in range(1, 6)}
+        for label, values in (
+                ("", [statistics.mean(psnr(long, o) for o in outs[s]) for s in range(1, 6)]),
+                (" stored", [statistics.mean(psnr(clean_stored, stored(o, kind, s)) for o in outs[s])
+                             for s in range(1, 6)])):
+            falls = all(a >= b for a, b in zip(values, values[1:])) and values[0] > values[-1]
+            print(f"  {(kind + label):18s} " + " ".join(f"{v:6.2f}" for v in values)
+                  + ("" if falls else "   NOT MONOTONE"))
     for kind in TEMPORAL:
         values = [np.mean([disorder(order(kind, s, n, np.random.default_rng(k))) for k in range(20)])
                   for s in range(1, 6)]
-        print(f"  {kind:11s} " + " ".join(f"{v:6.2f}" for v in values))
+        print(f"  {kind:18s} " + " ".join(f"{v:6.2f}" for v in values))
     print(f"slowest ratio: {min(ratios.values()):.1f}x ({min(ratios, key=ratios.get)}; codec types on five "
           f"severities, temporal on one); target >= 3x")
     return 0

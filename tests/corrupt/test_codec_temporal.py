@@ -57,6 +57,24 @@ def test_codec_degradation_rises_with_severity():
         assert all(a >= b for a, b in zip(errors, errors[1:])) and errors[0] > errors[-1], (seed, errors)
 
 
+def test_stored_frames_keep_the_codec_degradation():
+    """As the stage stores them (JPEG at the clean frames' quality): PSNR against the stored clean clip still falls
+    with severity (the codec's loss is not drowned by the storage's)."""
+    from refava.corrupt.stage import _decode, encode_stored, storage_for
+
+    clip = scene(32, 96, 128, texture=6.0)
+
+    def stored(frames, kind, s):
+        st = storage_for(resolve(kind, s), 90)
+        return np.stack([_decode(encode_stored(f, st)) for f in frames])
+
+    clean = stored(clip, "h264_crf", 1)
+    for kind in ("h264_crf", "h264_abr"):
+        values = [psnr(clean, stored(corrupt_clip(clip, kind, s, np.random.default_rng(0)), kind, s))
+                  for s in range(1, 6)]
+        assert all(a >= b for a, b in zip(values, values[1:])) and values[0] > values[-1] + 3, (kind, values)
+
+
 def test_a_stream_full_of_bit_errors_still_decodes_to_every_frame():
     clip = scene(16, 48, 64, texture=20.0)
     from refava.corrupt import codec

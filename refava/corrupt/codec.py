@@ -25,6 +25,7 @@ deterministic, tested).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import threading
@@ -72,8 +73,8 @@ class Encodes:
     """H.264 encodes of clips, reused between settings: the last ``keep`` in memory and, with ``root``, every one on
     disk (``root/ab/<key>.h264``: the packets, length-prefixed, then the sha256 of all before; a damaged or torn
     entry is encoded again and rewritten).  The key covers everything that changes the bytes: the frames (bytes and
-    size), the encoder's options, PyAV's and libavcodec's versions and this file format.  Safe across threads and,
-    through atomic renames, across processes sharing ``root``."""
+    size), the encoder's options, PyAV's, libavcodec's and x264's versions and this file format.  Safe across
+    threads and, through atomic renames, across processes sharing ``root``."""
 
     FORMAT = b"refava-h264 1\n"
 
@@ -90,7 +91,7 @@ class Encodes:
 
         digest = hashlib.sha256(Encodes.FORMAT)
         settings = sorted({**_OPTIONS, **options}.items())
-        digest.update(repr((av.__version__, av.library_versions.get("libavcodec"), settings)).encode())
+        digest.update(repr((av.__version__, av.library_versions.get("libavcodec"), _x264_build(), settings)).encode())
         for frame in frames:
             digest.update(repr(frame.shape).encode())
             digest.update(np.ascontiguousarray(frame).data)
@@ -158,6 +159,15 @@ class Encodes:
             raise StageError(f"cannot keep a clip's reference encode at {path} ({exc.strerror or exc}): {self.root} "
                              f"must be a folder this user can write (it holds only encodes refava can make again: "
                              f"remove it, or fix its permissions) and rerun; finished movies are kept") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _x264_build() -> str:
+    """The linked x264's own version ("x264 - core 165 r..."), from the text it writes into every stream: a PyAV
+    built against another x264 than its wheel's gives other bytes under the same PyAV version."""
+    data = b"".join(_encode([np.zeros((16, 16, 3), dtype=np.uint8)], {"crf": "23"}))
+    start = data.find(b"x264 - core")
+    return data[start:data.find(b" - H.264", start)].decode("ascii", "replace") if start >= 0 else "unknown"
 
 
 _MEMORY = Encodes()          # the library's default: the last few encodes of this process (a clip's severities)

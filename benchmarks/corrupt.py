@@ -7,7 +7,8 @@ On 8-frame 340x256 clips (random content plus a smooth gradient, so fog and rain
 * brightness, contrast, saturate: against ``imagecorruptions.corrupt`` per frame (brightness and saturate are the
   tables the RAVAR authors use; contrast runs imagecorruptions' own table, the formula is the same);
 * motion_blur (the authors' temporal one, not imagecorruptions' spatial one): against the authors' loop
-  (``np.sum(clip[i - c:i + c], axis=0, dtype=float) / (2c)`` per frame), transcribed below;
+  (``np.sum(clip[i - c:i + c], axis=0, dtype=float) / (2c)`` per frame), transcribed below, on 32-frame clips
+  (on 8 frames their loop makes no frame from severity 4 on), each side's rate counting the frames it makes;
 * rain: against the reference per-drop loop (Yi et al.'s streaks: a Python loop drawing one ``cv2.line`` per drop,
   then float64 frame arithmetic), re-implemented below from its description in the reference notes, since the
   reference ships no package.
@@ -31,14 +32,15 @@ import numpy as np
 from refava.corrupt import clip_rng, corrupt_clip
 
 FRAMES, HEIGHT, WIDTH = 8, 256, 340
+LONG = 32                   # motion blur's clips (the authors' loop makes 32 - 2c frames of each)
 
 
-def make_clips(n: int, seed: int = 0) -> list[np.ndarray]:
+def make_clips(n: int, seed: int = 0, frames: int = FRAMES) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, 200, WIDTH)[None, :, None] + np.linspace(0, 40, HEIGHT)[:, None, None]
     clips = []
     for _ in range(n):
-        noise = rng.normal(0, 25, (FRAMES, HEIGHT, WIDTH, 3))
+        noise = rng.normal(0, 25, (frames, HEIGHT, WIDTH, 3))
         clips.append(np.clip(ramp[None] + noise, 0, 255).astype(np.uint8))
     return clips
 
@@ -72,10 +74,11 @@ def authors_motion_blur(clip: np.ndarray, severity: int) -> list[np.ndarray]:
             for i in range(c, clip.shape[0] - c)]
 
 
-def fps_pair(ours, peer, clips, repeats: int) -> tuple[float, float, float]:
+def fps_pair(ours, peer, clips, repeats: int, made=(FRAMES, FRAMES)) -> tuple[float, float, float]:
     """Median frame rates of ``ours`` and ``peer`` and the median of their per-repeat ratios.  The two alternate
     within each repeat, and ``ours`` loops over the clips as many times as it takes to fill about as long a window as
-    one pass of ``peer`` (a tenth of it would otherwise be timed), so a disturbance of the machine lands on both."""
+    one pass of ``peer`` (a tenth of it would otherwise be timed), so a disturbance of the machine lands on both.
+    ``made``: the frames each makes of a clip (the authors' motion blur drops 2c)."""
     start = time.perf_counter()
     ours(clips[0])
     t_ours = time.perf_counter() - start
@@ -86,12 +89,12 @@ def fps_pair(ours, peer, clips, repeats: int) -> tuple[float, float, float]:
     rates = []
     for _ in range(repeats):
         pair = []
-        for fn, n in ((ours, loops), (peer, 1)):
+        for fn, n, frames in ((ours, loops, made[0]), (peer, 1, made[1])):
             start = time.perf_counter()
             for _ in range(n):
                 for clip in clips:
                     fn(clip)
-            pair.append(n * len(clips) * FRAMES / (time.perf_counter() - start))
+            pair.append(n * len(clips) * frames / (time.perf_counter() - start))
         rates.append(pair)
     return (statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates),
             statistics.median(r[0] / r[1] for r in rates))
@@ -122,6 +125,7 @@ def main(argv=None) -> int:
     from imagecorruptions import corrupt as ic_corrupt
 
     clips = make_clips(args.clips)
+    long_clips = make_clips(max(2, args.clips // 4), frames=LONG)
     severities = [int(s) for s in args.severities.split(",")]
     rng = clip_rng(1, "benchmark___0902", "bench")          # the generator the stage uses
     rs = np.random.RandomState(1)
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
     print(f"rain streaks computed by: {rain.BACKEND}; Gaussian noise by: {noise.BACKEND}"
           + ("" if rain.BACKEND == "jit" else " (install numba, refava[fast], for the compiled kernels)"))
     print(f"{'corruption':<16}{'sev':>4}{'refava':>10}{'peer':>9}{'ratio':>8}   peer")
-    worst = float("inf")
+    worst = blur = float("inf")
     for kind in ("gaussian_noise", "shot_noise", "fog", "rain", "brightness", "contrast", "saturate", "motion_blur"):
         for sev in severities:
             if kind == "rain":
@@ -141,14 +145,20 @@ def main(argv=None) -> int:
             else:
                 peer_fn = lambda c: [ic_corrupt(f, corruption_name=kind, severity=sev) for f in c]  # noqa: E731
                 peer_name = "imagecorruptions"
-            ours, peer, ratio = fps_pair(lambda c: corrupt_clip(c, kind, sev, rng), peer_fn, clips, args.repeats)
-            if kind != "motion_blur":         # over time, not 2-D: the authors' loop (which drops 2c frames) is
-                worst = min(worst, ratio)     # shown for reference, outside the 10x target
+            if kind == "motion_blur":         # over time: 32-frame clips, so that the authors' loop, which drops
+                c = (1, 2, 3, 4, 6)[sev - 1]  # c frames at each end, has frames to make; each counted by its own
+                ours, peer, ratio = fps_pair(lambda c_: corrupt_clip(c_, kind, sev, rng), peer_fn, long_clips,
+                                             args.repeats, made=(LONG, LONG - 2 * c))
+                blur = min(blur, ratio)       # over time, not 2-D: outside the 10x target, printed apart
+            else:
+                ours, peer, ratio = fps_pair(lambda c: corrupt_clip(c, kind, sev, rng), peer_fn, clips, args.repeats)
+                worst = min(worst, ratio)
             print(f"{kind:<16}{sev:>4}{ours:>10.0f}{peer:>9.0f}{ratio:>7.1f}x   {peer_name}")
     for kind in ("gaussian_noise", "shot_noise", "rain"):
         ours, _, _ = fps_pair(lambda c: corrupt_clip(c, kind, None, rng, preset="paper"), lambda c: None, clips, 3)
         print(f"{kind:<16}{'paper':>5}{ours:>9.0f}   (the preset; no peer)")
-    print(f"smallest ratio: {worst:.1f}x (target >= 10x)")
+    print(f"smallest ratio: {worst:.1f}x (2-D types against imagecorruptions and the reference rain; target >= 10x)")
+    print(f"motion blur against the authors' loop: smallest {blur:.1f}x (no target: a NumPy loop like refava's)")
     return 0 if worst >= 10 else 1
 
 

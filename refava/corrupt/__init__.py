@@ -243,9 +243,7 @@ def corrupt_frames(frames: Sequence[np.ndarray], spec: CorruptionSpec, rng: np.r
     if spec.type == "motion_blur":
         from .photometric import motion_blur
 
-        for target, image in zip(out, motion_blur(frames, p["frames_each_side"])):
-            target[...] = image
-        return list(out)
+        return motion_blur(frames, p["frames_each_side"], out)
 
     def one(i: int) -> np.ndarray:
         frame = np.ascontiguousarray(frames[i])

@@ -88,3 +88,19 @@ def test_the_new_types_have_no_authors_preset_and_resolve_by_name():
     assert resolve("motion", 3).name == "motion_blur_s3" and resolve("contrast", 5).params["c"] == 0.1
     with pytest.raises(CorruptionError, match="no setting for it"):
         resolve("brightness", preset="ravar")
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 6])
+def test_motion_blur_equals_the_clamped_window_mean_at_every_frame_ties_included(c):
+    """The sliding sum gives, at every frame (the ends too), the float64 mean of frames k - c .. k + c - 1 clamped
+    to the clip, rounded half to even: clips of 1 to 20 frames, random values and values whose means tie."""
+    from refava.corrupt.photometric import motion_blur
+
+    rng = np.random.default_rng(c)
+    for n in (1, 2, 3, 8, 9, 20):
+        for frames in ([rng.integers(0, 256, (9, 11, 3), dtype=np.uint8) for _ in range(n)],
+                       [np.full((3, 4, 3), v, np.uint8) for v in rng.choice([0, 1, 127, 128, 254, 255], n)]):
+            stack = np.stack(frames).astype(np.float64)
+            want = [np.rint(stack[np.clip(np.arange(k - c, k + c), 0, n - 1)].sum(axis=0) / (2 * c)).astype(np.uint8)
+                    for k in range(n)]
+            assert all(np.array_equal(a, b) for a, b in zip(motion_blur(frames, c), want)), (c, n)

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         print(f"one setting (severity {args.severity}), nothing reused (codec types two clips at a time, as the "
               f"stage runs them; temporal ones clip after clip):")
         # warm up both threads' first encode (x264's first one in a process costs about 3 times a later one)
-        list(pool.map(lambda k: corrupt_clip(clips[k], "h264_crf", 1, clip_rng(k, "warm", "up"),
+        list(pool.map(lambda k: corrupt_clip(clips[k % len(clips)], "h264_crf", 1, clip_rng(k, "warm", "up"),
                                              encodes=Encodes(keep=0)), range(2)))
         single = {}
         for kind in CODEC + TEMPORAL:
@@ -137,42 +137,33 @@ def main(argv=None) -> int:
             print(f"  {kind:11s} refava {a:7.0f} frames/s   ffmpeg subprocess {b:7.0f} frames/s   ratio {a / b:5.1f}x")
         print("five severities per clip (refava keeps each clip's CRF-23 encode, in a fresh folder, two clips at a "
               "time; each ffmpeg setting starts from the raw frames, clip after clip):")
-        for kind in CODEC:
-            kept = Encodes(Path(tmp) / f"h264-{kind}", keep=0)          # on disk only, as the stage keeps them
+        def build(settings: list[tuple[str, int]], folder: str) -> tuple[float, float]:
+            """Frames/s of refava (two clips at a time, a fresh folder of kept encodes) and of ffmpeg (each setting
+            from the raw frames, clip after clip) making ``settings`` of every clip."""
+            kept = Encodes(Path(tmp) / folder, keep=0)                  # on disk only, as the stage keeps them
 
-            def settings(k, kind=kind, kept=kept):
-                for s in range(1, 6):
+            def every(k):
+                for kind, s in settings:
                     corrupt_clip(clips[k], kind, s, clip_rng(k, "bench", f"{kind}_s{s}"), encodes=kept)
 
             started = time.perf_counter()
-            list(pool.map(settings, range(len(clips))))
+            list(pool.map(every, range(len(clips))))
             ours = time.perf_counter() - started
             started = time.perf_counter()
             for clip in clips:
-                for s in range(1, 6):
+                for kind, s in settings:
                     ffmpeg_clip(exe, clip, kind, s, [], Path(tmp))
             theirs = time.perf_counter() - started
-            a, b = 5 * n * len(clips) / ours, 5 * n * len(clips) / theirs
+            made = len(settings) * n * len(clips)
+            return made / ours, made / theirs
+
+        for kind in CODEC:
+            a, b = build([(kind, s) for s in range(1, 6)], f"h264-{kind}")
             ratios[kind] = a / b
             print(f"  {kind:11s} refava {a:7.0f} frames/s   ffmpeg subprocess {b:7.0f} frames/s   ratio {a / b:5.1f}x"
                   f"   (one setting: {single[kind]:.1f}x)")
         # the whole family, as Mini Kinetics-C builds it: every codec type at every severity, for each clip
-        kept = Encodes(Path(tmp) / "h264-family", keep=0)
-        family = [(kind, s) for kind in CODEC for s in range(1, 6)]
-
-        def every(k):
-            for kind, s in family:
-                corrupt_clip(clips[k], kind, s, clip_rng(k, "bench", f"{kind}_s{s}"), encodes=kept)
-
-        started = time.perf_counter()
-        list(pool.map(every, range(len(clips))))
-        ours = time.perf_counter() - started
-        started = time.perf_counter()
-        for clip in clips:
-            for kind, s in family:
-                ffmpeg_clip(exe, clip, kind, s, [], Path(tmp))
-        theirs = time.perf_counter() - started
-        a, b = len(family) * n * len(clips) / ours, len(family) * n * len(clips) / theirs
+        a, b = build([(kind, s) for kind in CODEC for s in range(1, 6)], "h264-family")
         print(f"  {'all 15':11s} refava {a:7.0f} frames/s   ffmpeg subprocess {b:7.0f} frames/s   ratio {a / b:5.1f}x"
               f"   (the three types at five severities each)")
     print("degradation per severity 1..5 (codec: PSNR dB against the clean clip on 32 frames, mean of 3 clips' "

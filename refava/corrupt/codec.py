@@ -145,9 +145,8 @@ class Encodes:
         return packets if at == len(body) else None
 
     def _write(self, path: Path, packets: list[bytes]) -> None:
-        from ..fsutil import atomic_path
-
         from ..errors import DiskFullError, StageError
+        from ..fsutil import atomic_path
 
         body = b"".join([self.FORMAT, struct.pack(f"<I{len(packets)}I", len(packets), *map(len, packets)), *packets])
         try:

@@ -137,7 +137,7 @@ def motion_blur(frames: Sequence[np.ndarray], c: int, out: Sequence[np.ndarray] 
     for j in range(-c, c):
         window += at(j)
     for k, i in enumerate(sequence):
-        out[i] = np.take(mean, window, out=out[i]) if out[i] is not None else np.take(mean, window)
+        out[i] = np.take(mean, window, out=out[i])                  # into the caller's frame, if given
         window += at(k + c)
         window -= at(k - c)
     for i, size in enumerate(sizes):
@@ -146,10 +146,10 @@ def motion_blur(frames: Sequence[np.ndarray], c: int, out: Sequence[np.ndarray] 
         k = sum(1 for j in sequence if j < i)          # where the off-size frame sits in the sequence
         neighbours = []
         for j in range(k - c, k + c):
-            if j == k or not n:
+            if j == k:
                 neighbours.append(frames[i].astype(np.float64))
             else:
-                src = frames[sequence[min(max(j if j < k else j - 1, 0), n - 1)]]
+                src = at(j if j < k else j - 1)
                 neighbours.append(cv2.resize(src, (size[1], size[0]), interpolation=cv2.INTER_AREA).astype(np.float64))
         blurred = np.rint(np.sum(neighbours, axis=0) / (2 * c)).astype(np.uint8)
         if out[i] is None:

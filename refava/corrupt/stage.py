@@ -269,8 +269,9 @@ def corrupt_workspace(ws, specs: Sequence[CorruptionSpec], splits: Sequence[str]
     summary.settings = list(per_setting.values())
     summary.skipped = dict(skipped)
     if any(spec.type in CODEC for spec in specs) and (ws.root / ENCODES_DIR).is_dir():
-        kept = [p for p in (ws.root / ENCODES_DIR).rglob("*.h264")]
-        summary.encodes = f"{ws.root / ENCODES_DIR} ({len(kept)} files, {sum(p.stat().st_size for p in kept) / 1e6:.1f} MB)"
+        kept = list((ws.root / ENCODES_DIR).rglob("*.h264"))
+        size = sum(p.stat().st_size for p in kept) / 1e6
+        summary.encodes = f"{ws.root / ENCODES_DIR} ({len(kept)} files, {size:.1f} MB)"
     if shard is not None:
         from ..engine import write_shard_report
 

@@ -249,11 +249,11 @@ def served_path(client: "Client", ws, folder: Path) -> Path:
         f"document root. No task was added")
 
 
-def _repair(client: "Client", project_id: int, folder: Path, relative: Path) -> int:
-    """Point the images of the project's tasks that do not load (pushed with a wrong document root) at the path
-    that does; their answers are kept.  Returns how many were repaired."""
+def _repair(client: "Client", tasks: list[dict], folder: Path, relative: Path) -> int:
+    """Point the images of the project's ``tasks`` that do not load (pushed with a wrong document root) at the
+    path that does; their answers are kept.  Returns how many were repaired."""
     repaired = 0
-    for task in client.tasks(project_id):
+    for task in tasks:
         data = task.get("data") or {}
         name = Path(str(data.get("image", "")).split("d=", 1)[-1]).name
         right = _image_url(relative, name)
@@ -263,30 +263,30 @@ def _repair(client: "Client", project_id: int, folder: Path, relative: Path) -> 
     return repaired
 
 
-def _answered(task: dict) -> bool:
+def _annotated(task: dict) -> bool:
+    """Whether anyone annotated the task, a skip included (the verify plan's "answered" leaves skips out: a skip is
+    no answer for a slot, but it is someone's record, never deleted)."""
     return bool(task.get("total_annotations") or task.get("cancelled_annotations") or task.get("annotations"))
 
 
-def _remove_duplicates(client: "Client", project_id: int, field: str) -> int:
-    """Delete the unanswered copies of tasks imported twice (the same ``field`` of their data: a clip, a verify
-    task key), as a push killed after sending its import and rerun before the server committed it leaves them:
-    one task per value is left, one with an answer where there is one (the oldest otherwise); a task with an answer
-    is never deleted.  Returns how many were deleted."""
+def _remove_duplicates(client: "Client", tasks: list[dict], field: str) -> tuple[list[dict], int]:
+    """Delete the unannotated copies among the project's ``tasks`` of tasks imported twice (the same ``field`` of
+    their data: a clip, a verify task key), as a push killed after sending its import and rerun before the server
+    committed it leaves them: one task per value is left, an annotated one where there is one (the oldest
+    otherwise); an annotated task is never deleted.  Returns the tasks left and how many were deleted."""
     copies: dict[str, list[dict]] = {}
-    for task in client.tasks(project_id):
+    for task in tasks:
         value = (task.get("data") or {}).get(field)
         if value:
             copies.setdefault(str(value), []).append(task)
-    removed = 0
-    for tasks in copies.values():
-        if len(tasks) < 2:
-            continue
-        tasks.sort(key=lambda t: (not _answered(t), t["id"]))          # answered first, then the oldest
-        for task in tasks[1:]:
-            if not _answered(task):
+    deleted: set[int] = set()
+    for same in copies.values():
+        same.sort(key=lambda t: (not _annotated(t), t["id"]))           # annotated first, then the oldest
+        for task in same[1:]:
+            if not _annotated(task):
                 client.call("DELETE", f"/api/tasks/{task['id']}")
-                removed += 1
-    return removed
+                deleted.add(task["id"])
+    return [t for t in tasks if t["id"] not in deleted], len(deleted)
 
 
 def _rect(box) -> dict:
@@ -488,42 +488,44 @@ def push(ws, stage: str, client: Client, *, log: Callable[[str], None] = print, 
         ws.save()
     _attach_storage(client, project_id, folder)
     result = PushResult(stage, project_id)
-    result.duplicates = _remove_duplicates(client, project_id, "clip_id" if stage == "describe" else "task_key")
+    # the project's tasks, listed once for the clean-up, what is there already and the repair
+    on_server, result.duplicates = _remove_duplicates(client, client.tasks(project_id),
+                                                      "clip_id" if stage == "describe" else "task_key")
     if result.duplicates:
         log(f"{stage}: {result.duplicates} duplicate task(s) removed (unanswered copies of tasks imported twice, as "
             f"an interrupted push can leave them)")
     if stage == "describe":
-        present = set() if resend else {(t.get("data") or {}).get("clip_id") for t in client.tasks(project_id)}
+        present = set() if resend else {(t.get("data") or {}).get("clip_id") for t in on_server}
         _write_keyframes(ws, clips, folder)
         relative = served_path(client, ws, folder)
-        result.repaired = _repair(client, project_id, folder, relative)
+        result.repaired = _repair(client, on_server, folder, relative)
         tasks = _describe_tasks(clips, None if resend else _describe_work(ws, instances), present, folder, relative,
                                 result)
         result.added = client.import_tasks(project_id, tasks)
         log(f"{stage}: project {project_id}, {result.added} tasks added, {result.existing} already there"
             + (f", {result.repaired} repaired (their images did not load)" if result.repaired else ""))
         return result
-    tasks = _verify_tasks(ws, client, project_id, instances, folder, result, resend, log)
+    tasks = _verify_tasks(ws, [] if resend else on_server, project_id, instances, folder, result, resend, log)
     mapping = load_verify_map(ws)
     mapping.update({k: e for k, e in tasks})
     write_json_atomic(ws.root / VERIFY_MAP, mapping)      # before the tasks exist: every answer can be mapped
     relative = served_path(client, ws, folder)
-    result.repaired = _repair(client, project_id, folder, relative)
+    result.repaired = _repair(client, on_server, folder, relative)
     result.added = client.import_tasks(project_id, [{"data": task_data(_image_url(relative, e["image"]), k, e)}
                                                     for k, e in tasks])
     return result
 
 
-def _verify_tasks(ws, client: Client, project_id: int, instances: list, folder: Path, result: PushResult,
+def _verify_tasks(ws, server: list[dict], project_id: int, instances: list, folder: Path, result: PushResult,
                   resend: bool, log: Callable[[str], None]) -> list[tuple[str, dict]]:
-    """Plan the verify tasks (:func:`refava.annotate.verifyplan.plan_verify`) and store their numbered keyframes."""
+    """Plan the verify tasks (:func:`refava.annotate.verifyplan.plan_verify`) against the project's tasks
+    ``server`` and store their numbered keyframes."""
     from . import blind
     from .checks import Rules
     from .io import read_annotations
     from .verifyplan import plan_verify
 
     rows = read_annotations(ws.table("annotations"))
-    server = [] if resend else client.tasks(project_id)
     pulled = {r["ls_task_id"] for r in rows if r["stage"] == "verify" and r["ls_project_id"] == project_id}
     plan = plan_verify(instances, rows, server, pulled, Rules.from_config(ws.config), blind.secret(ws.root),
                        mapping=load_verify_map(ws), share=float(ws.config["annotation"]["honeypot_share"]),
